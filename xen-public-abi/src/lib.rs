@@ -84,7 +84,7 @@ macro_rules! abi_struct {
 }
 
 /// Declares a C union as an aligned byte buffer of the union's size, with typed
-/// access to its members through zerocopy (`get::<T>()`, `set(&T)`, `as_ref::<T>()`).
+/// access to its members through zerocopy (`get::<T>()`, `set(&T)`, `member::<T>()`).
 ///
 /// Every listed member is checked at compile time to fit the buffer in size and
 /// alignment; `ABI_FIELDS` lists the members (name, offset 0, size) so the C
@@ -107,7 +107,7 @@ macro_rules! abi_union {
             ::zerocopy::Immutable, ::zerocopy::KnownLayout,
         )]
         pub struct $name {
-            /// The raw bytes of the union (typed access: `get`, `set`, `as_ref`).
+            /// The raw bytes of the union (typed access: `get`, `set`, `member`).
             pub raw: [$unit; $n],
         }
 
@@ -126,11 +126,11 @@ macro_rules! abi_union {
 
             /// Read member `T` (a copy of the leading `size_of::<T>()` bytes).
             pub fn get<T: $crate::UnionMember<Self>>(&self) -> T {
-                *self.as_ref::<T>()
+                *self.member::<T>()
             }
 
             /// Borrow member `T` in place.
-            pub fn as_ref<T: $crate::UnionMember<Self>>(&self) -> &T {
+            pub fn member<T: $crate::UnionMember<Self>>(&self) -> &T {
                 use ::zerocopy::IntoBytes;
                 match T::ref_from_prefix(self.raw.as_bytes()) {
                     Ok((v, _)) => v,
@@ -141,11 +141,11 @@ macro_rules! abi_union {
             }
 
             /// Borrow member `T` mutably in place.
-            pub fn as_mut<T: $crate::UnionMember<Self>>(&mut self) -> &mut T {
+            pub fn member_mut<T: $crate::UnionMember<Self>>(&mut self) -> &mut T {
                 use ::zerocopy::IntoBytes;
                 match T::mut_from_prefix(self.raw.as_mut_bytes()) {
                     Ok((v, _)) => v,
-                    // As in `as_ref`: size and alignment are proven at compile time.
+                    // As in `member`: size and alignment are proven at compile time.
                     Err(_) => unreachable!(),
                 }
             }
@@ -153,7 +153,7 @@ macro_rules! abi_union {
             /// Zero the whole union, then write member `T` at its start.
             pub fn set<T: $crate::UnionMember<Self>>(&mut self, v: &T) {
                 self.raw = [0; $n];
-                *self.as_mut::<T>() = *v;
+                *self.member_mut::<T>() = *v;
             }
         }
 
