@@ -89,14 +89,15 @@ macro_rules! abi_struct {
 /// Every listed member is checked at compile time to fit the buffer in size and
 /// alignment; `ABI_FIELDS` lists the members (name, offset 0, size) so the C
 /// conformance test can check each member's size and name against the header.
-/// Members the project does not use yet are omitted (the buffer covers them).
+/// Members the project does not use yet are omitted (the buffer covers them). A
+/// member whose type repeats an earlier member's is written `name: Type as dup`.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! abi_union {
     (
         $(#[$meta:meta])*
         pub union $name:ident [size $size:literal, align $align:literal] as [$unit:ty; $n:literal] {
-            $( $(#[$fmeta:meta])* $member:ident : $ty:ty ),* $(,)?
+            $( $(#[$fmeta:meta])* $member:ident : $ty:ty $(as $dup:ident)? ),* $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -157,8 +158,20 @@ macro_rules! abi_union {
             }
         }
 
-        $( impl $crate::UnionMember<$name> for $ty {} )*
+        $( $crate::__union_member_impl!($name, $ty $(, $dup)?); )*
     };
+}
+
+/// Helper of [`abi_union!`]: implements `UnionMember` for a member type, except for
+/// a member marked `as dup` (a second member of a type already listed: C unions
+/// may repeat a type, Rust impls may not).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __union_member_impl {
+    ($name:ident, $ty:ty) => {
+        impl $crate::UnionMember<$name> for $ty {}
+    };
+    ($name:ident, $ty:ty, dup) => {};
 }
 
 /// Pins a family of single-bit flags at compile time: each flag equals `1 << bit`
@@ -192,7 +205,9 @@ pub trait UnionMember<U>:
 pub mod arch_x86;
 pub mod domctl;
 pub mod errno;
+pub mod event_channel;
 pub mod xen;
 
 pub use errno::{Errno, XenResult};
+pub use event_channel::EvtchnPort;
 pub use xen::DomId;
