@@ -1,4 +1,11 @@
 //! Arch-neutral core (like `xen/common/`): no `unsafe`, no vendor names, host-testable.
 #![forbid(unsafe_code)]
 
+pub mod console_io;
+pub mod domain;
+pub mod domctl;
 pub mod guest_access;
+pub mod hypercall;
+pub mod page_alloc;
+pub mod sched_op;
+pub mod xen_version;

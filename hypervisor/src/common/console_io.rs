@@ -1,0 +1,291 @@
+//! `__HYPERVISOR_console_io`: guests writing to (and dom0 reading from) the
+//! hypervisor's console.
+//!
+//! Mirrors Xen 4.17's `do_console_io()` and `guest_console_write()`
+//! (`xen/drivers/char/console.c`) and `__printk_ratelimit()`:
+//! - a privileged domain's bytes go to the console as they are;
+//! - any other domain's output is stripped of non-printable characters, buffered
+//!   per domain until a newline (`pbuf`, 200 bytes), printed as one line prefixed
+//!   `(dN) `, and rate-limited (burst of 10 lines, then one per 5 s, with a
+//!   "messages suppressed" note), as Xen does for guest log lines;
+//! - `CONSOLEIO_read` (privileged domains only) drains the 128-byte serial
+//!   input ring that the arch code fills.
+//!
+//! Permission follows the dummy XSM policy with `CONFIG_VERBOSE_DEBUG`'s rule that
+//! any domain may write: privileged domains may do everything, other domains
+//! only `CONSOLEIO_write` (`-EPERM` for the rest, before the command is looked at).
+
+// Xen's names (`XEN_DOMCTL_createdomain`, `__HYPERVISOR_domctl`, ...) in match patterns.
+#![allow(non_upper_case_globals)]
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::vec;
+
+use xen_public_abi::xen::{CONSOLEIO_read, CONSOLEIO_write};
+use xen_public_abi::{Errno, XenResult};
+
+use super::guest_access::GuestAccess;
+use super::hypercall::{Caller, Hypervisor};
+
+/// `DOMAIN_PBUF_SIZE`: a non-privileged domain's partial-line buffer.
+pub const DOMAIN_PBUF_SIZE: usize = 200;
+/// `SERIAL_RX_SIZE`: the console input ring.
+pub const SERIAL_RX_SIZE: usize = 128;
+/// Xen copies guest output in chunks of `sizeof(kbuf) - 1` bytes.
+const WRITE_CHUNK: usize = 127;
+/// `printk_ratelimit_ms` and `printk_ratelimit_burst`.
+pub const RATELIMIT_MS: u64 = 5000;
+pub const RATELIMIT_BURST: u64 = 10;
+
+/// Where console output goes (the serial port, in the arch code).
+pub trait ConsoleSink {
+    fn write(&mut self, bytes: &[u8]);
+}
+
+/// Monotonic time for the rate limiter.
+pub trait Clock {
+    fn now_ns(&self) -> u64;
+}
+
+/// A non-privileged domain's partial console line (`pbuf`/`pbuf_idx`).
+#[derive(Debug, Clone)]
+pub struct GuestConsoleBuffer {
+    buf: vec::Vec<u8>,
+}
+
+impl GuestConsoleBuffer {
+    pub fn new() -> Self {
+        GuestConsoleBuffer {
+            buf: vec::Vec::new(),
+        }
+    }
+    /// Bytes waiting for their newline.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Default for GuestConsoleBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Xen's `__printk_ratelimit()` state: a token bucket in milliseconds.
+struct RateLimit {
+    toks: u64,
+    last_ms: u64,
+    missed: u64,
+}
+
+/// The hypervisor console: output sink, input ring, rate limiter.
+pub struct Console {
+    sink: Box<dyn ConsoleSink + Send>,
+    clock: Box<dyn Clock + Send>,
+    rx: VecDeque<u8>,
+    limit: RateLimit,
+}
+
+impl Console {
+    pub fn new(sink: Box<dyn ConsoleSink + Send>, clock: Box<dyn Clock + Send>) -> Self {
+        Console {
+            sink,
+            clock,
+            rx: VecDeque::with_capacity(SERIAL_RX_SIZE),
+            limit: RateLimit {
+                toks: RATELIMIT_BURST * RATELIMIT_MS,
+                last_ms: 0,
+                missed: 0,
+            },
+        }
+    }
+
+    /// A byte arrived on the console input (`__serial_rx`): kept for
+    /// `CONSOLEIO_read`, dropped when the ring is full. Returns whether it was kept.
+    pub fn push_rx(&mut self, c: u8) -> bool {
+        if self.rx.len() >= SERIAL_RX_SIZE {
+            return false;
+        }
+        self.rx.push_back(c);
+        true
+    }
+
+    /// Write hypervisor-originated bytes as they are.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.sink.write(bytes);
+    }
+
+    /// `printk_ratelimit()`: may another guest line be printed now?
+    fn ratelimit(&mut self) -> bool {
+        let ms = self.clock.now_ns() / 1_000_000;
+        let l = &mut self.limit;
+        l.toks = l.toks.saturating_add(ms.saturating_sub(l.last_ms));
+        l.last_ms = ms;
+        l.toks = l.toks.min(RATELIMIT_BURST * RATELIMIT_MS);
+        if l.toks >= RATELIMIT_MS {
+            l.toks -= RATELIMIT_MS;
+            let lost = core::mem::take(&mut l.missed);
+            if lost != 0 {
+                let note = format!("(XEN) printk: {lost} messages suppressed.\n");
+                self.sink.write(note.as_bytes());
+            }
+            true
+        } else {
+            l.missed += 1;
+            false
+        }
+    }
+
+    /// Print one complete guest line, prefixed and rate-limited.
+    fn guest_line(&mut self, domid: u16, line: &[u8]) {
+        if self.ratelimit() {
+            self.sink.write(format!("(d{domid}) ").as_bytes());
+            self.sink.write(line);
+            self.sink.write(b"\n");
+        }
+    }
+}
+
+/// `isprint(c) || c == '\t'`, as Xen filters guest output.
+fn keep_char(c: u8) -> bool {
+    (0x20..0x7f).contains(&c) || c == b'\t'
+}
+
+/// `__HYPERVISOR_console_io(unsigned int cmd, unsigned int count, char *buffer)`.
+pub fn do_console_io(
+    hv: &mut Hypervisor,
+    caller: Caller,
+    cmd: u32,
+    count: u32,
+    buffer: u64,
+    guest: &mut dyn GuestAccess,
+) -> i64 {
+    let privileged = match hv.domains.get(caller.domid) {
+        Some(d) => d.is_privileged,
+        None => return Errno::ESRCH.as_ret(),
+    };
+    if !privileged && cmd != CONSOLEIO_write {
+        return Errno::EPERM.as_ret();
+    }
+    let r = match cmd {
+        CONSOLEIO_write => console_write(hv, caller, privileged, count, buffer, guest).map(|()| 0),
+        CONSOLEIO_read => console_read(hv, count, buffer, guest),
+        _ => Err(Errno::ENOSYS),
+    };
+    match r {
+        Ok(v) => v,
+        Err(e) => e.as_ret(),
+    }
+}
+
+/// `guest_console_write()`: chunk by chunk; a bad buffer is `-EFAULT` (chunks
+/// before it have been written, as in Xen).
+fn console_write(
+    hv: &mut Hypervisor,
+    caller: Caller,
+    privileged: bool,
+    count: u32,
+    buffer: u64,
+    guest: &mut dyn GuestAccess,
+) -> XenResult<()> {
+    let mut left = count as usize;
+    let mut addr = buffer;
+    let mut kbuf = [0u8; WRITE_CHUNK];
+    while left > 0 {
+        let n = left.min(WRITE_CHUNK);
+        guest.copy_from_guest(addr, &mut kbuf[..n])?;
+        let consumed = if privileged {
+            hv.console.sink.write(&kbuf[..n]);
+            n
+        } else {
+            guest_chunk(hv, caller.domid, &kbuf[..n])
+        };
+        addr = addr.wrapping_add(consumed as u64);
+        left -= consumed;
+    }
+    Ok(())
+}
+
+/// One chunk of a non-privileged domain's output: filter up to and including the
+/// first newline, then either buffer the text or print the completed line.
+/// Returns how many input bytes were consumed.
+fn guest_chunk(hv: &mut Hypervisor, domid: u16, chunk: &[u8]) -> usize {
+    let (text, consumed, newline) = match chunk.iter().position(|&c| c == b'\n') {
+        Some(i) => (&chunk[..i], i + 1, true),
+        None => (chunk, chunk.len(), false),
+    };
+    let Some(d) = hv.domains.get_mut(domid) else {
+        return consumed;
+    };
+    let pbuf = &mut d.console.buf;
+    let kept = text.iter().copied().filter(|&c| keep_char(c));
+    let kept_len = text.iter().filter(|&&c| keep_char(c)).count();
+    if !newline && pbuf.len() + kept_len < DOMAIN_PBUF_SIZE - 1 {
+        pbuf.extend(kept);
+        return consumed;
+    }
+    let mut line = core::mem::take(pbuf);
+    line.extend(kept);
+    hv.console.guest_line(domid, &line);
+    consumed
+}
+
+/// `CONSOLEIO_read`: up to `count` bytes from the input ring; returns how many.
+fn console_read(
+    hv: &mut Hypervisor,
+    count: u32,
+    buffer: u64,
+    guest: &mut dyn GuestAccess,
+) -> XenResult<i64> {
+    if count > i32::MAX as u32 {
+        return Err(Errno::E2BIG);
+    }
+    let n = hv.console.rx.len().min(count as usize);
+    if n == 0 {
+        return Ok(0);
+    }
+    let bytes: vec::Vec<u8> = hv.console.rx.iter().take(n).copied().collect();
+    guest.copy_to_guest(buffer, &bytes)?;
+    hv.console.rx.drain(..n);
+    Ok(n as i64)
+}
+
+/// Test doubles: a sink that records, a clock the test sets.
+#[cfg(test)]
+pub mod fake {
+    use super::*;
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use spin::Mutex;
+
+    /// Records everything written; clones share the record.
+    #[derive(Clone, Default)]
+    pub struct RecordingSink(pub Arc<Mutex<Vec<u8>>>);
+    impl RecordingSink {
+        pub fn text(&self) -> alloc::string::String {
+            alloc::string::String::from_utf8_lossy(&self.0.lock()).into_owned()
+        }
+    }
+    impl ConsoleSink for RecordingSink {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.lock().extend_from_slice(bytes);
+        }
+    }
+
+    /// A clock the test moves by hand; clones share the time.
+    #[derive(Clone, Default)]
+    pub struct ManualClock(pub Arc<AtomicU64>);
+    impl ManualClock {
+        pub fn advance_ms(&self, ms: u64) {
+            self.0.fetch_add(ms * 1_000_000, Ordering::Relaxed);
+        }
+    }
+    impl Clock for ManualClock {
+        fn now_ns(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+}

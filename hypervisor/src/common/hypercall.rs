@@ -1,0 +1,221 @@
+//! The hypercall dispatcher: hypercall number + the 64-bit HVM argument registers
+//! → handler → the value for RAX (a negative errno on failure).
+//!
+//! Mirrors Xen 4.17's `xen/arch/x86/hvm/hypercall.c` (`hvm_hypercall()`, 64-bit
+//! calling convention: number in EAX, arguments in RDI, RSI, RDX, R10, R8) and the
+//! `hvm64` column of `xen/include/hypercall-defs.c` (which hypercalls an HVM/PVH
+//! guest may make: everything else is `-ENOSYS`).
+//!
+//! Handlers written elsewhere plug in through [`ExtHandlers`]: event channels
+//! (`__HYPERVISOR_event_channel_op`), HVM ops (`__HYPERVISOR_hvm_op`), memory ops,
+//! vCPU ops and the event-channel questions `SCHEDOP_poll` and `SCHEDOP_block` ask.
+//! [`NoExt`] answers `-ENOSYS` for all of them until the integrator wires them.
+
+// Xen's names (`XEN_DOMCTL_createdomain`, `__HYPERVISOR_domctl`, ...) in match patterns.
+#![allow(non_upper_case_globals)]
+
+use log::{debug, warn};
+use xen_public_abi::xen::{
+    __HYPERVISOR_arch_1, __HYPERVISOR_argo_op, __HYPERVISOR_console_io, __HYPERVISOR_dm_op,
+    __HYPERVISOR_domctl, __HYPERVISOR_event_channel_op, __HYPERVISOR_grant_table_op,
+    __HYPERVISOR_hvm_op, __HYPERVISOR_hypfs_op, __HYPERVISOR_memory_op, __HYPERVISOR_mmuext_op,
+    __HYPERVISOR_multicall, __HYPERVISOR_physdev_op, __HYPERVISOR_platform_op,
+    __HYPERVISOR_sched_op, __HYPERVISOR_set_timer_op, __HYPERVISOR_sysctl, __HYPERVISOR_vcpu_op,
+    __HYPERVISOR_vm_assist, __HYPERVISOR_xen_version, __HYPERVISOR_xenpmu_op, __HYPERVISOR_xsm_op,
+    domid_t,
+};
+use xen_public_abi::{Errno, XenResult};
+
+use super::console_io::{self, Console};
+use super::domain::{Domain, DomainTable};
+use super::guest_access::GuestAccess;
+use super::{domctl, sched_op, xen_version};
+
+/// Who is calling: the domain and the vCPU that executed VMCALL/VMMCALL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub domid: domid_t,
+    pub vcpu: u32,
+}
+
+/// The five argument registers of the 64-bit HVM convention, in order:
+/// RDI, RSI, RDX, R10, R8.
+pub type HypercallArgs = [u64; 5];
+
+/// The arch-neutral hypervisor state the hypercall handlers work on.
+pub struct Hypervisor {
+    pub domains: DomainTable,
+    pub console: Console,
+}
+
+impl Hypervisor {
+    pub fn new(domains: DomainTable, console: Console) -> Self {
+        Hypervisor { domains, console }
+    }
+}
+
+/// The seam for hypercalls and questions answered by modules outside this one
+/// (event channels, HVM ops, memory ops, vCPU ops).
+///
+/// **Integration point.** Every method has a default that answers `-ENOSYS` (or
+/// "nothing pending"), which is what a guest sees until the integrator implements
+/// this trait for a type that calls `event_channel::do_event_channel_op(...)`,
+/// `hvm::do_hvm_op(...)`, ... with the domain table. Arguments are passed raw
+/// (full 64-bit registers); each handler truncates as its Xen prototype does.
+pub trait ExtHandlers {
+    /// `__HYPERVISOR_event_channel_op` (32): `(int cmd, void *arg)`.
+    fn event_channel_op(
+        &mut self,
+        _domains: &mut DomainTable,
+        _caller: Caller,
+        _cmd: u64,
+        _arg: u64,
+        _guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        debug!("event_channel_op: event channels are not wired into the dispatcher yet");
+        Errno::ENOSYS.as_ret()
+    }
+
+    /// `__HYPERVISOR_hvm_op` (34): `(unsigned long op, void *arg)`.
+    fn hvm_op(
+        &mut self,
+        _domains: &mut DomainTable,
+        _caller: Caller,
+        _op: u64,
+        _arg: u64,
+        _guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        debug!("hvm_op: HVM ops are not wired into the dispatcher yet");
+        Errno::ENOSYS.as_ret()
+    }
+
+    /// `__HYPERVISOR_memory_op` (12): `(unsigned long cmd, void *arg)`.
+    fn memory_op(
+        &mut self,
+        _domains: &mut DomainTable,
+        _caller: Caller,
+        _cmd: u64,
+        _arg: u64,
+        _guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        debug!("memory_op: memory ops are not wired into the dispatcher yet");
+        Errno::ENOSYS.as_ret()
+    }
+
+    /// `__HYPERVISOR_vcpu_op` (24): `(int cmd, unsigned int vcpuid, void *arg)`.
+    fn vcpu_op(
+        &mut self,
+        _domains: &mut DomainTable,
+        _caller: Caller,
+        _cmd: u64,
+        _vcpuid: u64,
+        _arg: u64,
+        _guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        debug!("vcpu_op: vCPU ops are not wired into the dispatcher yet");
+        Errno::ENOSYS.as_ret()
+    }
+
+    /// `evtchn_port_poll()` for `SCHEDOP_poll`: `Ok(true)` if `port` of domain `d`
+    /// is pending, `Ok(false)` if not, `-EINVAL` for an invalid port. The default
+    /// answers `-ENOSYS`: without event channels there is nothing to poll.
+    fn evtchn_port_poll(&mut self, _d: &Domain, _port: u32) -> XenResult<bool> {
+        Err(Errno::ENOSYS)
+    }
+
+    /// `local_events_need_delivery()`: the vCPU has an event upcall pending and
+    /// unmasked (so `SCHEDOP_block`/`poll` return at once). Default: no.
+    fn local_events_need_delivery(&mut self, _d: &Domain, _vcpu: u32) -> bool {
+        false
+    }
+
+    /// A vCPU structure is being created by `XEN_DOMCTL_max_vcpus` (the backend may
+    /// allocate its hardware state here; an error aborts the domctl).
+    fn vcpu_create(&mut self, _d: &mut Domain, _vcpu: u32) -> XenResult<()> {
+        Ok(())
+    }
+
+    /// Domain `id` is about to be destroyed (close its event channels, drop its
+    /// p2m views, ...). It is still in the table while this runs.
+    fn domain_destroy(&mut self, _domains: &mut DomainTable, _id: domid_t) {}
+
+    /// Domain `id` has shut down (Xen sends `VIRQ_DOM_EXC` to dom0 here; for the
+    /// hardware domain the machine should power off or reboot per `reason`).
+    fn domain_shutdown(&mut self, _domains: &mut DomainTable, _id: domid_t, _reason: u32) {}
+}
+
+/// The [`ExtHandlers`] with nothing wired: every external hypercall is `-ENOSYS`.
+pub struct NoExt;
+impl ExtHandlers for NoExt {}
+
+/// The backend's check before calling [`do_hypercall`]: a hypercall from CPL != 0
+/// fails with `-EPERM` (Xen's `hvm_hypercall()`). Returns the RAX value to set
+/// instead of dispatching, if any.
+pub fn check_cpl(cpl: u8) -> Option<i64> {
+    (cpl != 0).then_some(Errno::EPERM.as_ret())
+}
+
+/// Dispatch one hypercall made by `caller` in 64-bit mode.
+///
+/// `number` is RAX (Xen reads only EAX), `args` are RDI, RSI, RDX, R10, R8, `guest`
+/// reaches the caller's memory. Returns the value for RAX. Hypercalls not
+/// available to HVM/PVH guests in Xen 4.17 (and numbers out of range) are
+/// `-ENOSYS`; so are available ones this hypervisor does not implement (each is
+/// listed below with that note).
+pub fn do_hypercall(
+    hv: &mut Hypervisor,
+    ext: &mut dyn ExtHandlers,
+    caller: Caller,
+    number: u64,
+    args: HypercallArgs,
+    guest: &mut dyn GuestAccess,
+) -> i64 {
+    let number = number as u32;
+    if hv.domains.get(caller.domid).is_none() {
+        warn!(
+            "hypercall {number} from d{} which is not in the domain table",
+            caller.domid
+        );
+        return Errno::ESRCH.as_ret();
+    }
+    let [a1, a2, a3, _a4, _a5] = args;
+    match number {
+        __HYPERVISOR_xen_version => xen_version::do_xen_version(hv, caller, a1 as i32, a2, guest),
+        __HYPERVISOR_console_io => console_io::do_console_io(hv, caller, a1 as u32, a2 as u32, a3, guest),
+        __HYPERVISOR_sched_op => sched_op::do_sched_op(hv, ext, caller, a1 as i32, a2, guest),
+        __HYPERVISOR_domctl => domctl::do_domctl(hv, ext, caller, a1, guest),
+        __HYPERVISOR_event_channel_op => ext.event_channel_op(&mut hv.domains, caller, a1, a2, guest),
+        __HYPERVISOR_hvm_op => ext.hvm_op(&mut hv.domains, caller, a1, a2, guest),
+        __HYPERVISOR_memory_op => ext.memory_op(&mut hv.domains, caller, a1, a2, guest),
+        __HYPERVISOR_vcpu_op => ext.vcpu_op(&mut hv.domains, caller, a1, a2, a3, guest),
+        // Available to HVM guests in 4.17, not implemented here.
+        __HYPERVISOR_platform_op
+        | __HYPERVISOR_multicall
+        | __HYPERVISOR_set_timer_op
+        | __HYPERVISOR_grant_table_op
+        | __HYPERVISOR_vm_assist
+        | __HYPERVISOR_mmuext_op
+        | __HYPERVISOR_xsm_op
+        | __HYPERVISOR_physdev_op
+        | __HYPERVISOR_sysctl
+        | __HYPERVISOR_argo_op
+        | __HYPERVISOR_xenpmu_op
+        | __HYPERVISOR_dm_op
+        | __HYPERVISOR_hypfs_op
+        // __HYPERVISOR_paging_domctl_cont
+        | __HYPERVISOR_arch_1 => {
+            debug!(
+                "d{}v{}: hypercall {number} is not implemented by this hypervisor",
+                caller.domid, caller.vcpu
+            );
+            Errno::ENOSYS.as_ret()
+        }
+        _ => {
+            debug!(
+                "d{}v{}: hypercall {number} is not available to HVM guests",
+                caller.domid, caller.vcpu
+            );
+            Errno::ENOSYS.as_ret()
+        }
+    }
+}
