@@ -419,14 +419,14 @@ pub fn grant_table_limits(
     let version = cfg.grant_opts & XEN_DOMCTL_GRANT_version_mask;
     if version == 0 {
         info!("createdomain: grant table version 0 requested");
-        return Err(CreateCheck::HvmWithoutHap);
+        return Err(CreateCheck::GrantVersionZero);
     }
     if version > caps.gnttab_max_version {
         info!(
             "createdomain: grant version {version} above the supported {}",
             caps.gnttab_max_version
         );
-        return Err(CreateCheck::GrantVersionZero);
+        return Err(CreateCheck::GrantVersionTooHigh);
     }
     // Negative means "the hypervisor's default", which is also the maximum.
     let frames = u32::try_from(cfg.max_grant_frames).unwrap_or(caps.max_grant_frames);
@@ -436,7 +436,7 @@ pub fn grant_table_limits(
         || maptrack > caps.max_maptrack_frames
     {
         info!("createdomain: bad grant table sizes: grant {frames}, maptrack {maptrack}");
-        return Err(CreateCheck::GrantVersionTooHigh);
+        return Err(CreateCheck::GrantFrameLimits);
     }
     Ok((frames, maptrack, version))
 }
@@ -466,7 +466,7 @@ pub fn validate_createdomain(
     // paging_domain_init(): without HAP an HVM guest needs shadow paging.
     if hvm && !hap && !caps.shadow_paging {
         info!("d{domid}: HVM without HAP needs shadow paging, which this hypervisor does not have");
-        return Err(CreateCheck::GrantFrameLimits);
+        return Err(CreateCheck::HvmWithoutHap);
     }
 
     let (max_grant_frames, max_maptrack_frames, max_grant_version) =
@@ -877,5 +877,680 @@ impl DomainTable {
         d.pages.swap_remove(pos);
         self.pages.free_frame(mfn);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::page_alloc::fake::CountingFrames;
+    use crate::common::test_support::baseline;
+    use proptest::prelude::*;
+    use xen_public_abi::domctl::XEN_DOMCTL_CDF_MAX;
+
+    const HVM_HAP: u32 = XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap;
+
+    fn table(caps: HostCaps) -> (DomainTable, CountingFrames) {
+        let frames = CountingFrames::new(1 << 16);
+        (DomainTable::new(caps, Box::new(frames.clone())), frames)
+    }
+
+    /// One sanitisation rule hit alone: start from the oracle's baseline, change
+    /// the capabilities and the config as given, expect that check (or success).
+    struct Row {
+        what: &'static str,
+        caps: fn(&mut HostCaps),
+        cfg: fn(&mut xen_domctl_createdomain),
+        /// Create as the hardware domain (domain 0).
+        hw: bool,
+        expect: Option<CreateCheck>,
+    }
+
+    fn none(_: &mut HostCaps) {}
+
+    use CreateCheck::*;
+
+    #[rustfmt::skip]
+    const ROWS: &[Row] = &[
+        Row { what: "baseline", caps: none, cfg: |_| {}, hw: false, expect: None },
+        Row { what: "oos_off on HVM/HAP", caps: none, cfg: |c| c.flags |= XEN_DOMCTL_CDF_oos_off, hw: false, expect: None },
+        Row { what: "xs_domain", caps: none, cfg: |c| c.flags |= XEN_DOMCTL_CDF_xs_domain, hw: false, expect: None },
+        Row { what: "evtchn_upcall (project bit 9)", caps: none, cfg: |c| c.flags |= XEN_DOMCTL_CDF_evtchn_upcall, hw: false, expect: None },
+        Row { what: "evtchn_fifo with FIFO built in", caps: |k| k.evtchn_fifo = true, cfg: |c| c.flags |= XEN_DOMCTL_CDF_evtchn_fifo, hw: false, expect: None },
+        Row { what: "flag bit 10", caps: none, cfg: |c| c.flags |= 1 << 10, hw: false, expect: Some(UnknownFlags) },
+        Row { what: "flag bit 31", caps: none, cfg: |c| c.flags |= 1 << 31, hw: false, expect: Some(UnknownFlags) },
+        Row { what: "evtchn_fifo with FIFO compiled out", caps: |k| k.evtchn_fifo = false, cfg: |c| c.flags |= XEN_DOMCTL_CDF_evtchn_fifo, hw: false, expect: Some(FifoCompiledOut) },
+        Row { what: "grant_opts 0x10", caps: none, cfg: |c| c.grant_opts = 0x10, hw: false, expect: Some(GrantOptsUnknown) },
+        Row { what: "grant_opts 0x11", caps: none, cfg: |c| c.grant_opts = 0x11, hw: false, expect: Some(GrantOptsUnknown) },
+        Row { what: "max_vcpus 0", caps: none, cfg: |c| c.max_vcpus = 0, hw: false, expect: Some(NoVcpus) },
+        Row { what: "hap without hvm", caps: none, cfg: |c| { c.flags = XEN_DOMCTL_CDF_hap; c.arch.emulation_flags = 0 }, hw: false, expect: Some(HapWithoutHvm) },
+        Row { what: "iommu_opts 2 with iommu", caps: |k| k.iommu = true, cfg: |c| { c.flags |= XEN_DOMCTL_CDF_iommu; c.iommu_opts = 2 }, hw: false, expect: Some(IommuOptsUnknown) },
+        Row { what: "iommu_opts 2 with iommu, no IOMMU", caps: none, cfg: |c| { c.flags |= XEN_DOMCTL_CDF_iommu; c.iommu_opts = 2 }, hw: false, expect: Some(IommuOptsUnknown) },
+        Row { what: "iommu, no IOMMU here", caps: none, cfg: |c| c.flags |= XEN_DOMCTL_CDF_iommu, hw: false, expect: Some(IommuUnavailable) },
+        Row { what: "iommu + no_sharept, no IOMMU here", caps: none, cfg: |c| { c.flags |= XEN_DOMCTL_CDF_iommu; c.iommu_opts = 1 }, hw: false, expect: Some(IommuUnavailable) },
+        Row { what: "iommu + no_sharept with an IOMMU", caps: |k| k.iommu = true, cfg: |c| { c.flags |= XEN_DOMCTL_CDF_iommu; c.iommu_opts = 1 }, hw: false, expect: None },
+        Row { what: "iommu_opts 1 without iommu", caps: none, cfg: |c| c.iommu_opts = 1, hw: false, expect: Some(IommuOptsWithoutIommu) },
+        Row { what: "iommu_opts 2 without iommu", caps: none, cfg: |c| c.iommu_opts = 2, hw: false, expect: Some(IommuOptsWithoutIommu) },
+        Row { what: "vmtrace 4096, no PT", caps: none, cfg: |c| c.vmtrace_size = 4096, hw: false, expect: Some(VmtraceUnavailable) },
+        Row { what: "vmtrace 1, no PT", caps: none, cfg: |c| c.vmtrace_size = 1, hw: false, expect: Some(VmtraceUnavailable) },
+        Row { what: "vpmu, no vPMU", caps: none, cfg: |c| c.flags |= XEN_DOMCTL_CDF_vpmu, hw: false, expect: Some(VpmuUnavailable) },
+        Row { what: "vpmu with a vPMU", caps: |k| k.vpmu = true, cfg: |c| c.flags |= XEN_DOMCTL_CDF_vpmu, hw: false, expect: None },
+        Row { what: "HVM without SVM/VMX", caps: |k| k.hvm = false, cfg: |_| {}, hw: false, expect: Some(GuestTypeUnavailable) },
+        Row { what: "PV without PV", caps: |k| k.pv = false, cfg: |c| { c.flags = 0; c.arch.emulation_flags = 0 }, hw: false, expect: Some(GuestTypeUnavailable) },
+        Row { what: "HVM max_vcpus 128", caps: none, cfg: |c| c.max_vcpus = 128, hw: false, expect: None },
+        Row { what: "HVM max_vcpus 129", caps: none, cfg: |c| c.max_vcpus = 129, hw: false, expect: Some(TooManyVcpus) },
+        Row { what: "HVM max_vcpus 8192", caps: none, cfg: |c| c.max_vcpus = 8192, hw: false, expect: Some(TooManyVcpus) },
+        Row { what: "HVM max_vcpus ~0", caps: none, cfg: |c| c.max_vcpus = u32::MAX, hw: false, expect: Some(TooManyVcpus) },
+        Row { what: "PV max_vcpus 8192", caps: none, cfg: |c| { c.flags = 0; c.arch.emulation_flags = 0; c.max_vcpus = 8192 }, hw: false, expect: None },
+        Row { what: "PV max_vcpus 8193", caps: none, cfg: |c| { c.flags = 0; c.arch.emulation_flags = 0; c.max_vcpus = 8193 }, hw: false, expect: Some(TooManyVcpus) },
+        Row { what: "s3_integrity, no tboot", caps: none, cfg: |c| c.flags |= XEN_DOMCTL_CDF_s3_integrity, hw: false, expect: Some(S3IntegrityUnavailable) },
+        Row { what: "s3_integrity with tboot", caps: |k| k.tboot = true, cfg: |c| c.flags |= XEN_DOMCTL_CDF_s3_integrity, hw: false, expect: None },
+        Row { what: "hap, no NPT/EPT", caps: |k| k.hap = false, cfg: |_| {}, hw: false, expect: Some(HapUnavailable) },
+        Row { what: "nested_virt here", caps: none, cfg: |c| c.flags |= XEN_DOMCTL_CDF_nested_virt, hw: false, expect: Some(NestedVirtUnavailable) },
+        Row { what: "nested_virt where offered", caps: |k| k.nested_virt = true, cfg: |c| c.flags |= XEN_DOMCTL_CDF_nested_virt, hw: false, expect: None },
+        Row { what: "nested_virt PV here", caps: none, cfg: |c| { c.flags = XEN_DOMCTL_CDF_nested_virt; c.arch.emulation_flags = 0 }, hw: false, expect: Some(NestedVirtUnavailable) },
+        Row { what: "nested_virt PV where offered", caps: |k| k.nested_virt = true, cfg: |c| { c.flags = XEN_DOMCTL_CDF_nested_virt; c.arch.emulation_flags = 0 }, hw: false, expect: Some(NestedVirtWithoutHap) },
+        Row { what: "vmtrace PV", caps: |k| k.vmtrace = true, cfg: |c| { c.flags = 0; c.arch.emulation_flags = 0; c.vmtrace_size = 4096 }, hw: false, expect: Some(VmtraceNotHvm) },
+        Row { what: "vmtrace 1", caps: |k| k.vmtrace = true, cfg: |c| c.vmtrace_size = 1, hw: false, expect: Some(VmtraceSize) },
+        Row { what: "vmtrace 12288", caps: |k| k.vmtrace = true, cfg: |c| c.vmtrace_size = 12288, hw: false, expect: Some(VmtraceSize) },
+        Row { what: "vmtrace 128 MiB", caps: |k| k.vmtrace = true, cfg: |c| c.vmtrace_size = 128 << 20, hw: false, expect: Some(VmtraceSize) },
+        Row { what: "vmtrace 4096", caps: |k| k.vmtrace = true, cfg: |c| c.vmtrace_size = 4096, hw: false, expect: None },
+        Row { what: "vmtrace 64 MiB", caps: |k| k.vmtrace = true, cfg: |c| c.vmtrace_size = 64 << 20, hw: false, expect: None },
+        Row { what: "misc_flags MSR_RELAXED", caps: none, cfg: |c| c.arch.misc_flags = 1, hw: false, expect: None },
+        Row { what: "misc_flags 2", caps: none, cfg: |c| c.arch.misc_flags = 2, hw: false, expect: Some(MiscFlagsUnknown) },
+        Row { what: "emulation 0x800", caps: none, cfg: |c| c.arch.emulation_flags = 0x800, hw: false, expect: Some(EmulationUnknownBits) },
+        Row { what: "emulation LAPIC|0x800", caps: none, cfg: |c| c.arch.emulation_flags = 0x801, hw: false, expect: Some(EmulationUnknownBits) },
+        Row { what: "emulation 0x80000000", caps: none, cfg: |c| c.arch.emulation_flags = 0x8000_0000, hw: false, expect: Some(EmulationUnknownBits) },
+        Row { what: "HVM emulation 0", caps: none, cfg: |c| c.arch.emulation_flags = 0, hw: false, expect: Some(EmulationUnsupported) },
+        Row { what: "HVM emulation LAPIC|IOAPIC", caps: none, cfg: |c| c.arch.emulation_flags = 0x11, hw: false, expect: Some(EmulationUnsupported) },
+        Row { what: "HVM domU emulation 0x411", caps: none, cfg: |c| c.arch.emulation_flags = 0x411, hw: false, expect: Some(EmulationUnsupported) },
+        Row { what: "HVM emulation ALL", caps: none, cfg: |c| c.arch.emulation_flags = 0x7ff, hw: false, expect: Some(EmulationUnsupported) },
+        Row { what: "HVM emulation 0x1ff (no USE_PIRQ)", caps: none, cfg: |c| c.arch.emulation_flags = 0x1ff, hw: false, expect: Some(EmulationUnsupported) },
+        Row { what: "HVM emulation 0x3ff", caps: none, cfg: |c| c.arch.emulation_flags = 0x3ff, hw: false, expect: None },
+        Row { what: "PV emulation LAPIC", caps: none, cfg: |c| c.flags = 0, hw: false, expect: Some(EmulationUnsupported) },
+        Row { what: "PV emulation 0", caps: none, cfg: |c| { c.flags = 0; c.arch.emulation_flags = 0 }, hw: false, expect: None },
+        Row { what: "PV emulation PIT", caps: none, cfg: |c| { c.flags = 0; c.arch.emulation_flags = 0x100 }, hw: false, expect: None },
+        Row { what: "PV emulation LAPIC|PIT", caps: none, cfg: |c| { c.flags = 0; c.arch.emulation_flags = 0x101 }, hw: false, expect: Some(EmulationUnsupported) },
+        Row { what: "PVH dom0 0x411", caps: none, cfg: |c| c.arch.emulation_flags = 0x411, hw: true, expect: None },
+        Row { what: "PVH dom0 LAPIC only", caps: none, cfg: |_| {}, hw: true, expect: Some(EmulationUnsupported) },
+        Row { what: "PV dom0 0 (PIT forced)", caps: none, cfg: |c| { c.flags = 0; c.arch.emulation_flags = 0 }, hw: true, expect: None },
+        Row { what: "HVM without HAP", caps: none, cfg: |c| c.flags = XEN_DOMCTL_CDF_hvm, hw: false, expect: Some(HvmWithoutHap) },
+        Row { what: "HVM without HAP, shadow built", caps: |k| k.shadow_paging = true, cfg: |c| c.flags = XEN_DOMCTL_CDF_hvm, hw: false, expect: None },
+        Row { what: "grant version 0", caps: none, cfg: |c| c.grant_opts = 0, hw: false, expect: Some(GrantVersionZero) },
+        Row { what: "grant version 2", caps: none, cfg: |c| c.grant_opts = 2, hw: false, expect: None },
+        Row { what: "grant version 3", caps: none, cfg: |c| c.grant_opts = 3, hw: false, expect: Some(GrantVersionTooHigh) },
+        Row { what: "grant version 0xf", caps: none, cfg: |c| c.grant_opts = 0xf, hw: false, expect: Some(GrantVersionTooHigh) },
+        Row { what: "grant version 2, max 1", caps: |k| k.gnttab_max_version = 1, cfg: |c| c.grant_opts = 2, hw: false, expect: Some(GrantVersionTooHigh) },
+        Row { what: "max_grant_frames 0", caps: none, cfg: |c| c.max_grant_frames = 0, hw: false, expect: Some(GrantFrameLimits) },
+        Row { what: "max_grant_frames 1", caps: none, cfg: |c| c.max_grant_frames = 1, hw: false, expect: None },
+        Row { what: "max_grant_frames 64", caps: none, cfg: |c| c.max_grant_frames = 64, hw: false, expect: None },
+        Row { what: "max_grant_frames 65", caps: none, cfg: |c| c.max_grant_frames = 65, hw: false, expect: Some(GrantFrameLimits) },
+        Row { what: "max_grant_frames 0x7fffffff", caps: none, cfg: |c| c.max_grant_frames = 0x7fff_ffff, hw: false, expect: Some(GrantFrameLimits) },
+        Row { what: "max_grant_frames -2", caps: none, cfg: |c| c.max_grant_frames = -2, hw: false, expect: None },
+        Row { what: "max_maptrack_frames 0", caps: none, cfg: |c| c.max_maptrack_frames = 0, hw: false, expect: None },
+        Row { what: "max_maptrack_frames 1024", caps: none, cfg: |c| c.max_maptrack_frames = 1024, hw: false, expect: None },
+        Row { what: "max_maptrack_frames 1025", caps: none, cfg: |c| c.max_maptrack_frames = 1025, hw: false, expect: Some(GrantFrameLimits) },
+        Row { what: "max_maptrack_frames 0x7fffffff", caps: none, cfg: |c| c.max_maptrack_frames = 0x7fff_ffff, hw: false, expect: Some(GrantFrameLimits) },
+        Row { what: "cpupool 5", caps: none, cfg: |c| c.cpupool_id = 5, hw: false, expect: Some(NoSuchCpupool) },
+        Row { what: "ssidref 1 (ignored)", caps: none, cfg: |c| c.ssidref = 1, hw: false, expect: None },
+        Row { what: "max_evtchn_port 0", caps: none, cfg: |c| c.max_evtchn_port = 0, hw: false, expect: None },
+        Row { what: "max_evtchn_port ~0", caps: none, cfg: |c| c.max_evtchn_port = u32::MAX, hw: false, expect: None },
+    ];
+
+    #[test]
+    fn each_rule_alone() {
+        for row in ROWS {
+            let mut caps = HostCaps::THIS_HYPERVISOR;
+            caps.evtchn_fifo = true;
+            (row.caps)(&mut caps);
+            let mut cfg = baseline();
+            (row.cfg)(&mut cfg);
+            let domid = if row.hw { 0 } else { 1 };
+            let got = validate_createdomain(domid, row.hw, &cfg, &caps).err();
+            assert_eq!(got, row.expect, "rule: {}", row.what);
+            // ... and the model agrees (so the property test checks the right thing).
+            assert_eq!(
+                model(&cfg, &caps, row.hw).err(),
+                row.expect,
+                "model: {}",
+                row.what
+            );
+        }
+    }
+
+    #[test]
+    fn every_check_has_a_row() {
+        let all = [
+            UnknownFlags,
+            FifoCompiledOut,
+            GrantOptsUnknown,
+            NoVcpus,
+            HapWithoutHvm,
+            IommuOptsUnknown,
+            IommuUnavailable,
+            IommuOptsWithoutIommu,
+            VmtraceUnavailable,
+            VpmuUnavailable,
+            GuestTypeUnavailable,
+            TooManyVcpus,
+            S3IntegrityUnavailable,
+            HapUnavailable,
+            NestedVirtUnavailable,
+            NestedVirtWithoutHap,
+            VmtraceNotHvm,
+            VmtraceSize,
+            MiscFlagsUnknown,
+            EmulationUnknownBits,
+            EmulationUnsupported,
+            HvmWithoutHap,
+            GrantVersionZero,
+            GrantVersionTooHigh,
+            GrantFrameLimits,
+            NoSuchCpupool,
+        ];
+        for c in all {
+            assert!(ROWS.iter().any(|r| r.expect == Some(c)), "{c:?} has no row");
+        }
+    }
+
+    #[test]
+    fn errno_per_check() {
+        assert_eq!(EmulationUnsupported.errno(), Errno::EOPNOTSUPP);
+        assert_eq!(HvmWithoutHap.errno(), Errno::EOPNOTSUPP);
+        assert_eq!(NoSuchCpupool.errno(), Errno::ESRCH);
+        for c in [
+            UnknownFlags,
+            FifoCompiledOut,
+            NoVcpus,
+            TooManyVcpus,
+            EmulationUnknownBits,
+            GrantVersionZero,
+            GrantFrameLimits,
+            NestedVirtUnavailable,
+            VmtraceSize,
+        ] {
+            assert_eq!(c.errno(), Errno::EINVAL, "{c:?}");
+        }
+    }
+
+    /// Oracle A.1: every bit 10..31 alone is refused; bits 8 and 9 are this
+    /// project's flags (4.17 refuses them; see docs/domctl.md).
+    #[test]
+    fn unknown_flag_bits_each_alone() {
+        let mut caps = HostCaps::THIS_HYPERVISOR;
+        caps.evtchn_fifo = true;
+        for b in 10..32 {
+            let mut c = baseline();
+            c.flags |= 1 << b;
+            assert_eq!(
+                validate_createdomain(1, false, &c, &caps).err(),
+                Some(UnknownFlags),
+                "bit {b}"
+            );
+        }
+        for b in [8, 9] {
+            let mut c = baseline();
+            c.flags |= 1 << b;
+            assert!(
+                validate_createdomain(1, false, &c, &caps).is_ok(),
+                "bit {b}"
+            );
+        }
+        assert_eq!(KNOWN_CDF_FLAGS, (XEN_DOMCTL_CDF_MAX << 1) - 1);
+    }
+
+    /// The build's own answer for evtchn_fifo follows the Cargo feature.
+    #[test]
+    fn fifo_flag_follows_the_cargo_feature() {
+        let mut c = baseline();
+        c.flags |= XEN_DOMCTL_CDF_evtchn_fifo;
+        let got = validate_createdomain(1, false, &c, &HostCaps::THIS_HYPERVISOR).err();
+        if cfg!(feature = "evtchn-fifo") {
+            assert_eq!(got, None);
+        } else {
+            assert_eq!(got, Some(FifoCompiledOut));
+        }
+    }
+
+    /// Oracle A.5: which error wins when two fields are invalid.
+    #[test]
+    fn two_invalid_fields() {
+        type Mut = fn(&mut xen_domctl_createdomain);
+        #[rustfmt::skip]
+        let pairs: &[(Mut, Mut, CreateCheck)] = &[
+            (|c| c.cpupool_id = 5, |c| c.arch.emulation_flags = 0, EmulationUnsupported),
+            (|c| c.cpupool_id = 5, |c| c.max_vcpus = 129, TooManyVcpus),
+            (|c| c.cpupool_id = 5, |c| c.grant_opts = 3, GrantVersionTooHigh),
+            (|c| c.cpupool_id = 5, |c| c.max_grant_frames = 0, GrantFrameLimits),
+            (|c| c.arch.emulation_flags = 0, |c| c.max_vcpus = 129, TooManyVcpus),
+            (|c| c.arch.emulation_flags = 0, |c| c.grant_opts = 3, EmulationUnsupported),
+            (|c| c.arch.emulation_flags = 0, |c| c.max_grant_frames = 0, EmulationUnsupported),
+            (|c| c.arch.emulation_flags = 0, |c| c.arch.misc_flags = 2, MiscFlagsUnknown),
+            (|c| c.arch.emulation_flags = 0x800, |c| c.max_vcpus = 129, TooManyVcpus),
+            (|c| c.flags = XEN_DOMCTL_CDF_hvm, |c| c.max_grant_frames = 0, HvmWithoutHap),
+            (|c| c.flags = XEN_DOMCTL_CDF_hvm, |c| c.max_vcpus = 129, TooManyVcpus),
+            (|c| c.flags = XEN_DOMCTL_CDF_hvm, |c| c.arch.misc_flags = 2, MiscFlagsUnknown),
+            (|c| c.flags = XEN_DOMCTL_CDF_hvm, |c| c.vmtrace_size = 4096, VmtraceUnavailable),
+            (|c| c.max_vcpus = 129, |c| c.arch.misc_flags = 2, TooManyVcpus),
+            (|c| c.flags |= 1 << 12, |c| c.max_vcpus = 0, UnknownFlags),
+        ];
+        for (i, (a, b, want)) in pairs.iter().enumerate() {
+            let mut c = baseline();
+            a(&mut c);
+            b(&mut c);
+            let got = validate_createdomain(1, false, &c, &HostCaps::THIS_HYPERVISOR).err();
+            assert_eq!(got, Some(*want), "pair {i}");
+        }
+    }
+
+    #[test]
+    fn accepted_config_is_recorded() {
+        let mut c = baseline();
+        c.max_evtchn_port = u32::MAX;
+        c.max_grant_frames = -7;
+        c.max_maptrack_frames = -1;
+        c.handle = [7; 16];
+        c.ssidref = 9;
+        let got = validate_createdomain(1, false, &c, &HostCaps::THIS_HYPERVISOR).unwrap();
+        assert_eq!(got.flags, HVM_HAP);
+        assert_eq!(got.max_evtchn_port, i32::MAX as u32);
+        assert_eq!((got.max_grant_frames, got.max_maptrack_frames), (64, 1024));
+        assert_eq!(got.max_grant_version, 1);
+        assert_eq!(got.handle, [7; 16]);
+        // PV: oos_off forced on; PV hardware domain: PIT forced on.
+        c.flags = 0;
+        c.arch.emulation_flags = 0;
+        let pv = validate_createdomain(1, false, &c, &HostCaps::THIS_HYPERVISOR).unwrap();
+        assert_eq!(pv.flags, XEN_DOMCTL_CDF_oos_off);
+        assert_eq!(pv.emulation_flags, 0);
+        let pv0 = validate_createdomain(0, true, &c, &HostCaps::THIS_HYPERVISOR).unwrap();
+        assert_eq!(pv0.emulation_flags, XEN_X86_EMU_PIT);
+    }
+
+    /// Oracle A.4: ids 0 and >= 0x7ff0 pick from a rolling counter, exact ids are
+    /// honoured, ids are not reused at once, failed creates consume picked ids.
+    #[test]
+    fn domid_picking() {
+        let (mut t, _) = table(HostCaps::THIS_HYPERVISOR);
+        let b = baseline();
+        assert_eq!(t.create_domain(0, &b), Ok(1));
+        t.destroy_domain(1).unwrap();
+        assert_eq!(t.create_domain(0, &b), Ok(2), "not reused at once");
+        assert_eq!(t.create_domain(DOMID_SELF, &b), Ok(3));
+        assert_eq!(t.create_domain(0x7ff5, &b), Ok(4));
+        assert_eq!(t.create_domain(0xffff, &b), Ok(5));
+        assert_eq!(t.create_domain(0x7fef, &b), Ok(0x7fef));
+        assert_eq!(t.create_domain(0x7fef, &b), Err(Errno::EEXIST));
+        assert_eq!(t.create_domain(9, &b), Ok(9));
+        assert_eq!(t.create_domain(9, &b), Err(Errno::EEXIST));
+        // Explicit ids do not move the counter.
+        assert_eq!(t.create_domain(0, &b), Ok(6));
+        // A refused create consumes its picked id (7), not an exact one.
+        let mut bad = b;
+        bad.max_vcpus = 0;
+        assert_eq!(t.create_domain(0, &bad), Err(Errno::EINVAL));
+        assert_eq!(t.create_domain(20, &bad), Err(Errno::EINVAL));
+        assert_eq!(t.create_domain(0, &b), Ok(8));
+        // 9 exists: the counter skips it.
+        assert_eq!(t.create_domain(0, &b), Ok(10));
+        // An exact id is free again right after destroy.
+        t.destroy_domain(9).unwrap();
+        assert_eq!(t.create_domain(9, &b), Ok(9));
+    }
+
+    #[test]
+    fn picker_wraps_and_skips_taken_ids() {
+        let (mut t, _) = table(HostCaps::THIS_HYPERVISOR);
+        let b = baseline();
+        t.create_domain(1, &b).unwrap();
+        t.rover = DOMID_MAX_NORMAL - 1;
+        assert_eq!(t.create_domain(0, &b), Ok(DOMID_MAX_NORMAL));
+        assert_eq!(t.create_domain(0, &b), Ok(2), "wraps to 1, which is taken");
+    }
+
+    #[test]
+    fn picker_runs_out() {
+        let (mut t, frames) = table(HostCaps::THIS_HYPERVISOR);
+        // Fill the table cheaply: build domains straight into the map.
+        for id in 1..=DOMID_MAX_NORMAL {
+            let cfg = validate_createdomain(id, false, &baseline(), &t.caps).unwrap();
+            t.domains.insert(id, Domain::new(id, cfg, false, 0));
+        }
+        assert_eq!(t.create_domain(0, &baseline()), Err(Errno::ENOMEM));
+        assert_eq!(frames.outstanding(), 0);
+    }
+
+    #[test]
+    fn boot_path() {
+        let (mut t, frames) = table(HostCaps::THIS_HYPERVISOR);
+        let mut d0 = baseline();
+        d0.arch.emulation_flags = 0x411;
+        assert_eq!(
+            t.create_boot_domain(Some(0), &baseline(), true),
+            Err(Errno::EOPNOTSUPP),
+            "dom0 is the hardware domain: its PVH set is LAPIC|IOAPIC|VPCI"
+        );
+        assert_eq!(t.create_boot_domain(Some(0), &d0, true), Ok(0));
+        assert_eq!(t.create_boot_domain(Some(0), &d0, true), Err(Errno::EEXIST));
+        assert_eq!(
+            t.create_boot_domain(Some(DOMID_SELF), &baseline(), false),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(t.create_boot_domain(Some(3), &baseline(), false), Ok(3));
+        assert_eq!(t.create_boot_domain(None, &baseline(), true), Ok(1));
+        let d = t.get(0).unwrap();
+        assert!(d.is_privileged && d.is_hardware);
+        assert_eq!(d.controller_pause_count, 1, "created paused");
+        let d1 = t.get(1).unwrap();
+        assert!(d1.is_privileged && !d1.is_hardware);
+        assert!(!t.get(3).unwrap().is_privileged);
+        assert_eq!(frames.outstanding(), 3, "one shared_info frame each");
+    }
+
+    #[test]
+    fn refused_or_failed_create_holds_nothing() {
+        let (mut t, frames) = table(HostCaps::THIS_HYPERVISOR);
+        let mut bad = baseline();
+        bad.cpupool_id = 5;
+        assert_eq!(t.create_domain(0, &bad), Err(Errno::ESRCH));
+        assert_eq!((t.len(), frames.outstanding()), (0, 0));
+        // No frame for shared_info: -ENOMEM, nothing held.
+        frames.set_capacity(0);
+        assert_eq!(t.create_domain(0, &baseline()), Err(Errno::ENOMEM));
+        assert_eq!((t.len(), frames.outstanding()), (0, 0));
+    }
+
+    #[test]
+    fn destroy_returns_every_frame() {
+        let (mut t, frames) = table(HostCaps::THIS_HYPERVISOR);
+        let id = t.create_domain(0, &baseline()).unwrap();
+        assert_eq!(
+            t.alloc_domheap_page(id),
+            Err(Errno::E2BIG),
+            "max_pages is 0 at creation"
+        );
+        t.get_mut(id).unwrap().max_pages = 3;
+        let pages: Vec<_> = (0..3).map(|_| t.alloc_domheap_page(id).unwrap()).collect();
+        assert_eq!(t.alloc_domheap_page(id), Err(Errno::E2BIG));
+        assert_eq!(t.get(id).unwrap().tot_pages(), 3);
+        t.free_domheap_page(id, pages[1]).unwrap();
+        assert_eq!(t.free_domheap_page(id, pages[1]), Err(Errno::EINVAL));
+        assert_eq!(frames.outstanding(), 3);
+        t.destroy_domain(id).unwrap();
+        assert_eq!(frames.outstanding(), 0);
+        assert_eq!(t.destroy_domain(id), Err(Errno::ESRCH));
+    }
+
+    #[test]
+    fn two_domains_mutably() {
+        let (mut t, _) = table(HostCaps::THIS_HYPERVISOR);
+        let a = t.create_domain(0, &baseline()).unwrap();
+        let b = t.create_domain(0, &baseline()).unwrap();
+        let c = t.create_domain(0, &baseline()).unwrap();
+        {
+            let (x, y) = t.get_pair_mut(c, a).unwrap();
+            assert_eq!((x.domain_id, y.domain_id), (c, a));
+            x.max_pages = 10;
+            y.max_pages = 20;
+        }
+        assert_eq!(t.get(c).unwrap().max_pages, 10);
+        assert_eq!(t.get(a).unwrap().max_pages, 20);
+        assert!(t.get_pair_mut(b, b).is_none());
+        assert!(t.get_pair_mut(b, 99).is_none());
+        assert!(t.get_pair_mut(99, b).is_none());
+        let (x, y) = t.get_pair_mut(a, b).unwrap();
+        assert_eq!((x.domain_id, y.domain_id), (a, b));
+    }
+
+    #[test]
+    fn self_lookup_and_next_domain() {
+        let (mut t, _) = table(HostCaps::THIS_HYPERVISOR);
+        t.create_domain(5, &baseline()).unwrap();
+        assert_eq!(t.lookup_any_mut(5, DOMID_SELF).unwrap().domain_id, 5);
+        assert_eq!(t.lookup_any_mut(1, DOMID_SELF).err(), Some(Errno::ESRCH));
+        assert_eq!(t.first_at_or_above(2).unwrap().domain_id, 5);
+        assert!(t.first_at_or_above(6).is_none());
+    }
+
+    #[test]
+    fn pause_counts_and_shutdown() {
+        let (mut t, _) = table(HostCaps::THIS_HYPERVISOR);
+        let id = t.create_domain(0, &baseline()).unwrap();
+        let d = t.get_mut(id).unwrap();
+        assert!(!d.is_runnable());
+        assert_eq!(d.unpause_by_systemcontroller(), Ok(()));
+        assert!(d.creation_finished && d.is_runnable());
+        assert_eq!(d.unpause_by_systemcontroller(), Err(Errno::EINVAL));
+        for _ in 0..MAX_CONTROLLER_PAUSE_COUNT {
+            d.pause_by_systemcontroller().unwrap();
+        }
+        assert_eq!(d.pause_by_systemcontroller(), Err(Errno::EOVERFLOW));
+        d.set_shutdown_code(3);
+        assert!(d.shutdown(0));
+        assert_eq!(d.shutdown.code, 3, "the first reason given sticks");
+        assert!(!d.shutdown(1));
+        assert!(d.shutdown.is_shut_down);
+    }
+
+    // ---- the model and the property test ------------------------------------
+
+    /// An independent, declarative statement of 4.17's rules: each check is a
+    /// predicate over the raw input, listed in Xen's order; the first that holds
+    /// is the refusal. The implementation is checked against it on random input.
+    fn model(c: &xen_domctl_createdomain, k: &HostCaps, hw: bool) -> Result<(), CreateCheck> {
+        let f = c.flags;
+        let hvm = f & 0x1 != 0;
+        let hap = f & 0x2 != 0;
+        let iommu = f & 0x20 != 0;
+        let nested = f & 0x40 != 0;
+        let vt = c.vmtrace_size;
+        let em = if hw && !hvm {
+            c.arch.emulation_flags | 0x100
+        } else {
+            c.arch.emulation_flags
+        };
+        let ok_sets: &[u32] = match (hvm, hw) {
+            (true, true) => &[0x411],
+            (true, false) => &[0x1, 0x3ff],
+            (false, _) => &[0, 0x100],
+        };
+        let version = c.grant_opts & 0xf;
+        let frames = if c.max_grant_frames < 0 {
+            64
+        } else {
+            c.max_grant_frames as u32
+        };
+        let maptrack = if c.max_maptrack_frames < 0 {
+            1024
+        } else {
+            c.max_maptrack_frames as u32
+        };
+        let rules = [
+            (f & !0x3ff != 0, UnknownFlags),
+            (f & 0x100 != 0 && !k.evtchn_fifo, FifoCompiledOut),
+            (c.grant_opts > 0xf, GrantOptsUnknown),
+            (c.max_vcpus == 0, NoVcpus),
+            (hap && !hvm, HapWithoutHvm),
+            (iommu && c.iommu_opts > 1, IommuOptsUnknown),
+            (iommu && !k.iommu, IommuUnavailable),
+            (!iommu && c.iommu_opts != 0, IommuOptsWithoutIommu),
+            (vt != 0 && !k.vmtrace, VmtraceUnavailable),
+            (f & 0x80 != 0 && !k.vpmu, VpmuUnavailable),
+            (if hvm { !k.hvm } else { !k.pv }, GuestTypeUnavailable),
+            (c.max_vcpus > if hvm { 128 } else { 8192 }, TooManyVcpus),
+            (f & 0x4 != 0 && !k.tboot, S3IntegrityUnavailable),
+            (hap && !k.hap, HapUnavailable),
+            (nested && !k.nested_virt, NestedVirtUnavailable),
+            (nested && !hap, NestedVirtWithoutHap),
+            (vt != 0 && !hvm, VmtraceNotHvm),
+            (
+                vt != 0 && !((4096..=1 << 26).contains(&vt) && vt & (vt - 1) == 0),
+                VmtraceSize,
+            ),
+            (c.arch.misc_flags > 1, MiscFlagsUnknown),
+            (em > 0x7ff, EmulationUnknownBits),
+            (!ok_sets.contains(&em), EmulationUnsupported),
+            (hvm && !hap && !k.shadow_paging, HvmWithoutHap),
+            (version == 0, GrantVersionZero),
+            (version > k.gnttab_max_version, GrantVersionTooHigh),
+            (
+                frames == 0 || frames > 64 || maptrack > 1024,
+                GrantFrameLimits,
+            ),
+            (c.cpupool_id != 0, NoSuchCpupool),
+        ];
+        match rules.iter().find(|(hit, _)| *hit) {
+            Some((_, check)) => Err(*check),
+            None => Ok(()),
+        }
+    }
+
+    /// Usually the baseline's (valid) value, often an interesting one, sometimes
+    /// anything: most generated configs break zero, one or two rules.
+    fn pick(base: u32, interesting: &'static [u32]) -> impl Strategy<Value = u32> {
+        prop_oneof![
+            16 => Just(base),
+            3 => proptest::sample::select(interesting),
+            1 => any::<u32>(),
+        ]
+    }
+
+    fn arb_config() -> impl Strategy<Value = xen_domctl_createdomain> {
+        (
+            (
+                pick(
+                    0x3,
+                    &[
+                        0x0, 0x1, 0x2, 0x13, 0x1b, 0x103, 0x203, 0x303, 0x23, 0x43, 0x83, 0x7,
+                        0x403, 0x803,
+                    ],
+                ),
+                pick(0, &[1, 2]),
+                pick(1, &[2, 0, 128, 129, 8192, 8193]),
+                pick(1023, &[0, u32::MAX]),
+                pick(u32::MAX, &[0, 1, 64, 65, 0x7fff_ffff, (-2i32) as u32]),
+                pick(u32::MAX, &[0, 1024, 1025]),
+            ),
+            (
+                pick(1, &[2, 0, 3, 0xf, 0x10, 0x11]),
+                pick(0, &[4096, 1, 12288, 64 << 20]),
+                pick(0, &[5]),
+                pick(
+                    0x1,
+                    &[0x3ff, 0x0, 0x100, 0x101, 0x11, 0x411, 0x1ff, 0x7ff, 0x800],
+                ),
+                pick(0, &[1, 2]),
+                any::<u32>(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (flags, iommu_opts, max_vcpus, port, grant, maptrack),
+                    (gopts, vmtrace, pool, emu, misc, ssidref),
+                )| {
+                    let mut c = baseline();
+                    c.flags = flags;
+                    c.iommu_opts = iommu_opts;
+                    c.max_vcpus = max_vcpus;
+                    c.max_evtchn_port = port;
+                    c.max_grant_frames = grant as i32;
+                    c.max_maptrack_frames = maptrack as i32;
+                    c.grant_opts = gopts;
+                    c.vmtrace_size = vmtrace;
+                    c.cpupool_id = pool;
+                    c.arch.emulation_flags = emu;
+                    c.arch.misc_flags = misc;
+                    c.ssidref = ssidref;
+                    c
+                },
+            )
+    }
+
+    fn arb_caps() -> impl Strategy<Value = HostCaps> {
+        (
+            proptest::collection::vec(proptest::bool::weighted(0.1), 10),
+            1u32..=2,
+        )
+            .prop_map(|(flip, gv)| {
+                let mut k = HostCaps::THIS_HYPERVISOR;
+                k.hvm ^= flip[0];
+                k.pv ^= flip[1];
+                k.hap ^= flip[2];
+                k.shadow_paging ^= flip[3];
+                k.iommu ^= flip[4];
+                k.vmtrace ^= flip[5];
+                k.vpmu ^= flip[6];
+                k.tboot ^= flip[7];
+                k.nested_virt ^= flip[8];
+                k.evtchn_fifo = !flip[9];
+                k.gnttab_max_version = gv;
+                k
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// accepted ⇔ the model says valid, and the same check refuses;
+        /// refused ⇒ nothing allocated; accepted ⇒ the flags recorded are the
+        /// flags passed (plus oos_off for PV, as Xen forces).
+        #[test]
+        fn createdomain_matches_model(cfg in arb_config(), caps in arb_caps(), requested in 0u16..4) {
+            let (mut t, frames) = table(caps);
+            // A domain that is already there, so requests may collide.
+            let existing = t.create_boot_domain(Some(2), &baseline(), false).ok();
+            let before = (t.len(), frames.outstanding());
+            let want = model(&cfg, &caps, false);
+            let got = t.create_domain(requested, &cfg);
+            let collides = existing == Some(requested);
+            if collides {
+                prop_assert_eq!(got, Err(Errno::EEXIST));
+            } else {
+                prop_assert_eq!(validate_createdomain(5, false, &cfg, &caps).err(), want.err());
+                prop_assert_eq!(got.map(|_| ()), want.map_err(|c| c.errno()));
+            }
+            match got {
+                Ok(id) => {
+                    let d = t.get(id).unwrap();
+                    let forced = if cfg.flags & XEN_DOMCTL_CDF_hvm == 0 { XEN_DOMCTL_CDF_oos_off } else { 0 };
+                    prop_assert_eq!(d.flags(), cfg.flags | forced);
+                    prop_assert_eq!(d.config.emulation_flags, cfg.arch.emulation_flags);
+                    prop_assert_eq!((t.len(), frames.outstanding()), (before.0 + 1, before.1 + 1));
+                    t.destroy_domain(id).unwrap();
+                    prop_assert_eq!((t.len(), frames.outstanding()), before);
+                }
+                Err(_) => prop_assert_eq!((t.len(), frames.outstanding()), before),
+            }
+        }
+
+        /// The hardware domain's rules through the boot path agree with the model.
+        #[test]
+        fn boot_dom0_matches_model(cfg in arb_config(), caps in arb_caps()) {
+            let (mut t, frames) = table(caps);
+            let got = t.create_boot_domain(Some(0), &cfg, true);
+            prop_assert_eq!(got.map(|_| ()), model(&cfg, &caps, true).map_err(|c| c.errno()));
+            if got.is_err() {
+                prop_assert_eq!((t.len(), frames.outstanding()), (0, 0));
+            }
+        }
+    }
+
+    #[test]
+    fn the_property_test_sees_both_outcomes() {
+        // Guard against a generator that never produces valid configs.
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let (mut ok, mut refused) = (0, 0);
+        let s = (arb_config(), arb_caps());
+        for _ in 0..2000 {
+            let (c, k) = s.new_tree(&mut runner).unwrap().current();
+            if model(&c, &k, false).is_ok() {
+                ok += 1
+            } else {
+                refused += 1
+            }
+        }
+        assert!(ok > 100 && refused > 100, "ok {ok}, refused {refused}");
     }
 }

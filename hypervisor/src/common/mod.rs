@@ -8,4 +8,6 @@ pub mod guest_access;
 pub mod hypercall;
 pub mod page_alloc;
 pub mod sched_op;
+#[cfg(test)]
+pub mod test_support;
 pub mod xen_version;
