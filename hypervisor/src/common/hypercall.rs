@@ -219,3 +219,286 @@ pub fn do_hypercall(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::test_support::*;
+    use xen_public_abi::sched::{sched_poll, sched_shutdown, SCHEDOP_poll, SCHEDOP_shutdown};
+    use xen_public_abi::version::{xen_feature_info, XENVER_get_features};
+    use xen_public_abi::xen::CONSOLEIO_write;
+
+    const ENOSYS: i64 = -38;
+    const EFAULT: i64 = -14;
+
+    /// The hvm64 column of 4.17's hypercall-defs.c: the numbers an HVM guest may
+    /// call. Everything else is -ENOSYS.
+    const HVM_ALLOWED: [u32; 22] = [
+        7, 12, 13, 15, 17, 18, 20, 21, 24, 26, 27, 29, 32, 33, 34, 35, 36, 39, 40, 41, 42, 49,
+    ];
+
+    /// Oracle E: unassigned and PV-only numbers, removed and not-built-in ones.
+    #[test]
+    fn not_for_hvm_is_enosys() {
+        let mut env = Env::new();
+        for nr in [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            8,
+            9,
+            10,
+            11,
+            14,
+            16,
+            19,
+            22,
+            23,
+            25,
+            28,
+            30,
+            31,
+            37,
+            38,
+            39,
+            43,
+            48,
+            50,
+            55,
+            60,
+            63,
+            64,
+            1000,
+            u32::MAX,
+        ] {
+            assert_eq!(env.hypercall(0, nr, [ARG_GVA; 5]), ENOSYS, "hypercall {nr}");
+        }
+        // Xen reads only EAX: the upper half of RAX is ignored.
+        let caller = Caller { domid: 0, vcpu: 0 };
+        let rc = do_hypercall(
+            &mut env.hv,
+            &mut NoExt,
+            caller,
+            (1 << 32) | 17,
+            [0; 5],
+            &mut env.mem,
+        );
+        assert_eq!(rc, 0x40011);
+    }
+
+    /// Everything HVM guests may call reaches a handler or the seam; the ones
+    /// not implemented here (and the seams with nothing wired) answer -ENOSYS.
+    #[test]
+    fn hvm_allowed_numbers() {
+        let mut env = Env::new();
+        for nr in HVM_ALLOWED {
+            let rc = env.hypercall(0, nr, [0x7fff_ffff, 0, 0, 0, 0]);
+            match nr {
+                // xen_version(0x7fffffff): unknown command. sched_op: unknown command.
+                // console_io cmd 0x7fffffff: unknown. domctl: bad pointer.
+                17 | 18 | 29 => assert_eq!(rc, ENOSYS, "{nr}"),
+                36 => assert_eq!(rc, EFAULT, "{nr}"),
+                _ => assert_eq!(rc, ENOSYS, "{nr}"),
+            }
+        }
+        assert_eq!(
+            env.hypercall(0, 17, [0; 5]),
+            0x40011,
+            "xen_version is served"
+        );
+    }
+
+    /// The seam: an ExtHandlers implementation receives 32, 34, 12 and 24 with
+    /// the raw registers.
+    #[test]
+    fn ext_seam_routes() {
+        #[derive(Default)]
+        struct Rec(alloc::vec::Vec<(&'static str, u64, u64)>);
+        impl ExtHandlers for Rec {
+            fn event_channel_op(
+                &mut self,
+                _: &mut DomainTable,
+                c: Caller,
+                cmd: u64,
+                arg: u64,
+                _: &mut dyn GuestAccess,
+            ) -> i64 {
+                self.0.push(("evtchn", cmd, arg));
+                i64::from(c.domid) + 100
+            }
+            fn hvm_op(
+                &mut self,
+                _: &mut DomainTable,
+                _: Caller,
+                op: u64,
+                arg: u64,
+                _: &mut dyn GuestAccess,
+            ) -> i64 {
+                self.0.push(("hvm", op, arg));
+                1
+            }
+            fn memory_op(
+                &mut self,
+                _: &mut DomainTable,
+                _: Caller,
+                cmd: u64,
+                arg: u64,
+                _: &mut dyn GuestAccess,
+            ) -> i64 {
+                self.0.push(("memory", cmd, arg));
+                2
+            }
+            fn vcpu_op(
+                &mut self,
+                _: &mut DomainTable,
+                _: Caller,
+                cmd: u64,
+                id: u64,
+                arg: u64,
+                _: &mut dyn GuestAccess,
+            ) -> i64 {
+                self.0.push(("vcpu", cmd, id + arg));
+                3
+            }
+        }
+        let mut env = Env::new();
+        let mut rec = Rec::default();
+        let caller = Caller { domid: 0, vcpu: 0 };
+        let mut call = |nr: u32, args| {
+            do_hypercall(
+                &mut env.hv,
+                &mut rec,
+                caller,
+                u64::from(nr),
+                args,
+                &mut env.mem,
+            )
+        };
+        assert_eq!(call(32, [1 << 40 | 6, 0x1000, 9, 9, 9]), 100);
+        assert_eq!(call(34, [25, 0x2000, 0, 0, 0]), 1);
+        assert_eq!(call(12, [7, 0x3000, 0, 0, 0]), 2);
+        assert_eq!(call(24, [10, 1, 0x4000, 0, 0]), 3);
+        assert_eq!(
+            rec.0,
+            [
+                ("evtchn", 1 << 40 | 6, 0x1000),
+                ("hvm", 25, 0x2000),
+                ("memory", 7, 0x3000),
+                ("vcpu", 10, 0x4001)
+            ]
+        );
+        // With nothing wired, the seams answer -ENOSYS.
+        for nr in [32, 34, 12, 24] {
+            assert_eq!(env.hypercall(0, nr, [0; 5]), ENOSYS);
+        }
+    }
+
+    /// Every hypercall that takes a pointer: a bad pointer is -EFAULT.
+    #[test]
+    fn bad_pointers_give_efault() {
+        let mut env = Env::new();
+        let d0 = 0;
+        let (_, u) = env.create(&baseline(), 0);
+        env.hv
+            .domains
+            .get_mut(u)
+            .unwrap()
+            .vcpus
+            .push(crate::common::domain::Vcpu::new(0));
+        for bad in [BAD_GVA, HOLE_GVA, u64::MAX - 2] {
+            // domctl
+            assert_eq!(env.hypercall(d0, 36, [bad, 0, 0, 0, 0]), EFAULT);
+            // xen_version: every command that reads or writes its argument.
+            for cmd in [1, 2, 3, 4, 5, 6, 8, 9] {
+                assert_eq!(
+                    env.hypercall(d0, 17, [cmd, bad, 0, 0, 0]),
+                    EFAULT,
+                    "xen_version {cmd}"
+                );
+                assert_eq!(
+                    env.hypercall(u, 17, [cmd, bad, 0, 0, 0]),
+                    EFAULT,
+                    "domU xen_version {cmd}"
+                );
+            }
+            assert_eq!(
+                env.hypercall(d0, 17, [10, bad, 0, 0, 0]),
+                EFAULT,
+                "build_id"
+            );
+            // console_io write (privileged and not) and read (with input waiting).
+            assert_eq!(env.hypercall(d0, 18, [0, 5, bad, 0, 0]), EFAULT);
+            assert_eq!(env.hypercall(u, 18, [0, 5, bad, 0, 0]), EFAULT);
+            env.hv.console.push_rx(b'x');
+            assert_eq!(env.hypercall(d0, 18, [1, 5, bad, 0, 0]), EFAULT);
+            // sched_op: shutdown, shutdown_code, poll, remote_shutdown, and the
+            // port array of a poll.
+            for cmd in [2, 5, 3, 4] {
+                assert_eq!(
+                    env.hypercall(u, 29, [cmd, bad, 0, 0, 0]),
+                    EFAULT,
+                    "sched_op {cmd}"
+                );
+            }
+            env.put(
+                ARG_GVA,
+                &sched_poll {
+                    ports: bad,
+                    nr_ports: 1,
+                    _implicit0: [0; 4],
+                    timeout: 0,
+                },
+            );
+            assert_eq!(
+                env.hypercall(u, 29, [u64::from(SCHEDOP_poll), ARG_GVA, 0, 0, 0]),
+                EFAULT
+            );
+        }
+        // Nothing happened to the domain on the way.
+        let d = env.hv.domains.get(u).unwrap();
+        assert!(!d.shutdown.is_shutting_down && d.vcpus[0].poll.is_none());
+        assert_eq!(
+            d.shutdown.code,
+            crate::common::domain::SHUTDOWN_CODE_INVALID
+        );
+        // And the good pointers work.
+        env.put(
+            ARG_GVA,
+            &xen_feature_info {
+                submap_idx: 0,
+                submap: 0,
+            },
+        );
+        assert_eq!(
+            env.hypercall(u, 17, [u64::from(XENVER_get_features), ARG_GVA, 0, 0, 0]),
+            0
+        );
+        env.put(ARG_GVA, b"ok\n");
+        assert_eq!(
+            env.hypercall(u, 18, [u64::from(CONSOLEIO_write), 3, ARG_GVA, 0, 0]),
+            0
+        );
+        env.put(ARG_GVA, &sched_shutdown { reason: 0 });
+        assert_eq!(
+            env.hypercall(u, 29, [u64::from(SCHEDOP_shutdown), ARG_GVA, 0, 0, 0]),
+            0
+        );
+    }
+
+    #[test]
+    fn caller_must_exist() {
+        let mut env = Env::new();
+        assert_eq!(env.hypercall(77, 17, [0; 5]), -3);
+    }
+
+    #[test]
+    fn cpl_check() {
+        assert_eq!(check_cpl(0), None);
+        assert_eq!(check_cpl(3), Some(-1));
+        assert_eq!(check_cpl(1), Some(-1));
+    }
+}

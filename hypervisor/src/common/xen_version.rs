@@ -50,7 +50,7 @@ const XEN_COMMANDLINE_LEN: usize = 1024;
 ///
 /// An HVM/PVH domU gets writable_page_tables, auto_translated_physmap,
 /// hvm_callback_vector, hvm_safe_pvclock, memory_op_vnode_supported and
-/// not_direct_mapped (0x10b05), plus hvm_pirqs with `XEN_X86_EMU_USE_PIRQ`;
+/// not_direct_mapped (0x12305), plus hvm_pirqs with `XEN_X86_EMU_USE_PIRQ`;
 /// domain 0 also gets XENFEAT_dom0 (0x12b05 for a PVH dom0).
 pub fn features_submap0(d: &Domain) -> u32 {
     let mut map = 1 << XENFEAT_memory_op_vnode_supported;
@@ -218,5 +218,133 @@ fn xen_version(
             Err(Errno::ENODATA)
         }
         _ => Err(Errno::ENOSYS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::test_support::*;
+    use xen_public_abi::arch_x86::{XEN_X86_EMU_LAPIC, XEN_X86_EMU_USE_PIRQ};
+    use xen_public_abi::xen::__HYPERVISOR_xen_version as XV;
+
+    fn call(env: &mut Env, dom: u16, cmd: u32, arg: u64) -> i64 {
+        env.hypercall(dom, XV, [u64::from(cmd), arg, 0, 0, 0])
+    }
+
+    /// RAX and (submap_idx, submap) as the guest sees them afterwards.
+    fn features(env: &mut Env, dom: u16, idx: u32) -> (i64, (u32, u32)) {
+        env.put(
+            ARG_GVA,
+            &xen_feature_info {
+                submap_idx: idx,
+                submap: 0xdead,
+            },
+        );
+        let rc = call(env, dom, XENVER_get_features, ARG_GVA);
+        let fi: xen_feature_info = env.get(ARG_GVA);
+        (rc, (fi.submap_idx, fi.submap))
+    }
+
+    fn string(env: &Env, len: usize) -> String {
+        let mut b = alloc::vec![0u8; len];
+        use crate::common::guest_access::GuestMemory;
+        env.mem.read_gpa(ARG_GVA, &mut b).unwrap();
+        let end = b.iter().position(|&c| c == 0).expect("NUL-terminated");
+        String::from_utf8(b[..end].to_vec()).unwrap()
+    }
+
+    /// Oracle E: version 4.17, dom0's submap 0x12b05, submap 1/100 -EINVAL (left
+    /// unwritten), unknown command -ENOSYS.
+    #[test]
+    fn oracle_rows() {
+        let mut env = Env::new();
+        assert_eq!(call(&mut env, 0, XENVER_version, 0), 0x40011);
+        assert_eq!(features(&mut env, 0, 0), (0, (0, 0x12b05)));
+        for idx in [1, 100] {
+            assert_eq!(features(&mut env, 0, idx), (-22, (idx, 0xdead)));
+        }
+        assert_eq!(call(&mut env, 0, 99, 0), -38);
+        assert_eq!(call(&mut env, 0, 11, 0), -38);
+        assert_eq!(
+            env.hypercall(0, XV, [u64::from(u32::MAX), 0, 0, 0, 0]),
+            -38,
+            "cmd -1"
+        );
+    }
+
+    /// An HVM/PVH domU: dom0's bits minus XENFEAT_dom0; PIRQ emulation adds
+    /// hvm_pirqs; a PV domain gets the PV set.
+    #[test]
+    fn domu_features() {
+        let mut env = Env::new();
+        let (_, pvh) = env.create(&baseline(), 0);
+        assert_eq!(features(&mut env, pvh, 0).1 .1, 0x12305);
+        let mut hvm = baseline();
+        hvm.arch.emulation_flags = 0x3ff;
+        let (_, h) = env.create(&hvm, 0);
+        assert_eq!(features(&mut env, h, 0).1 .1, 0x12305 | 1 << 10);
+        assert_eq!(0x3ff & XEN_X86_EMU_USE_PIRQ, XEN_X86_EMU_USE_PIRQ);
+        let mut pv = baseline();
+        pv.flags = 0;
+        pv.arch.emulation_flags = 0;
+        let (_, p) = env.create(&pv, 0);
+        // memory_op_vnode, mmu_pt_update_preserve_ad, highmem_assist,
+        // gnttab_map_avail_bits, direct_mapped.
+        assert_eq!(
+            features(&mut env, p, 0).1 .1,
+            (1 << 13) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 17)
+        );
+        let _ = XEN_X86_EMU_LAPIC;
+    }
+
+    #[test]
+    fn strings_and_pagesize() {
+        let mut env = Env::new();
+        let (_, u) = env.create(&baseline(), 0);
+        assert_eq!(call(&mut env, u, XENVER_extraversion, ARG_GVA), 0);
+        assert_eq!(string(&env, 16), XEN_EXTRAVERSION);
+        assert_eq!(call(&mut env, u, XENVER_capabilities, ARG_GVA), 0);
+        assert_eq!(
+            string(&env, 1024),
+            "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64 "
+        );
+        assert_eq!(call(&mut env, u, XENVER_changeset, ARG_GVA), 0);
+        assert_eq!(string(&env, 64), "unavailable");
+        assert_eq!(call(&mut env, u, XENVER_compile_info, ARG_GVA), 0);
+        assert_eq!(string(&env, 64), "rustc");
+        assert_eq!(call(&mut env, u, XENVER_pagesize, 0), 4096);
+        assert_eq!(call(&mut env, u, XENVER_pagesize, ARG_GVA), -22);
+        assert_eq!(call(&mut env, u, XENVER_platform_parameters, ARG_GVA), 0);
+        assert_eq!(env.get::<u64>(ARG_GVA), HYPERVISOR_VIRT_START);
+        // Denied to a domU: the command line reads "<denied>", build id -EPERM.
+        assert_eq!(call(&mut env, u, XENVER_commandline, ARG_GVA), 0);
+        assert_eq!(string(&env, 1024), XEN_DENY);
+        assert_eq!(call(&mut env, u, XENVER_build_id, 0), -1);
+        assert_eq!(call(&mut env, 0, XENVER_commandline, ARG_GVA), 0);
+        assert_eq!(string(&env, 1024), "");
+        assert_eq!(call(&mut env, 0, XENVER_build_id, 0), -61, "no build id");
+        env.put(ARG_GVA, &0u32);
+        assert_eq!(call(&mut env, 0, XENVER_build_id, ARG_GVA), -22, "len 0");
+    }
+
+    #[test]
+    fn guest_handle() {
+        let mut env = Env::new();
+        let mut c = baseline();
+        c.handle = [0xab; 16];
+        let (_, u) = env.create(&c, 0);
+        assert_eq!(call(&mut env, u, XENVER_guest_handle, ARG_GVA), 0);
+        assert_eq!(env.get::<[u8; 16]>(ARG_GVA), [0xab; 16]);
+    }
+
+    #[test]
+    fn capabilities_follow_caps() {
+        let mut k = HostCaps::THIS_HYPERVISOR;
+        k.pv = false;
+        assert_eq!(
+            capabilities(&k),
+            "hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64 "
+        );
     }
 }
