@@ -289,3 +289,137 @@ pub mod fake {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::common::test_support::*;
+    use xen_public_abi::xen::{__HYPERVISOR_console_io as CIO, CONSOLEIO_read, CONSOLEIO_write};
+
+    fn write(env: &mut Env, dom: u16, bytes: &[u8]) -> i64 {
+        env.mem.bytes[ARG_GVA as usize..ARG_GVA as usize + bytes.len()].copy_from_slice(bytes);
+        env.hypercall(
+            dom,
+            CIO,
+            [
+                u64::from(CONSOLEIO_write),
+                bytes.len() as u64,
+                ARG_GVA,
+                0,
+                0,
+            ],
+        )
+    }
+
+    #[test]
+    fn dom0_writes_raw() {
+        let mut env = Env::new();
+        assert_eq!(write(&mut env, 0, b"raw\x07bytes\nno newline"), 0);
+        assert_eq!(env.sink.text(), "raw\x07bytes\nno newline");
+        // count 0 writes nothing; count larger than one chunk arrives whole.
+        assert_eq!(write(&mut env, 0, b""), 0);
+        let long = [b'a'; 300];
+        assert_eq!(write(&mut env, 0, &long), 0);
+        assert_eq!(
+            env.sink.text().len(),
+            "raw\x07bytes\nno newline".len() + 300
+        );
+    }
+
+    #[test]
+    fn domu_lines_are_filtered_buffered_and_prefixed() {
+        let mut env = Env::new();
+        let (_, u) = env.create(&baseline(), 0);
+        assert_eq!(write(&mut env, u, b"hel"), 0);
+        assert_eq!(env.sink.text(), "", "held until the newline");
+        assert_eq!(write(&mut env, u, b"lo\x1b[0m\tworld\nsecond\nthi"), 0);
+        assert_eq!(env.sink.text(), "(d1) hello[0m\tworld\n(d1) second\n");
+        assert_eq!(env.hv.domains.get(u).unwrap().console.pending(), b"thi");
+        // A line that would overflow the 200-byte buffer is printed at once.
+        let long = [b'x'; 250];
+        env.sink.0.lock().clear();
+        assert_eq!(write(&mut env, u, &long), 0);
+        let text = env.sink.text();
+        assert!(text.starts_with("(d1) thixxx"), "{text}");
+        assert!(env.hv.domains.get(u).unwrap().console.pending().len() < 200);
+    }
+
+    /// Guest lines are rate-limited like Xen's printk: a burst of 10, then one
+    /// per 5 s, and the count of suppressed lines is reported.
+    #[test]
+    fn domu_output_is_rate_limited() {
+        let mut env = Env::new();
+        let (_, u) = env.create(&baseline(), 0);
+        for i in 0..15 {
+            assert_eq!(
+                write(&mut env, u, alloc::format!("line {i}\n").as_bytes()),
+                0
+            );
+        }
+        let text = env.sink.text();
+        assert_eq!(text.lines().count(), 10, "{text}");
+        assert!(text.contains("line 9") && !text.contains("line 10"));
+        env.clock.advance_ms(5000);
+        assert_eq!(write(&mut env, u, b"later\n"), 0);
+        let text = env.sink.text();
+        assert!(
+            text.ends_with("(XEN) printk: 5 messages suppressed.\n(d1) later\n"),
+            "{text}"
+        );
+        // Dom0's output is never limited.
+        for _ in 0..20 {
+            write(&mut env, 0, b"x\n");
+        }
+        assert_eq!(env.sink.text().matches("x\n").count(), 20);
+    }
+
+    #[test]
+    fn read_for_dom0_only() {
+        let mut env = Env::new();
+        let (_, u) = env.create(&baseline(), 0);
+        for c in b"abc" {
+            assert!(env.hv.console.push_rx(*c));
+        }
+        let read = |env: &mut Env, dom, count: u64| {
+            env.hypercall(dom, CIO, [u64::from(CONSOLEIO_read), count, ARG_GVA, 0, 0])
+        };
+        assert_eq!(read(&mut env, u, 3), -1, "domU: -EPERM");
+        assert_eq!(read(&mut env, 0, 2), 2);
+        assert_eq!(
+            &env.mem.bytes[ARG_GVA as usize..ARG_GVA as usize + 2],
+            b"ab"
+        );
+        assert_eq!(
+            read(&mut env, 0, 0x8000_0000),
+            -7,
+            "count > INT_MAX: -E2BIG"
+        );
+        assert_eq!(read(&mut env, 0, 10), 1);
+        assert_eq!(read(&mut env, 0, 10), 0);
+        // The ring holds 128 bytes and drops the rest.
+        for i in 0..200u32 {
+            assert_eq!(env.hv.console.push_rx(i as u8), i < 128);
+        }
+        assert_eq!(read(&mut env, 0, 1000), 128);
+    }
+
+    /// Oracle E: an unknown command is -ENOSYS for dom0; for a domU the
+    /// permission check comes first (-EPERM).
+    #[test]
+    fn unknown_command() {
+        let mut env = Env::new();
+        let (_, u) = env.create(&baseline(), 0);
+        assert_eq!(env.hypercall(0, CIO, [99, 0, 0, 0, 0]), -38);
+        assert_eq!(env.hypercall(u, CIO, [99, 0, 0, 0, 0]), -1);
+    }
+
+    /// A fault part-way: the chunks before it are written, then -EFAULT.
+    #[test]
+    fn fault_after_first_chunk() {
+        let mut env = Env::new();
+        let start = HOLE_GVA - 127;
+        env.mem.bytes[start as usize..HOLE_GVA as usize].fill(b'z');
+        let rc = env.hypercall(0, CIO, [u64::from(CONSOLEIO_write), 200, start, 0, 0]);
+        assert_eq!(rc, -14);
+        assert_eq!(env.sink.text(), "z".repeat(127));
+    }
+}

@@ -178,3 +178,270 @@ fn poll(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::domain::{Domain, DomainTable, Vcpu, SHUTDOWN_CODE_INVALID};
+    use crate::common::hypercall::do_hypercall;
+    use crate::common::test_support::*;
+    use xen_public_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff, SHUTDOWN_MAX};
+    use xen_public_abi::xen::__HYPERVISOR_sched_op as SO;
+
+    fn domu(env: &mut Env) -> u16 {
+        let (_, u) = env.create(&baseline(), 0);
+        let d = env.hv.domains.get_mut(u).unwrap();
+        d.vcpus.push(Vcpu::new(0));
+        d.vcpus[0].online = true;
+        d.unpause_by_systemcontroller().unwrap();
+        u
+    }
+
+    fn shutdown_call(env: &mut Env, dom: u16, cmd: u32, reason: u32) -> i64 {
+        env.put(ARG_GVA, &sched_shutdown { reason });
+        env.hypercall(dom, SO, [u64::from(cmd), ARG_GVA, 0, 0, 0])
+    }
+
+    /// Oracle E: yield is 0, an unknown command -ENOSYS.
+    #[test]
+    fn yield_and_unknown() {
+        let mut env = Env::new();
+        assert_eq!(
+            env.hypercall(0, SO, [u64::from(SCHEDOP_yield), 0, 0, 0, 0]),
+            0
+        );
+        assert_eq!(env.hypercall(0, SO, [999, 0, 0, 0, 0]), -38);
+        assert_eq!(env.hypercall(0, SO, [u64::from(u32::MAX), 0, 0, 0, 0]), -38);
+        assert_eq!(
+            env.hypercall(0, SO, [u64::from(SCHEDOP_watchdog), ARG_GVA, 0, 0, 0]),
+            -38
+        );
+    }
+
+    #[test]
+    fn block_marks_the_vcpu() {
+        let mut env = Env::new();
+        let u = domu(&mut env);
+        assert_eq!(
+            env.hypercall(u, SO, [u64::from(SCHEDOP_block), 0, 0, 0, 0]),
+            0
+        );
+        assert!(env.hv.domains.get(u).unwrap().vcpus[0].blocked);
+    }
+
+    /// Every reason 0..=SHUTDOWN_MAX, and others (Xen keeps the low 8 bits and
+    /// does not check the range): recorded, shown by getdomaininfo.
+    #[test]
+    fn shutdown_every_reason() {
+        for reason in (0..=SHUTDOWN_MAX).chain([6, 0xff, 0x1_03]) {
+            let mut env = Env::new();
+            let u = domu(&mut env);
+            assert_eq!(
+                shutdown_call(&mut env, u, SCHEDOP_shutdown, reason),
+                0,
+                "reason {reason}"
+            );
+            let d = env.hv.domains.get(u).unwrap();
+            assert!(d.shutdown.is_shut_down && !d.is_runnable());
+            assert!(d.vcpus[0].paused_for_shutdown);
+            assert_eq!(d.shutdown.code, reason & 0xff);
+            let info = crate::common::domctl::getdomaininfo(d, 40);
+            assert_eq!(info.flags >> 16, reason & 0xff);
+            assert_ne!(info.flags & 0x4, 0, "XEN_DOMINF_shutdown");
+            // A second shutdown keeps the first reason.
+            assert_eq!(
+                shutdown_call(&mut env, u, SCHEDOP_shutdown, SHUTDOWN_crash),
+                0
+            );
+            assert_eq!(env.hv.domains.get(u).unwrap().shutdown.code, reason & 0xff);
+        }
+    }
+
+    #[test]
+    fn shutdown_code_then_shutdown() {
+        let mut env = Env::new();
+        let u = domu(&mut env);
+        assert_eq!(
+            shutdown_call(&mut env, u, SCHEDOP_shutdown_code, SHUTDOWN_crash),
+            0
+        );
+        let d = env.hv.domains.get(u).unwrap();
+        assert!(!d.shutdown.is_shutting_down);
+        assert_eq!(d.shutdown.code, SHUTDOWN_crash);
+        assert_eq!(
+            shutdown_call(&mut env, u, SCHEDOP_shutdown_code, SHUTDOWN_poweroff),
+            0
+        );
+        assert_eq!(
+            shutdown_call(&mut env, u, SCHEDOP_shutdown, SHUTDOWN_poweroff),
+            0
+        );
+        assert_eq!(env.hv.domains.get(u).unwrap().shutdown.code, SHUTDOWN_crash);
+    }
+
+    #[test]
+    fn remote_shutdown() {
+        let mut env = Env::new();
+        let u = domu(&mut env);
+        let v = domu(&mut env);
+        let op = |env: &mut Env, caller, target, reason| {
+            env.put(
+                ARG_GVA,
+                &sched_remote_shutdown {
+                    domain_id: target,
+                    _implicit0: [0; 2],
+                    reason,
+                },
+            );
+            env.hypercall(
+                caller,
+                SO,
+                [u64::from(SCHEDOP_remote_shutdown), ARG_GVA, 0, 0, 0],
+            )
+        };
+        assert_eq!(op(&mut env, u, v, 0), -1, "a domU may not");
+        assert_eq!(op(&mut env, 0, 30000, 0), -3);
+        assert_eq!(op(&mut env, 0, v, 1), 0);
+        assert_eq!(env.hv.domains.get(v).unwrap().shutdown.code, 1);
+        assert_eq!(
+            env.hv.domains.get(u).unwrap().shutdown.code,
+            SHUTDOWN_CODE_INVALID
+        );
+    }
+
+    #[test]
+    fn pin_override() {
+        let mut env = Env::new();
+        let u = domu(&mut env);
+        assert_eq!(
+            env.hypercall(u, SO, [u64::from(SCHEDOP_pin_override), ARG_GVA, 0, 0, 0]),
+            -1
+        );
+        assert_eq!(
+            env.hypercall(0, SO, [u64::from(SCHEDOP_pin_override), ARG_GVA, 0, 0, 0]),
+            -38
+        );
+    }
+
+    /// An event-channel stand-in: ports listed in `pending` are pending, ports
+    /// >= 64 are invalid.
+    struct Ports {
+        pending: Vec<u32>,
+        upcall: bool,
+        shut: Vec<(u16, u32)>,
+    }
+    impl ExtHandlers for Ports {
+        fn evtchn_port_poll(&mut self, _d: &Domain, port: u32) -> XenResult<bool> {
+            if port >= 64 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(self.pending.contains(&port))
+        }
+        fn local_events_need_delivery(&mut self, _d: &Domain, _vcpu: u32) -> bool {
+            self.upcall
+        }
+        fn domain_shutdown(&mut self, _t: &mut DomainTable, id: u16, reason: u32) {
+            self.shut.push((id, reason));
+        }
+    }
+
+    fn poll_call(
+        env: &mut Env,
+        ext: &mut dyn ExtHandlers,
+        dom: u16,
+        ports: &[u32],
+        timeout: u64,
+    ) -> i64 {
+        for (i, p) in ports.iter().enumerate() {
+            env.put(0x2000 + 4 * i as u64, p);
+        }
+        env.put(
+            ARG_GVA,
+            &sched_poll {
+                ports: 0x2000,
+                nr_ports: ports.len() as u32,
+                _implicit0: [0; 4],
+                timeout,
+            },
+        );
+        let caller = Caller {
+            domid: dom,
+            vcpu: 0,
+        };
+        do_hypercall(
+            &mut env.hv,
+            ext,
+            caller,
+            u64::from(SO),
+            [u64::from(SCHEDOP_poll), ARG_GVA, 0, 0, 0],
+            &mut env.mem,
+        )
+    }
+
+    #[test]
+    fn poll() {
+        let mut env = Env::new();
+        let u = domu(&mut env);
+        let mut ext = Ports {
+            pending: alloc::vec![5],
+            upcall: false,
+            shut: Vec::new(),
+        };
+        // A pending port: return at once, not blocked.
+        assert_eq!(poll_call(&mut env, &mut ext, u, &[3, 5], 0), 0);
+        assert!(!env.hv.domains.get(u).unwrap().vcpus[0].blocked);
+        // An invalid port: its error.
+        assert_eq!(poll_call(&mut env, &mut ext, u, &[3, 100], 0), -22);
+        // Too many ports.
+        let many: Vec<u32> = (0..129).collect();
+        assert_eq!(poll_call(&mut env, &mut ext, u, &many, 0), -22);
+        // An upcall already pending: return at once.
+        ext.upcall = true;
+        assert_eq!(poll_call(&mut env, &mut ext, u, &[3], 0), 0);
+        assert!(!env.hv.domains.get(u).unwrap().vcpus[0].blocked);
+        // Nothing pending: blocked, polling those ports until the timeout.
+        ext.upcall = false;
+        assert_eq!(poll_call(&mut env, &mut ext, u, &[1, 2, 3], 777), 0);
+        let v = &env.hv.domains.get(u).unwrap().vcpus[0];
+        assert!(v.blocked);
+        assert_eq!(
+            v.poll,
+            Some(PollState {
+                ports: alloc::vec![1, 2, 3],
+                timeout: 777
+            })
+        );
+        // Without event channels wired, poll says so.
+        let mut env = Env::new();
+        let u = domu(&mut env);
+        assert_eq!(
+            poll_call(&mut env, &mut crate::common::hypercall::NoExt, u, &[1], 0),
+            -38
+        );
+    }
+
+    #[test]
+    fn shutdown_hook_fires_once() {
+        let mut env = Env::new();
+        let u = domu(&mut env);
+        let mut ext = Ports {
+            pending: Vec::new(),
+            upcall: false,
+            shut: Vec::new(),
+        };
+        let caller = Caller { domid: u, vcpu: 0 };
+        for reason in [2, 3] {
+            env.put(ARG_GVA, &sched_shutdown { reason });
+            let rc = do_hypercall(
+                &mut env.hv,
+                &mut ext,
+                caller,
+                u64::from(SO),
+                [u64::from(SCHEDOP_shutdown), ARG_GVA, 0, 0, 0],
+                &mut env.mem,
+            );
+            assert_eq!(rc, 0);
+        }
+        assert_eq!(ext.shut, [(u, 2)]);
+    }
+}
