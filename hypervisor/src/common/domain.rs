@@ -1112,6 +1112,39 @@ mod tests {
         }
     }
 
+    /// With FIFO compiled out, asking for it is -EINVAL with a log line that
+    /// says why; so are the emulator refusals (Xen prints one too).
+    #[test]
+    fn refusals_are_logged() {
+        use crate::common::test_support::logcap;
+        let mut caps = HostCaps::THIS_HYPERVISOR;
+        caps.evtchn_fifo = false;
+        let (mut t, frames) = table(caps);
+        logcap::start();
+        let mut c = baseline();
+        c.flags |= XEN_DOMCTL_CDF_evtchn_fifo;
+        assert_eq!(t.create_domain(0, &c), Err(Errno::EINVAL));
+        let lines = logcap::lines();
+        assert!(
+            lines.iter().any(|l| l.starts_with("WARN")
+                && l.contains("evtchn_fifo")
+                && l.contains("compiled out")),
+            "{lines:?}"
+        );
+        logcap::start();
+        let mut e = baseline();
+        e.arch.emulation_flags = 0x11;
+        assert_eq!(t.create_domain(0, &e), Err(Errno::EOPNOTSUPP));
+        let lines = logcap::lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("d2: ") && l.contains("emulators: 0x11")),
+            "{lines:?}"
+        );
+        assert_eq!(frames.outstanding(), 0);
+    }
+
     /// Oracle A.5: which error wins when two fields are invalid.
     #[test]
     fn two_invalid_fields() {

@@ -165,3 +165,45 @@ impl Env {
         self.domctl(caller, &domctl_op(cmd, domain)).0
     }
 }
+
+/// Captures `log` records per test thread, so a test can check that a refusal
+/// says why.
+pub mod logcap {
+    use alloc::format;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+
+    struct Capture;
+
+    std::thread_local! {
+        static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            LINES.with(|l| {
+                l.borrow_mut()
+                    .push(format!("{} {}", record.level(), record.args()))
+            });
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+
+    /// Install the capturing logger (once per process) and clear this thread's lines.
+    pub fn start() {
+        let _ = log::set_logger(&CAPTURE);
+        log::set_max_level(log::LevelFilter::Trace);
+        LINES.with(|l| l.borrow_mut().clear());
+    }
+
+    /// The lines this thread logged since [`start`].
+    pub fn lines() -> Vec<String> {
+        LINES.with(|l| l.borrow().clone())
+    }
+}
