@@ -206,6 +206,8 @@ pub mod arch_x86;
 pub mod domctl;
 pub mod errno;
 pub mod event_channel;
+pub mod hvm;
+pub mod memory;
 pub mod xen;
 
 pub use errno::{Errno, XenResult};

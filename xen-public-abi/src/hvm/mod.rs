@@ -1,0 +1,5 @@
+//! `xen/include/public/hvm/`: HVM (and PVH) specific interfaces.
+
+pub mod hvm_op;
+pub mod params;
+pub mod start_info;
