@@ -4,7 +4,8 @@
 //! typed helpers (`DomId`, `EvtchnPort`, `Errno`, flag sets) sit beside the raw items.
 //! Modules are named after the headers: [`xen`], [`domctl`], [`event_channel`],
 //! [`hvm::hvm_op`], [`hvm::params`], [`hvm::start_info`], [`memory`], [`sched`],
-//! [`vcpu`], [`version`], [`elfnote`], [`arch_x86`], [`io::console`].
+//! [`hvm::hvm_vcpu`], [`vcpu`], [`version`], [`features`], [`elfnote`], [`arch_x86`]
+//! (with [`arch_x86::cpuid`]), [`io::console`].
 //!
 //! Two checks keep the layouts honest:
 //! - at compile time, every struct is declared through [`abi_struct!`], which pins
@@ -204,10 +205,16 @@ pub trait UnionMember<U>:
 
 pub mod arch_x86;
 pub mod domctl;
+pub mod elfnote;
 pub mod errno;
 pub mod event_channel;
+pub mod features;
 pub mod hvm;
+pub mod io;
 pub mod memory;
+pub mod sched;
+pub mod vcpu;
+pub mod version;
 pub mod xen;
 
 pub use errno::{Errno, XenResult};
