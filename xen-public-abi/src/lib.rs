@@ -4,7 +4,8 @@
 //! typed helpers (`DomId`, `EvtchnPort`, `Errno`, flag sets) sit beside the raw items.
 //! Modules are named after the headers: [`xen`], [`domctl`], [`event_channel`],
 //! [`hvm::hvm_op`], [`hvm::params`], [`hvm::start_info`], [`memory`], [`sched`],
-//! [`vcpu`], [`version`], [`elfnote`], [`arch_x86`], [`io::console`].
+//! [`hvm::hvm_vcpu`], [`vcpu`], [`version`], [`features`], [`elfnote`], [`arch_x86`]
+//! (with [`arch_x86::cpuid`]), [`io::console`].
 //!
 //! Two checks keep the layouts honest:
 //! - at compile time, every struct is declared through [`abi_struct!`], which pins
@@ -68,11 +69,25 @@ macro_rules! abi_struct {
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
 
-        ::static_assertions::const_assert_eq!(::core::mem::size_of::<$name>(), $size);
-        ::static_assertions::const_assert_eq!(::core::mem::align_of::<$name>(), $align);
-        $(
-            ::static_assertions::const_assert_eq!(::core::mem::offset_of!($name, $field), $off);
-        )*
+        // One associated const per check, named after what it checks, so that a
+        // failure reads e.g. "evaluation of `xen_domctl::cmd::_::{constant#0}` failed".
+        #[allow(non_upper_case_globals, dead_code)]
+        impl $name {
+            const ABI_SIZE: () = {
+                ::static_assertions::const_assert_eq!(::core::mem::size_of::<$name>(), $size);
+            };
+            const ABI_ALIGN: () = {
+                ::static_assertions::const_assert_eq!(::core::mem::align_of::<$name>(), $align);
+            };
+            $(
+                const $field: () = {
+                    ::static_assertions::const_assert_eq!(
+                        ::core::mem::offset_of!($name, $field),
+                        $off
+                    );
+                };
+            )*
+        }
 
         impl $name {
             /// Every field as (name, offset, size), for the C conformance test.
@@ -204,9 +219,15 @@ pub trait UnionMember<U>:
 
 pub mod arch_x86;
 pub mod domctl;
+pub mod elfnote;
 pub mod errno;
 pub mod event_channel;
+pub mod features;
+pub mod hvm;
+pub mod io;
+pub mod memory;
 pub mod sched;
+pub mod vcpu;
 pub mod version;
 pub mod xen;
 

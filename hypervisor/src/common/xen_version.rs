@@ -13,12 +13,14 @@
 
 use alloc::string::String;
 
+use xen_public_abi::features::{
+    XENFEAT_auto_translated_physmap, XENFEAT_direct_mapped, XENFEAT_dom0,
+    XENFEAT_gnttab_map_avail_bits, XENFEAT_highmem_assist, XENFEAT_hvm_callback_vector,
+    XENFEAT_hvm_pirqs, XENFEAT_hvm_safe_pvclock, XENFEAT_memory_op_vnode_supported,
+    XENFEAT_mmu_pt_update_preserve_ad, XENFEAT_not_direct_mapped, XENFEAT_writable_page_tables,
+};
 use xen_public_abi::version::{
-    xen_feature_info, xen_platform_parameters, XENFEAT_auto_translated_physmap,
-    XENFEAT_direct_mapped, XENFEAT_dom0, XENFEAT_gnttab_map_avail_bits, XENFEAT_highmem_assist,
-    XENFEAT_hvm_callback_vector, XENFEAT_hvm_pirqs, XENFEAT_hvm_safe_pvclock,
-    XENFEAT_memory_op_vnode_supported, XENFEAT_mmu_pt_update_preserve_ad,
-    XENFEAT_not_direct_mapped, XENFEAT_writable_page_tables, XENVER_build_id, XENVER_capabilities,
+    xen_feature_info, xen_platform_parameters, XENVER_build_id, XENVER_capabilities,
     XENVER_changeset, XENVER_commandline, XENVER_compile_info, XENVER_extraversion,
     XENVER_get_features, XENVER_guest_handle, XENVER_pagesize, XENVER_platform_parameters,
     XENVER_version,
