@@ -5,3 +5,6 @@
 extern crate alloc;
 
 pub mod common;
+
+#[cfg(test)]
+pub mod test_alloc;

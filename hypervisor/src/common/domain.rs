@@ -885,6 +885,7 @@ mod tests {
     use super::*;
     use crate::common::page_alloc::fake::CountingFrames;
     use crate::common::test_support::baseline;
+    use crate::test_alloc::live_bytes;
     use proptest::prelude::*;
     use xen_public_abi::domctl::XEN_DOMCTL_CDF_MAX;
 
@@ -1283,14 +1284,22 @@ mod tests {
     #[test]
     fn refused_or_failed_create_holds_nothing() {
         let (mut t, frames) = table(HostCaps::THIS_HYPERVISOR);
+        t.create_domain(0, &baseline()).unwrap();
+        let heap = live_bytes();
         let mut bad = baseline();
         bad.cpupool_id = 5;
         assert_eq!(t.create_domain(0, &bad), Err(Errno::ESRCH));
-        assert_eq!((t.len(), frames.outstanding()), (0, 0));
+        assert_eq!((t.len(), frames.outstanding(), live_bytes()), (1, 1, heap));
         // No frame for shared_info: -ENOMEM, nothing held.
-        frames.set_capacity(0);
+        frames.set_capacity(1);
         assert_eq!(t.create_domain(0, &baseline()), Err(Errno::ENOMEM));
-        assert_eq!((t.len(), frames.outstanding()), (0, 0));
+        assert_eq!((t.len(), frames.outstanding(), live_bytes()), (1, 1, heap));
+        // The counter does see memory being held: the first domain of a table
+        // allocates the map's first node.
+        let (mut t2, _) = table(HostCaps::THIS_HYPERVISOR);
+        let heap2 = live_bytes();
+        t2.create_domain(0, &baseline()).unwrap();
+        assert!(live_bytes() > heap2);
     }
 
     #[test]
@@ -1534,7 +1543,11 @@ mod tests {
             let existing = t.create_boot_domain(Some(2), &baseline(), false).ok();
             let before = (t.len(), frames.outstanding());
             let want = model(&cfg, &caps, false);
+            let heap = live_bytes();
             let got = t.create_domain(requested, &cfg);
+            if got.is_err() {
+                prop_assert_eq!(live_bytes(), heap, "a refused create keeps no heap memory");
+            }
             let collides = existing == Some(requested);
             if collides {
                 prop_assert_eq!(got, Err(Errno::EEXIST));

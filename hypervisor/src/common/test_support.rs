@@ -178,6 +178,9 @@ pub mod logcap {
 
     std::thread_local! {
         static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+        /// Only threads that called [`start`] capture (others must not allocate
+        /// here: tests count heap bytes).
+        static CAPTURING: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
     }
 
     impl log::Log for Capture {
@@ -185,6 +188,9 @@ pub mod logcap {
             true
         }
         fn log(&self, record: &log::Record) {
+            if !CAPTURING.with(|c| c.get()) {
+                return;
+            }
             LINES.with(|l| {
                 l.borrow_mut()
                     .push(format!("{} {}", record.level(), record.args()))
@@ -200,6 +206,7 @@ pub mod logcap {
         let _ = log::set_logger(&CAPTURE);
         log::set_max_level(log::LevelFilter::Trace);
         LINES.with(|l| l.borrow_mut().clear());
+        CAPTURING.with(|c| c.set(true));
     }
 
     /// The lines this thread logged since [`start`].
