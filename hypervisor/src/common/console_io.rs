@@ -44,11 +44,6 @@ pub trait ConsoleSink {
     fn write(&mut self, bytes: &[u8]);
 }
 
-/// Monotonic time for the rate limiter.
-pub trait Clock {
-    fn now_ns(&self) -> u64;
-}
-
 /// A non-privileged domain's partial console line (`pbuf`/`pbuf_idx`).
 #[derive(Debug, Clone)]
 pub struct GuestConsoleBuffer {
@@ -83,16 +78,14 @@ struct RateLimit {
 /// The hypervisor console: output sink, input ring, rate limiter.
 pub struct Console {
     sink: Box<dyn ConsoleSink + Send>,
-    clock: Box<dyn Clock + Send>,
     rx: VecDeque<u8>,
     limit: RateLimit,
 }
 
 impl Console {
-    pub fn new(sink: Box<dyn ConsoleSink + Send>, clock: Box<dyn Clock + Send>) -> Self {
+    pub fn new(sink: Box<dyn ConsoleSink + Send>) -> Self {
         Console {
             sink,
-            clock,
             rx: VecDeque::with_capacity(SERIAL_RX_SIZE),
             limit: RateLimit {
                 toks: RATELIMIT_BURST * RATELIMIT_MS,
@@ -117,9 +110,9 @@ impl Console {
         self.sink.write(bytes);
     }
 
-    /// `printk_ratelimit()`: may another guest line be printed now?
-    fn ratelimit(&mut self) -> bool {
-        let ms = self.clock.now_ns() / 1_000_000;
+    /// `printk_ratelimit()`: may another guest line be printed at `now_ns`?
+    fn ratelimit(&mut self, now_ns: u64) -> bool {
+        let ms = now_ns / 1_000_000;
         let l = &mut self.limit;
         l.toks = l.toks.saturating_add(ms.saturating_sub(l.last_ms));
         l.last_ms = ms;
@@ -139,8 +132,8 @@ impl Console {
     }
 
     /// Print one complete guest line, prefixed and rate-limited.
-    fn guest_line(&mut self, domid: u16, line: &[u8]) {
-        if self.ratelimit() {
+    fn guest_line(&mut self, domid: u16, line: &[u8], now_ns: u64) {
+        if self.ratelimit(now_ns) {
             self.sink.write(format!("(d{domid}) ").as_bytes());
             self.sink.write(line);
             self.sink.write(b"\n");
@@ -228,7 +221,8 @@ fn guest_chunk(hv: &mut Hypervisor, domid: u16, chunk: &[u8]) -> usize {
     }
     let mut line = core::mem::take(pbuf);
     line.extend(kept);
-    hv.console.guest_line(domid, &line);
+    let now = hv.clock.now_ns();
+    hv.console.guest_line(domid, &line, now);
     consumed
 }
 
@@ -252,13 +246,12 @@ fn console_read(
     Ok(n as i64)
 }
 
-/// Test doubles: a sink that records, a clock the test sets.
+/// Test double: a sink that records.
 #[cfg(test)]
 pub mod fake {
     use super::*;
     use alloc::sync::Arc;
     use alloc::vec::Vec;
-    use core::sync::atomic::{AtomicU64, Ordering};
     use spin::Mutex;
 
     /// Records everything written; clones share the record.
@@ -272,20 +265,6 @@ pub mod fake {
     impl ConsoleSink for RecordingSink {
         fn write(&mut self, bytes: &[u8]) {
             self.0.lock().extend_from_slice(bytes);
-        }
-    }
-
-    /// A clock the test moves by hand; clones share the time.
-    #[derive(Clone, Default)]
-    pub struct ManualClock(pub Arc<AtomicU64>);
-    impl ManualClock {
-        pub fn advance_ms(&self, ms: u64) {
-            self.0.fetch_add(ms * 1_000_000, Ordering::Relaxed);
-        }
-    }
-    impl Clock for ManualClock {
-        fn now_ns(&self) -> u64 {
-            self.0.load(Ordering::Relaxed)
         }
     }
 }

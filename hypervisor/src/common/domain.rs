@@ -522,6 +522,17 @@ impl Vcpu {
     }
 }
 
+/// `NR_DOMAIN_WATCHDOG_TIMERS`: watchdogs per domain (`SCHEDOP_watchdog`).
+pub const NR_DOMAIN_WATCHDOG_TIMERS: usize = 2;
+
+/// One domain watchdog: allocated (`watchdog_inuse_map`) and, while armed, when
+/// it fires (system time, ns). A fired watchdog stays allocated, disarmed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WatchdogSlot {
+    pub in_use: bool,
+    pub deadline_ns: Option<u64>,
+}
+
 /// A domain's shutdown state (`is_shutting_down`, `is_shut_down`, `shutdown_code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownState {
@@ -561,6 +572,8 @@ pub struct Domain {
     pub shared_info_gfn: u64,
     /// The partial console line of a non-hardware domain (`pbuf`).
     pub console: GuestConsoleBuffer,
+    /// `SCHEDOP_watchdog` timers.
+    pub watchdogs: [WatchdogSlot; NR_DOMAIN_WATCHDOG_TIMERS],
     /// Guest memory frames this domain owns (`tot_pages` = its length).
     pages: Vec<Mfn>,
 }
@@ -591,6 +604,7 @@ impl Domain {
             shared_info_mfn,
             shared_info_gfn: u64::MAX,
             console: GuestConsoleBuffer::new(),
+            watchdogs: [WatchdogSlot::default(); NR_DOMAIN_WATCHDOG_TIMERS],
             pages: Vec::new(),
         }
     }

@@ -14,6 +14,8 @@
 // Xen's names (`XEN_DOMCTL_createdomain`, `__HYPERVISOR_domctl`, ...) in match patterns.
 #![allow(non_upper_case_globals)]
 
+use alloc::boxed::Box;
+
 use log::{debug, warn};
 use xen_public_abi::xen::{
     __HYPERVISOR_arch_1, __HYPERVISOR_argo_op, __HYPERVISOR_console_io, __HYPERVISOR_dm_op,
@@ -42,15 +44,25 @@ pub struct Caller {
 /// RDI, RSI, RDX, R10, R8.
 pub type HypercallArgs = [u64; 5];
 
+/// Monotonic system time (`NOW()`), in nanoseconds since boot.
+pub trait Clock {
+    fn now_ns(&self) -> u64;
+}
+
 /// The arch-neutral hypervisor state the hypercall handlers work on.
 pub struct Hypervisor {
     pub domains: DomainTable,
     pub console: Console,
+    pub clock: Box<dyn Clock + Send>,
 }
 
 impl Hypervisor {
-    pub fn new(domains: DomainTable, console: Console) -> Self {
-        Hypervisor { domains, console }
+    pub fn new(domains: DomainTable, console: Console, clock: Box<dyn Clock + Send>) -> Self {
+        Hypervisor {
+            domains,
+            console,
+            clock,
+        }
     }
 }
 
@@ -437,7 +449,7 @@ mod tests {
             assert_eq!(env.hypercall(d0, 18, [1, 5, bad, 0, 0]), EFAULT);
             // sched_op: shutdown, shutdown_code, poll, remote_shutdown, and the
             // port array of a poll.
-            for cmd in [2, 5, 3, 4] {
+            for cmd in [2, 5, 3, 4, 6] {
                 assert_eq!(
                     env.hypercall(u, 29, [cmd, bad, 0, 0, 0]),
                     EFAULT,

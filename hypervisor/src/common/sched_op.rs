@@ -12,12 +12,14 @@ use alloc::vec::Vec;
 
 use log::{info, warn};
 use xen_public_abi::sched::{
-    sched_poll, sched_remote_shutdown, sched_shutdown, SCHEDOP_block, SCHEDOP_pin_override,
-    SCHEDOP_poll, SCHEDOP_remote_shutdown, SCHEDOP_shutdown, SCHEDOP_shutdown_code,
-    SCHEDOP_watchdog, SCHEDOP_yield,
+    sched_poll, sched_remote_shutdown, sched_shutdown, sched_watchdog, SCHEDOP_block,
+    SCHEDOP_pin_override, SCHEDOP_poll, SCHEDOP_remote_shutdown, SCHEDOP_shutdown,
+    SCHEDOP_shutdown_code, SCHEDOP_watchdog, SCHEDOP_yield, SHUTDOWN_watchdog,
 };
+use xen_public_abi::xen::domid_t;
 use xen_public_abi::{Errno, XenResult};
 
+use super::domain::{WatchdogSlot, NR_DOMAIN_WATCHDOG_TIMERS};
 use super::guest_access::{copy_from_guest, GuestAccess};
 use super::hypercall::{Caller, ExtHandlers, Hypervisor};
 
@@ -42,10 +44,88 @@ pub fn do_sched_op(
     arg: u64,
     guest: &mut dyn GuestAccess,
 ) -> i64 {
+    if cmd == SCHEDOP_watchdog as i32 {
+        return match watchdog(hv, caller, arg, guest) {
+            Ok(v) => v,
+            Err(e) => e.as_ret(),
+        };
+    }
     match sched_op(hv, ext, caller, cmd, arg, guest) {
         Ok(()) => 0,
         Err(e) => e.as_ret(),
     }
+}
+
+/// `SCHEDOP_watchdog` (`domain_watchdog()`): id 0 allocates a watchdog armed to
+/// fire in `timeout` seconds and returns its id (1 or 2; `-ENOSPC` if both are
+/// taken); an allocated id re-arms it, or with timeout 0 frees it; any other id
+/// is `-EINVAL`.
+fn watchdog(
+    hv: &mut Hypervisor,
+    caller: Caller,
+    arg: u64,
+    guest: &mut dyn GuestAccess,
+) -> XenResult<i64> {
+    let w: sched_watchdog = copy_from_guest(guest, arg)?;
+    let now = hv.clock.now_ns();
+    let deadline = now.saturating_add(u64::from(w.timeout).saturating_mul(1_000_000_000));
+    let d = hv.domains.get_mut(caller.domid).ok_or(Errno::ESRCH)?;
+    if w.id as usize > NR_DOMAIN_WATCHDOG_TIMERS {
+        return Err(Errno::EINVAL);
+    }
+    if w.id == 0 {
+        let (i, slot) = d
+            .watchdogs
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| !s.in_use)
+            .ok_or(Errno::ENOSPC)?;
+        *slot = WatchdogSlot {
+            in_use: true,
+            deadline_ns: Some(deadline),
+        };
+        return Ok(i as i64 + 1);
+    }
+    let slot = &mut d.watchdogs[w.id as usize - 1];
+    if !slot.in_use {
+        return Err(Errno::EINVAL);
+    }
+    *slot = if w.timeout == 0 {
+        WatchdogSlot::default()
+    } else {
+        WatchdogSlot {
+            in_use: true,
+            deadline_ns: Some(deadline),
+        }
+    };
+    Ok(0)
+}
+
+/// Fire every armed watchdog whose time has come (`domain_watchdog_timeout()`):
+/// the domain shuts down with `SHUTDOWN_watchdog` unless it is already shutting
+/// down. The timer code calls this; returns the domains shut down.
+pub fn fire_watchdogs(hv: &mut Hypervisor, ext: &mut dyn ExtHandlers) -> Vec<domid_t> {
+    let now = hv.clock.now_ns();
+    let mut fired = Vec::new();
+    let ids: Vec<domid_t> = hv.domains.ids().collect();
+    for id in ids {
+        let Some(d) = hv.domains.get_mut(id) else {
+            continue;
+        };
+        let mut expired = false;
+        for slot in &mut d.watchdogs {
+            if slot.deadline_ns.is_some_and(|t| t <= now) {
+                slot.deadline_ns = None;
+                expired = true;
+            }
+        }
+        if expired && !d.shutdown.is_shutting_down {
+            warn!("watchdog timer fired for domain {id}");
+            shutdown(hv, ext, id, SHUTDOWN_watchdog);
+            fired.push(id);
+        }
+    }
+    fired
 }
 
 fn sched_op(
@@ -96,13 +176,6 @@ fn sched_op(
             }
             shutdown(hv, ext, s.domain_id, s.reason);
             Ok(())
-        }
-        SCHEDOP_watchdog => {
-            warn!(
-                "d{}: SCHEDOP_watchdog is not implemented by this hypervisor",
-                caller.domid
-            );
-            Err(Errno::ENOSYS)
         }
         SCHEDOP_pin_override => {
             if caller.domid != 0 {
@@ -212,9 +285,43 @@ mod tests {
         );
         assert_eq!(env.hypercall(0, SO, [999, 0, 0, 0, 0]), -38);
         assert_eq!(env.hypercall(0, SO, [u64::from(u32::MAX), 0, 0, 0, 0]), -38);
+    }
+
+    /// `SCHEDOP_watchdog`: two per domain, re-armed by id, freed with timeout 0,
+    /// firing shuts the domain down with `SHUTDOWN_watchdog`.
+    #[test]
+    fn watchdog() {
+        let mut env = Env::new();
+        let u = domu(&mut env);
+        let w = |env: &mut Env, id: u32, timeout: u32| {
+            env.put(ARG_GVA, &sched_watchdog { id, timeout });
+            env.hypercall(u, SO, [u64::from(SCHEDOP_watchdog), ARG_GVA, 0, 0, 0])
+        };
+        assert_eq!(w(&mut env, 1, 10), -22, "not allocated");
+        assert_eq!(w(&mut env, 3, 10), -22);
+        assert_eq!(w(&mut env, 0, 10), 1);
+        assert_eq!(w(&mut env, 0, 30), 2);
+        assert_eq!(w(&mut env, 0, 30), -28, "-ENOSPC");
+        assert_eq!(w(&mut env, 2, 0), 0, "freed");
+        assert_eq!(w(&mut env, 2, 5), -22);
+        let mut ext = crate::common::hypercall::NoExt;
+        env.clock.advance_ms(9_000);
+        assert!(fire_watchdogs(&mut env.hv, &mut ext).is_empty());
+        assert_eq!(w(&mut env, 1, 20), 0, "kicked: fires 20 s from now");
+        env.clock.advance_ms(19_000);
+        assert!(fire_watchdogs(&mut env.hv, &mut ext).is_empty());
+        env.clock.advance_ms(1_000);
+        assert_eq!(fire_watchdogs(&mut env.hv, &mut ext), [u]);
+        let d = env.hv.domains.get(u).unwrap();
+        assert_eq!(d.shutdown.code, SHUTDOWN_watchdog);
+        assert!(d.watchdogs[0].in_use && d.watchdogs[0].deadline_ns.is_none());
+        assert!(
+            fire_watchdogs(&mut env.hv, &mut ext).is_empty(),
+            "fires once"
+        );
         assert_eq!(
-            env.hypercall(0, SO, [u64::from(SCHEDOP_watchdog), ARG_GVA, 0, 0, 0]),
-            -38
+            env.hypercall(u, SO, [u64::from(SCHEDOP_watchdog), BAD_GVA, 0, 0, 0]),
+            -14
         );
     }
 

@@ -14,12 +14,12 @@ use xen_public_abi::domctl::{
 use xen_public_abi::xen::{__HYPERVISOR_domctl, domid_t};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
 
-use super::console_io::fake::{ManualClock, RecordingSink};
+use super::console_io::fake::RecordingSink;
 use super::console_io::Console;
 use super::domain::{DomainTable, HostCaps, Vcpu};
 use super::guest_access::fake::FakeMemory;
 use super::guest_access::GuestMemory;
-use super::hypercall::{do_hypercall, Caller, Hypervisor, NoExt};
+use super::hypercall::{do_hypercall, Caller, Clock, Hypervisor, NoExt};
 use super::page_alloc::fake::CountingFrames;
 
 /// Fake guest memory size, and where helpers put argument structs.
@@ -71,6 +71,23 @@ pub fn createdomain_op(cfg: &xen_domctl_createdomain, domain: domid_t) -> xen_do
     op
 }
 
+/// A clock the test moves by hand; clones share the time.
+#[derive(Clone, Default)]
+pub struct ManualClock(pub alloc::sync::Arc<core::sync::atomic::AtomicU64>);
+
+impl ManualClock {
+    pub fn advance_ms(&self, ms: u64) {
+        self.0
+            .fetch_add(ms * 1_000_000, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ns(&self) -> u64 {
+        self.0.load(core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// A booted hypervisor and the test's handles on its fakes.
 pub struct Env {
     pub hv: Hypervisor,
@@ -107,11 +124,11 @@ impl Env {
         d0.vcpus[0].online = true;
         d0.vcpus[0].running = true;
         d0.unpause_by_systemcontroller().expect("created paused");
-        let console = Console::new(Box::new(sink.clone()), Box::new(clock.clone()));
+        let console = Console::new(Box::new(sink.clone()));
         let mut mem = FakeMemory::new(MEM_SIZE);
         mem.holes.push(HOLE_GVA >> 12);
         Env {
-            hv: Hypervisor::new(domains, console),
+            hv: Hypervisor::new(domains, console, Box::new(clock.clone())),
             frames,
             sink,
             clock,
