@@ -249,7 +249,15 @@ fn max_vcpus(
     if id == caller.domid || max != d.max_vcpus() {
         return Err(Errno::EINVAL);
     }
-    for i in d.vcpus.len() as u32..max {
+    create_vcpus(d, ext)
+}
+
+/// Create the vCPU structures `0..max_vcpus` that do not exist yet, each through
+/// [`ExtHandlers::vcpu_create`] (a failure is `-ENOMEM`; the vCPUs created
+/// before it stay). The vCPUs start down. `XEN_DOMCTL_max_vcpus` uses this, and
+/// so does the boot code for the domains it builds.
+pub fn create_vcpus(d: &mut Domain, ext: &mut dyn ExtHandlers) -> XenResult<()> {
+    for i in d.vcpus.len() as u32..d.max_vcpus() {
         ext.vcpu_create(d, i).map_err(|_| Errno::ENOMEM)?;
         d.vcpus.push(Vcpu::new(i));
     }

@@ -66,6 +66,12 @@ impl Hypervisor {
     }
 }
 
+// The integrator keeps the hypervisor state behind a lock shared by all CPUs.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Hypervisor>();
+};
+
 /// The seam for hypercalls and questions answered by modules outside this one
 /// (event channels, HVM ops, memory ops, vCPU ops).
 ///
@@ -499,6 +505,99 @@ mod tests {
             env.hypercall(u, 29, [u64::from(SCHEDOP_shutdown), ARG_GVA, 0, 0, 0]),
             0
         );
+    }
+
+    /// A toolstack's day, through hypercalls only: dom0 builds a domU, the domU
+    /// boots, talks, shuts down; dom0 sees it and destroys it; every frame
+    /// comes back.
+    #[test]
+    fn toolstack_scenario() {
+        use xen_public_abi::domctl::{
+            xen_domctl_getdomaininfo, xen_domctl_max_mem, xen_domctl_max_vcpus,
+            XEN_DOMCTL_CDF_evtchn_upcall, XEN_DOMCTL_destroydomain, XEN_DOMCTL_getdomaininfo,
+            XEN_DOMCTL_max_mem, XEN_DOMCTL_max_vcpus, XEN_DOMCTL_unpausedomain,
+        };
+        let mut env = Env::new();
+        let frames = env.frames.outstanding();
+        let mut cfg = baseline();
+        cfg.max_vcpus = 2;
+        cfg.flags |= XEN_DOMCTL_CDF_evtchn_upcall;
+        let (rc, u) = env.create(&cfg, 0);
+        assert_eq!((rc, u), (0, 1));
+        assert!(env.hv.domains.get(u).unwrap().evtchn_upcall_allowed());
+
+        let mut op = domctl_op(XEN_DOMCTL_max_vcpus, u);
+        op.u.set(&xen_domctl_max_vcpus { max: 2 });
+        assert_eq!(env.domctl(0, &op).0, 0);
+        let mut op = domctl_op(XEN_DOMCTL_max_mem, u);
+        op.u.set(&xen_domctl_max_mem { max_memkb: 64 });
+        assert_eq!(env.domctl(0, &op).0, 0);
+        // (memory_op's populate_physmap, wired elsewhere, takes frames like this)
+        for _ in 0..16 {
+            env.hv.domains.alloc_domheap_page(u).unwrap();
+        }
+        assert_eq!(env.hv.domains.alloc_domheap_page(u), Err(Errno::E2BIG));
+        assert_eq!(env.simple(0, XEN_DOMCTL_unpausedomain, u), 0);
+        // The backend brings vCPU 0 up and runs it.
+        env.hv.domains.get_mut(u).unwrap().vcpus[0].online = true;
+
+        assert_eq!(env.hypercall(u, __HYPERVISOR_xen_version, [0; 5]), 0x40011);
+        env.put(
+            ARG_GVA,
+            &xen_feature_info {
+                submap_idx: 0,
+                submap: 0,
+            },
+        );
+        let rc = env.hypercall(
+            u,
+            __HYPERVISOR_xen_version,
+            [u64::from(XENVER_get_features), ARG_GVA, 0, 0, 0],
+        );
+        assert_eq!(
+            (rc, env.get::<xen_feature_info>(ARG_GVA).submap),
+            (0, 0x12305)
+        );
+        env.put(ARG_GVA, b"booted\n");
+        assert_eq!(
+            env.hypercall(
+                u,
+                __HYPERVISOR_console_io,
+                [u64::from(CONSOLEIO_write), 7, ARG_GVA, 0, 0]
+            ),
+            0
+        );
+        assert_eq!(env.sink.text(), "(d1) booted\n");
+        assert_eq!(
+            env.simple(u, XEN_DOMCTL_destroydomain, 0),
+            -1,
+            "a domU has no domctl"
+        );
+        env.put(ARG_GVA, &sched_shutdown { reason: 0 });
+        assert_eq!(
+            env.hypercall(
+                u,
+                __HYPERVISOR_sched_op,
+                [u64::from(SCHEDOP_shutdown), ARG_GVA, 0, 0, 0]
+            ),
+            0
+        );
+
+        let (rc, op) = env.domctl(0, &domctl_op(XEN_DOMCTL_getdomaininfo, u));
+        let info: xen_domctl_getdomaininfo = op.u.get();
+        assert_eq!(rc, 0);
+        assert_eq!(
+            info.flags,
+            0x4 | 0x2 | 0x100,
+            "shutdown (poweroff = code 0), hvm, hap; vCPU paused"
+        );
+        assert_eq!(
+            (info.tot_pages, info.max_pages, info.max_vcpu_id),
+            (16, 16, 1)
+        );
+        assert_eq!(env.simple(0, XEN_DOMCTL_destroydomain, u), 0);
+        assert_eq!(env.frames.outstanding(), frames);
+        assert_eq!(env.domctl(0, &domctl_op(XEN_DOMCTL_getdomaininfo, u)).0, -3);
     }
 
     #[test]

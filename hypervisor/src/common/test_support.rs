@@ -16,7 +16,8 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
 
 use super::console_io::fake::RecordingSink;
 use super::console_io::Console;
-use super::domain::{DomainTable, HostCaps, Vcpu};
+use super::domain::{DomainTable, HostCaps};
+use super::domctl::create_vcpus;
 use super::guest_access::fake::FakeMemory;
 use super::guest_access::GuestMemory;
 use super::hypercall::{do_hypercall, Caller, Clock, Hypervisor, NoExt};
@@ -118,9 +119,7 @@ impl Env {
             .create_boot_domain(Some(0), &dom0_config(), true)
             .expect("dom0 config is valid");
         let d0 = domains.get_mut(id).expect("just created");
-        for i in 0..d0.max_vcpus() {
-            d0.vcpus.push(Vcpu::new(i));
-        }
+        create_vcpus(d0, &mut NoExt).expect("NoExt creates every vCPU");
         d0.vcpus[0].online = true;
         d0.vcpus[0].running = true;
         d0.unpause_by_systemcontroller().expect("created paused");
