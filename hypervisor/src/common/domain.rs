@@ -547,8 +547,8 @@ pub struct ShutdownState {
 ///
 /// Adding a per-domain sub-state of another mechanism (event channels, HVM
 /// params, p2m views) is one field here plus one line in [`Domain::new`], which
-/// runs only after every createdomain check has passed.
-#[derive(Debug)]
+/// runs only after every createdomain check has passed. (No `Debug` derive, so
+/// sub-states need not implement it.)
 pub struct Domain {
     pub domain_id: domid_t,
     /// The accepted createdomain configuration.
