@@ -1030,6 +1030,13 @@ mod tests {
                 "model: {}",
                 row.what
             );
+            // ... and a guest's createdomain gets the errno, through the dispatcher.
+            if !row.hw {
+                let mut env = crate::common::test_support::Env::new();
+                env.hv.domains.caps = caps; // after dom0 was built
+                let want = row.expect.map_or(0, |c| c.errno().as_ret());
+                assert_eq!(env.create(&cfg, 0).0, want, "hypercall: {}", row.what);
+            }
         }
     }
 
