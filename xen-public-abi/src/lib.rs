@@ -232,5 +232,10 @@ pub mod version;
 pub mod xen;
 
 pub use errno::{Errno, XenResult};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 pub use event_channel::EvtchnPort;
 pub use xen::DomId;

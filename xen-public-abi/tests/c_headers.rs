@@ -1,7 +1,8 @@
 //! Conformance of the Rust mirror with the real Xen 4.17 C headers.
 //!
 //! Generates a C program that includes Debian's `libxen-dev` headers (compiled with
-//! `-D__XEN_TOOLS__`, as the toolstack sees them) and prints `sizeof`, `_Alignof`,
+//! `-D__XEN_TOOLS__`, as the toolstack sees them; a few guest-reachable values that
+//! only `__XEN__` sees come from a second, small program) and prints `sizeof`, `_Alignof`,
 //! `offsetof`, member sizes and constant values for every item this crate mirrors,
 //! runs it and compares each value with the Rust one. It fails on:
 //! - any mismatch (other than the documented project extension, see `DOCUMENTED_DIFFS`),
@@ -519,6 +520,15 @@ fn checks() -> Vec<Check> {
     c
 }
 
+/// Values the headers show only to Xen itself (`__XEN__`) but that guests can reach.
+/// They are compared by a second program built with `-D__XEN__` that includes only
+/// the headers that allow it (the others need Xen's private headers).
+fn xen_view_checks() -> Vec<Check> {
+    let mut c = Vec::new();
+    consts!(c, event_channel: [EVTCHNOP_reset_cont]);
+    c
+}
+
 /// Rust's errno values under the keys the C program prints (`errno NAME`).
 fn rust_errnos() -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = Errno::ALL
@@ -543,6 +553,19 @@ fn include_dir() -> PathBuf {
         probe.display()
     );
     dir
+}
+
+fn c_program_xen_view(checks: &[Check]) -> String {
+    let mut s = String::from(
+        "#include <stdio.h>\n#include <stdint.h>\n#include <xen/event_channel.h>\n\n\
+         #define P(k, v) printf(\"%s=%llu\\n\", k, (unsigned long long)(v))\n\n\
+         int main(void)\n{\n",
+    );
+    for c in checks {
+        writeln!(s, "    P(\"{}\", {});", c.key, c.c_expr).unwrap();
+    }
+    s.push_str("    return 0;\n}\n");
+    s
 }
 
 fn c_program(checks: &[Check]) -> String {
@@ -575,16 +598,17 @@ fn c_program(checks: &[Check]) -> String {
     s
 }
 
-/// Compile and run the C program; its output as key -> value.
-fn run_c(program: &str) -> BTreeMap<String, u64> {
+/// Compile (with `define`, `__XEN_TOOLS__` or `__XEN__`) and run a C program; its
+/// output as key -> value.
+fn run_c(name: &str, define: &str, program: &str) -> BTreeMap<String, u64> {
     let include = include_dir();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let src = dir.join("abi_conformance.c");
-    let exe = dir.join("abi_conformance");
+    let src = dir.join(format!("{name}.c"));
+    let exe = dir.join(name);
     std::fs::write(&src, program).expect("write the C program");
     let cc = std::env::var("CC").unwrap_or("cc".into());
     let out = Command::new(&cc)
-        .args(["-std=gnu11", "-Wall", "-D__XEN_TOOLS__", "-I"])
+        .args(["-std=gnu11", "-Wall", &format!("-D{define}"), "-I"])
         .arg(&include)
         .arg("-o")
         .arg(&exe)
@@ -614,8 +638,17 @@ fn run_c(program: &str) -> BTreeMap<String, u64> {
 
 #[test]
 fn rust_mirror_matches_xen_4_17_headers() {
-    let checks = checks();
-    let c = run_c(&c_program(&checks));
+    let mut checks = checks();
+    let mut c = run_c("abi_conformance", "__XEN_TOOLS__", &c_program(&checks));
+    let xen_view = xen_view_checks();
+    for (k, v) in run_c(
+        "abi_conformance_xen",
+        "__XEN__",
+        &c_program_xen_view(&xen_view),
+    ) {
+        assert!(c.insert(k.clone(), v).is_none(), "C printed {k} twice");
+    }
+    checks.extend(xen_view);
 
     let mut rust = BTreeMap::new();
     for ch in &checks {
@@ -747,7 +780,8 @@ fn public_items() -> Vec<Item> {
 
 #[test]
 fn every_public_item_is_covered() {
-    let checks = checks();
+    let mut checks = checks();
+    checks.extend(xen_view_checks());
     let keys: Vec<&str> = checks.iter().map(|c| c.key.as_str()).collect();
     let errnos = rust_errnos();
     let items = public_items();
