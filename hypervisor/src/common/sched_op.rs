@@ -19,7 +19,7 @@ use xen_public_abi::sched::{
 use xen_public_abi::xen::domid_t;
 use xen_public_abi::{Errno, XenResult};
 
-use super::domain::{WatchdogSlot, NR_DOMAIN_WATCHDOG_TIMERS};
+use super::domain::{Domain, WatchdogSlot, NR_DOMAIN_WATCHDOG_TIMERS};
 use super::guest_access::{copy_from_guest, GuestAccess};
 use super::hypercall::{Caller, ExtHandlers, Hypervisor};
 
@@ -54,6 +54,53 @@ pub fn do_sched_op(
         Ok(()) => 0,
         Err(e) => e.as_ret(),
     }
+}
+
+/// `evtchn_check_pollers()`: `port` of domain `d` just became pending; wake the
+/// vCPUs polling it. A vCPU polling one port wakes only for that port; one
+/// polling several wakes for any (as Xen's `poll_evtchn` of -1). The
+/// event-channel code calls this after setting a port pending. Returns how many
+/// vCPUs woke.
+pub fn check_pollers(d: &mut Domain, port: u32) -> usize {
+    let mut woken = 0;
+    for v in &mut d.vcpus {
+        let wake = match &v.poll {
+            Some(p) if p.ports.len() == 1 => p.ports[0] == port,
+            Some(_) => true,
+            None => false,
+        };
+        if wake {
+            v.poll = None;
+            v.blocked = false;
+            woken += 1;
+        }
+    }
+    woken
+}
+
+/// Wake every polling vCPU whose timeout (absolute system time, non-zero) has
+/// passed (`poll_timer_fn()`). The timer code calls this. Returns (domain, vCPU)
+/// pairs woken.
+pub fn fire_poll_timeouts(hv: &mut Hypervisor) -> Vec<(domid_t, u32)> {
+    let now = hv.clock.now_ns();
+    let mut woken = Vec::new();
+    let ids: Vec<domid_t> = hv.domains.ids().collect();
+    for id in ids {
+        let Some(d) = hv.domains.get_mut(id) else {
+            continue;
+        };
+        for v in &mut d.vcpus {
+            if v.poll
+                .as_ref()
+                .is_some_and(|p| p.timeout != 0 && p.timeout <= now)
+            {
+                v.poll = None;
+                v.blocked = false;
+                woken.push((id, v.vcpu_id));
+            }
+        }
+    }
+    woken
 }
 
 /// `SCHEDOP_watchdog` (`domain_watchdog()`): id 0 allocates a watchdog armed to
@@ -525,6 +572,38 @@ mod tests {
             poll_call(&mut env, &mut crate::common::hypercall::NoExt, u, &[1], 0),
             -38
         );
+    }
+
+    #[test]
+    fn pollers_wake() {
+        let mut env = Env::new();
+        let mut two = baseline();
+        two.max_vcpus = 3;
+        let (_, u) = env.create(&two, 0);
+        let d = env.hv.domains.get_mut(u).unwrap();
+        crate::common::domctl::create_vcpus(d, &mut crate::common::hypercall::NoExt).unwrap();
+        let poll = |ports: &[u32], timeout| {
+            Some(PollState {
+                ports: ports.to_vec(),
+                timeout,
+            })
+        };
+        d.vcpus[0].poll = poll(&[4], 0);
+        d.vcpus[1].poll = poll(&[1, 2], 0);
+        d.vcpus[2].poll = poll(&[9], 1_000_000);
+        for v in &mut d.vcpus {
+            v.blocked = true;
+        }
+        // Port 5: only the multi-port poller wakes.
+        assert_eq!(check_pollers(d, 5), 1);
+        assert!(d.vcpus[0].blocked && !d.vcpus[1].blocked && d.vcpus[1].poll.is_none());
+        assert_eq!(check_pollers(d, 4), 1);
+        assert!(!d.vcpus[0].blocked);
+        // vCPU 2 times out at 1 ms.
+        assert!(fire_poll_timeouts(&mut env.hv).is_empty());
+        env.clock.advance_ms(1);
+        assert_eq!(fire_poll_timeouts(&mut env.hv), [(u, 2)]);
+        assert!(!env.hv.domains.get(u).unwrap().vcpus[2].blocked);
     }
 
     #[test]
