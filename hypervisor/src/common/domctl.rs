@@ -443,6 +443,11 @@ mod tests {
         assert_eq!(env.simple(0, XEN_DOMCTL_unpausedomain, 0), EINVAL);
         assert_eq!(env.simple(0, XEN_DOMCTL_pausedomain, 0), EINVAL);
         assert_eq!(env.simple(0, XEN_DOMCTL_destroydomain, 0), EINVAL);
+        assert_eq!(
+            env.domctl(0, &max_vcpus_op(0, 2)).0,
+            EINVAL,
+            "not on itself"
+        );
         assert!(
             env.hv.domains.get(0).unwrap().is_runnable(),
             "dom0 keeps running"
