@@ -8,6 +8,7 @@
 #![allow(non_camel_case_types, non_upper_case_globals)]
 
 pub mod errno;
+pub mod event_channel;
 pub mod xen;
 
 pub use errno::{Errno, XenResult};

@@ -25,3 +25,22 @@ impl DomId {
         self.0 < DOMID_FIRST_RESERVED
     }
 }
+
+// VIRQs (`VIRQ_*`): "V." per-vCPU, "G." global.
+pub const VIRQ_TIMER: u32 = 0;
+pub const VIRQ_DEBUG: u32 = 1;
+pub const VIRQ_CONSOLE: u32 = 2;
+pub const VIRQ_DOM_EXC: u32 = 3;
+pub const VIRQ_TBUF: u32 = 4;
+pub const VIRQ_DEBUGGER: u32 = 6;
+pub const VIRQ_XENOPROF: u32 = 7;
+pub const VIRQ_CON_RING: u32 = 8;
+pub const VIRQ_PCPU_STATE: u32 = 9;
+pub const VIRQ_MEM_EVENT: u32 = 10;
+pub const VIRQ_ARGO: u32 = 11;
+pub const VIRQ_ENOMEM: u32 = 12;
+pub const VIRQ_XENPMU: u32 = 13;
+pub const VIRQ_ARCH_0: u32 = 16;
+pub const VIRQ_ARCH_7: u32 = 23;
+/// `NR_VIRQS`.
+pub const NR_VIRQS: u32 = 24;
