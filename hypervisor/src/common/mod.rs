@@ -1,4 +1,5 @@
 //! Arch-neutral core (like `xen/common/`): no `unsafe`, no vendor names, host-testable.
 #![forbid(unsafe_code)]
 
+pub mod event_channel;
 pub mod guest_access;
