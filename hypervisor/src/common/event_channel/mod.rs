@@ -47,6 +47,8 @@
 pub mod fifo;
 pub mod guest_bits;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 pub mod two_level;
 

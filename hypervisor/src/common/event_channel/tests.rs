@@ -743,7 +743,6 @@ mod two_level_delivery {
 
 /// The guest side of the FIFO ABI, as Linux's `events_fifo.c` does it: the
 /// control block and event-array pages are guest frames it owns.
-#[cfg(feature = "evtchn-fifo")]
 pub(super) struct GuestFifo {
     /// Control block GPA per vCPU.
     pub cb: Vec<u64>,
@@ -753,7 +752,6 @@ pub(super) struct GuestFifo {
     pub local_head: Vec<[u32; 16]>,
 }
 
-#[cfg(feature = "evtchn-fifo")]
 impl GuestFifo {
     pub fn new(nr_vcpus: usize) -> Self {
         GuestFifo {
