@@ -163,9 +163,9 @@ fn ack(env: &mut Env, fifo: bool, port: u32) {
 
 fn bench_send(c: &mut Criterion) {
     let mut g = c.benchmark_group("evtchn_send_to_pending");
-    g.sample_size(30)
+    g.sample_size(50)
         .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+        .measurement_time(Duration::from_secs(2));
     // (ABI, label, ports bound): "4096" and "131072" are whole port spaces,
     // so they bind all but the reserved port 0.
     let cases: &[(&str, bool, u32, u32)] = &[
