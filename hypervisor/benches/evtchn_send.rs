@@ -115,7 +115,8 @@ fn setup(fifo: bool, ports: u32) -> (Env, Flat, u32) {
             control_gfn: CB_GFN,
             offset: 0,
             vcpu: 0,
-            ..Default::default()
+            link_bits: 0,
+            _pad: [0; 7],
         };
         assert_eq!(op(&mut env, &mut args, EVTCHNOP_init_control, &ic), 0);
         let npages = ports.div_ceil(1024).max(1);

@@ -739,22 +739,26 @@ fn evtchn_status(env: &mut dyn EvtchnEnv, s: &mut evtchn_status) -> XenResult<()
     s.status = match ch.state {
         ChannelState::Free | ChannelState::Reserved => EVTCHNSTAT_closed,
         ChannelState::Unbound { remote_dom } => {
-            s.set_unbound(remote_dom.0);
+            s.u.set(&evtchn_status_unbound { dom: remote_dom.0 });
             EVTCHNSTAT_unbound
         }
         ChannelState::Interdomain {
             remote_dom,
             remote_port,
         } => {
-            s.set_interdomain(remote_dom.0, remote_port);
+            s.u.set(&evtchn_status_interdomain {
+                dom: remote_dom.0,
+                _implicit0: [0; 2],
+                port: remote_port,
+            });
             EVTCHNSTAT_interdomain
         }
         ChannelState::Pirq { pirq } => {
-            s.set_u32(pirq);
+            s.u.set(&pirq);
             EVTCHNSTAT_pirq
         }
         ChannelState::Virq { virq } => {
-            s.set_u32(virq);
+            s.u.set(&virq);
             EVTCHNSTAT_virq
         }
         ChannelState::Ipi => EVTCHNSTAT_ipi,

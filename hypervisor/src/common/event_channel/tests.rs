@@ -7,6 +7,7 @@ use crate::common::guest_access::fake::FakeMemory;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use xen_public_abi::xen::{VIRQ_ARCH_0, VIRQ_DEBUG, VIRQ_DOM_EXC, VIRQ_TIMER};
+use zerocopy::FromZeros;
 
 pub(super) const EINVAL: i64 = -22;
 pub(super) const ESRCH: i64 = -3;
@@ -132,8 +133,9 @@ impl FakeEnv {
             EVTCHNOP_bind_interdomain,
             evtchn_bind_interdomain {
                 remote_dom,
+                _implicit0: [0; 2],
                 remote_port,
-                ..Default::default()
+                local_port: 0,
             },
         );
         (rc, a.local_port)
@@ -165,14 +167,10 @@ impl FakeEnv {
     }
 
     pub fn status(&mut self, dom: u16, port: u32) -> (i64, evtchn_status) {
-        self.op(
-            EVTCHNOP_status,
-            evtchn_status {
-                dom,
-                port,
-                ..Default::default()
-            },
-        )
+        let mut s = evtchn_status::new_zeroed();
+        s.dom = dom;
+        s.port = port;
+        self.op(EVTCHNOP_status, s)
     }
 
     pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> i64 {
@@ -203,7 +201,8 @@ impl FakeEnv {
                 control_gfn: gfn,
                 offset,
                 vcpu,
-                ..Default::default()
+                link_bits: 0,
+                _pad: [0; 7],
             },
         )
     }
@@ -219,12 +218,16 @@ impl FakeEnv {
 
 /// Status summary: (status, vcpu, u.dom, u.interdomain.port / u32 member).
 fn st(s: &evtchn_status) -> (u32, u32, u16, u32) {
-    let extra = match s.status {
-        EVTCHNSTAT_interdomain => s.u_interdomain_port(),
-        EVTCHNSTAT_virq | EVTCHNSTAT_pirq => s.u_u32(),
-        _ => 0,
+    let (dom, extra) = match s.status {
+        EVTCHNSTAT_unbound => (s.u.get::<evtchn_status_unbound>().dom, 0),
+        EVTCHNSTAT_interdomain => {
+            let i = s.u.get::<evtchn_status_interdomain>();
+            (i.dom, i.port)
+        }
+        EVTCHNSTAT_virq | EVTCHNSTAT_pirq => (0, s.u.get::<u32>()),
+        _ => (0, 0),
     };
-    (s.status, s.vcpu, s.u_dom(), extra)
+    (s.status, s.vcpu, dom, extra)
 }
 
 /// The oracle's setting: dom0 (privileged, 2 vCPUs) calls; domU 1 was created
@@ -291,7 +294,8 @@ fn c1_allocation_and_binding() {
         EVTCHNOP_bind_pirq,
         evtchn_bind_pirq {
             pirq: 0xffff,
-            ..Default::default()
+            flags: 0,
+            port: 0,
         },
     );
     assert_eq!(rc, EINVAL);
@@ -299,7 +303,8 @@ fn c1_allocation_and_binding() {
         EVTCHNOP_bind_pirq,
         evtchn_bind_pirq {
             pirq: 1,
-            ..Default::default()
+            flags: 0,
+            port: 0,
         },
     );
     assert_eq!(rc, EINVAL);

@@ -23,24 +23,29 @@ use super::{PortCx, PortOps};
 use crate::common::guest_access::GuestMemory;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::mem::{offset_of, size_of};
+use xen_public_abi::xen;
 use xen_public_abi::{Errno, XenResult};
 
-/// `EVTCHN_2L_NR_CHANNELS` for 64-bit guests.
-pub const EVTCHN_2L_NR_CHANNELS: u32 = 4096;
+pub use xen_public_abi::event_channel::EVTCHN_2L_NR_CHANNELS;
 /// `BITS_PER_EVTCHN_WORD` for 64-bit guests (`xen_ulong_t`).
 pub const BITS_PER_EVTCHN_WORD: u32 = 64;
 /// `XEN_LEGACY_MAX_VCPUS`: vCPUs with a `vcpu_info` slot in `shared_info`.
-pub const XEN_LEGACY_MAX_VCPUS: u32 = 32;
+pub const XEN_LEGACY_MAX_VCPUS: u32 = xen::XEN_LEGACY_MAX_VCPUS;
 /// Offset of `shared_info.evtchn_pending`.
-pub const SHINFO_EVTCHN_PENDING: u64 = 2048;
+pub const SHINFO_EVTCHN_PENDING: u64 = offset_of!(xen::shared_info, evtchn_pending) as u64;
 /// Offset of `shared_info.evtchn_mask`.
-pub const SHINFO_EVTCHN_MASK: u64 = 2560;
+pub const SHINFO_EVTCHN_MASK: u64 = offset_of!(xen::shared_info, evtchn_mask) as u64;
 /// `sizeof(struct vcpu_info)`.
-pub const VCPU_INFO_SIZE: u64 = 64;
+pub const VCPU_INFO_SIZE: u64 = size_of::<xen::vcpu_info>() as u64;
 /// Offset of `vcpu_info.evtchn_upcall_pending` (a byte; bit 0 of the first `u32`).
-pub const VCPUINFO_UPCALL_PENDING: u64 = 0;
+pub const VCPUINFO_UPCALL_PENDING: u64 = offset_of!(xen::vcpu_info, evtchn_upcall_pending) as u64;
 /// Offset of `vcpu_info.evtchn_pending_sel`.
-pub const VCPUINFO_PENDING_SEL: u64 = 8;
+pub const VCPUINFO_PENDING_SEL: u64 = offset_of!(xen::vcpu_info, evtchn_pending_sel) as u64;
+// The byte-level code below relies on these (xen-abi.md §7.4).
+const _: () = assert!(SHINFO_EVTCHN_PENDING == 2048 && SHINFO_EVTCHN_MASK == 2560);
+const _: () =
+    assert!(VCPU_INFO_SIZE == 64 && VCPUINFO_UPCALL_PENDING == 0 && VCPUINFO_PENDING_SEL == 8);
 const PAGE_SIZE: u64 = 4096;
 
 /// A flat private byte array that stands in for guest memory at GPA 0.
