@@ -58,6 +58,7 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use two_level::{SharedInfo, TwoLevel, EVTCHN_2L_NR_CHANNELS};
+use xen_public_abi::domctl::{xen_domctl_createdomain, XEN_DOMCTL_CDF_evtchn_fifo};
 use xen_public_abi::event_channel::*;
 use xen_public_abi::xen::{
     domid_t, DOMID_SELF, NR_VIRQS, VIRQ_DEBUG, VIRQ_TIMER, VIRQ_XENOPROF, VIRQ_XENPMU,
@@ -205,6 +206,16 @@ impl EvtchnDomain {
             shinfo: SharedInfo::new(nr_vcpus),
             abi: Abi::TwoLevel(TwoLevel),
         }
+    }
+
+    /// `evtchn_init` for a domain created with `config` (already sanitised):
+    /// its `max_evtchn_port`, `max_vcpus` and `XEN_DOMCTL_CDF_evtchn_fifo`.
+    pub fn for_createdomain(config: &xen_domctl_createdomain) -> Self {
+        Self::new(
+            config.max_evtchn_port,
+            config.flags & XEN_DOMCTL_CDF_evtchn_fifo != 0,
+            config.max_vcpus,
+        )
     }
 
     /// The domain gained vCPUs (`XEN_DOMCTL_max_vcpus`); never shrinks.

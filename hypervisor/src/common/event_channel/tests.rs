@@ -320,6 +320,22 @@ fn c1_max_evtchn_port_limits() {
 }
 
 #[test]
+fn created_from_createdomain_config() {
+    use xen_public_abi::domctl::{xen_domctl_createdomain, XEN_DOMCTL_CDF_evtchn_fifo};
+    let mut c = xen_domctl_createdomain::new_zeroed();
+    c.max_evtchn_port = 1023;
+    c.max_vcpus = 3;
+    let d = EvtchnDomain::for_createdomain(&c);
+    assert!(!d.fifo_permitted());
+    assert_eq!(d.nr_vcpus(), 3);
+    c.flags = XEN_DOMCTL_CDF_evtchn_fifo;
+    assert_eq!(
+        EvtchnDomain::for_createdomain(&c).fifo_permitted(),
+        FIFO_BUILT_IN
+    );
+}
+
+#[test]
 fn c1_lowest_free_port_and_reset_reuse() {
     let mut env = oracle_env();
     for p in 1..=3 {
