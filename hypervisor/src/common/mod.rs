@@ -4,6 +4,7 @@
 pub mod console_io;
 pub mod domain;
 pub mod domctl;
+pub mod event_channel;
 pub mod guest_access;
 pub mod hypercall;
 pub mod page_alloc;
