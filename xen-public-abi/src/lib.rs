@@ -8,6 +8,8 @@
 #![allow(non_camel_case_types, non_upper_case_globals)]
 
 pub mod errno;
+pub mod hvm;
+pub mod memory;
 pub mod xen;
 
 pub use errno::{Errno, XenResult};

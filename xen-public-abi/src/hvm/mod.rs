@@ -1,0 +1,4 @@
+//! `xen/include/public/hvm/`: HVM operations and parameters.
+
+pub mod hvm_op;
+pub mod params;
