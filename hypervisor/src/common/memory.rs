@@ -995,7 +995,10 @@ mod tests {
         p.set_host_entry(1, 555, P2mAccess::RW).unwrap();
         assert!(p.generation(ViewId::Alt(v)) > g);
         let e = p.effective_entry(ViewId::Alt(v), 1).unwrap();
-        assert_eq!((e.mfn, e.access, e.suppress_ve), (555, P2mAccess::RW, false));
+        assert_eq!(
+            (e.mfn, e.access, e.suppress_ve),
+            (555, P2mAccess::RW, false)
+        );
         // gfn 2 was not in the view: still falls through to the host.
         p.set_host_entry(2, 666, P2mAccess::R).unwrap();
         assert_eq!(p.get_suppress_ve(ViewId::Alt(v), 2), Err(Errno::ESRCH));

@@ -2,3 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod guest_access;
+pub mod hvm;
+pub mod memory;
