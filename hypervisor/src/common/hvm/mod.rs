@@ -10,6 +10,8 @@
 #![allow(non_upper_case_globals)]
 
 pub mod altp2m;
+#[cfg(test)]
+mod altp2m_tests;
 pub mod params;
 
 use crate::common::guest_access::{copy_from_guest, GuestAccess};
@@ -321,6 +323,12 @@ pub mod fake {
         pub altp2m: bool,
         pub ve: bool,
         pub lmce: bool,
+    }
+
+    impl Default for FakeEnv {
+        fn default() -> Self {
+            Self::new()
+        }
     }
 
     impl FakeEnv {
