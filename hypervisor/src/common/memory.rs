@@ -355,20 +355,19 @@ impl P2m {
     /// Switch altp2m on: activate alternate view 0 with the host's default access and
     /// put every vCPU on it. Returns the vCPUs whose view changed. Already on: no-op.
     /// (`HVMOP_altp2m_set_domain_state`, `p2m_init_altp2m_by_id(d, 0)`.)
-    pub fn enable_altp2m(&mut self) -> XenResult<Vec<u32>> {
+    pub fn enable_altp2m(&mut self) -> Vec<u32> {
         if self.altp2m_active {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        if self.altp2m[0].is_some() {
-            return Err(Errno::EINVAL);
-        }
+        // Views are all dropped while altp2m is off, so view 0 is free here (Xen's
+        // p2m_init_altp2m_by_id(d, 0) cannot fail either).
         self.altp2m[0] = Some(AltView::new(self.host_default_access));
         self.bump(ViewId::Alt(0));
         self.altp2m_active = true;
         for i in self.vcpu_idx.iter_mut() {
             *i = 0;
         }
-        Ok((0..self.nr_vcpus()).collect())
+        (0..self.nr_vcpus()).collect()
     }
 
     /// Switch altp2m off: every vCPU back on the host view, every alternate view
@@ -945,7 +944,7 @@ mod tests {
     #[test]
     fn builder_alt_view_overrides_host() {
         let mut p = p2m_with_host(&[(1, 101), (2, 102), (3, 103)]);
-        p.enable_altp2m().unwrap();
+        p.enable_altp2m();
         let v = p.init_next_altp2m(XENMEM_access_default).unwrap();
         assert_eq!(v, 1);
         p.set_mem_access_one(ViewId::Alt(1), 2, P2mAccess::R);
@@ -987,7 +986,7 @@ mod tests {
     #[test]
     fn host_changes_propagate_to_views_holding_the_gfn() {
         let mut p = p2m_with_host(&[(1, 101), (2, 102)]);
-        p.enable_altp2m().unwrap();
+        p.enable_altp2m();
         let v = p.init_next_altp2m(XENMEM_access_r).unwrap();
         p.set_mem_access_one(ViewId::Alt(v), 1, P2mAccess::X);
         p.set_suppress_ve_one(ViewId::Alt(v), 1, false).unwrap();
@@ -1010,7 +1009,7 @@ mod tests {
     #[test]
     fn host_removal_resets_views_remapping_it() {
         let mut p = p2m_with_host(&[(1, 101), (2, 102), (3, 103)]);
-        p.enable_altp2m().unwrap();
+        p.enable_altp2m();
         let a = p.init_next_altp2m(XENMEM_access_default).unwrap();
         let b = p.init_next_altp2m(XENMEM_access_default).unwrap();
         p.change_altp2m_gfn(a, 1, 2, true).unwrap();
@@ -1032,7 +1031,7 @@ mod tests {
     fn view_lifecycle() {
         let mut p = P2m::new(2);
         assert_eq!(p.current_view(0), ViewId::Host);
-        assert_eq!(p.enable_altp2m().unwrap(), vec![0, 1]);
+        assert_eq!(p.enable_altp2m(), vec![0, 1]);
         assert_eq!(p.current_view(1), ViewId::Alt(0));
         for want in 1..MAX_ALTP2M as u16 {
             assert_eq!(p.init_next_altp2m(XENMEM_access_rwx), Ok(want));

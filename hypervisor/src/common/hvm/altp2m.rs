@@ -193,10 +193,8 @@ impl Op<'_, '_> {
                 self.copy_back()
             }
             HVMOP_altp2m_get_p2m_idx => {
+                // Xen checks altp2m_active() again here; do_altp2m_op already did.
                 let mut g: xen_hvm_altp2m_get_vcpu_p2m_idx = self.a.payload();
-                if !self.d.hvm.p2m.altp2m_active() {
-                    return Err(Errno::EOPNOTSUPP);
-                }
                 if g.vcpu_id >= self.d.max_vcpus {
                     return Err(Errno::EINVAL);
                 }
@@ -209,9 +207,7 @@ impl Op<'_, '_> {
                 if s.pad != 0 {
                     return Err(Errno::EINVAL);
                 }
-                if !self.d.hvm.p2m.altp2m_active() {
-                    return Err(Errno::EOPNOTSUPP);
-                }
+                // Xen checks altp2m_active() again here; do_altp2m_op already did.
                 self.d
                     .hvm
                     .p2m
@@ -228,7 +224,7 @@ impl Op<'_, '_> {
             return Ok(());
         }
         let changed = if on {
-            hvm.p2m.enable_altp2m()?
+            hvm.p2m.enable_altp2m()
         } else {
             // altp2m_vcpu_destroy: #VE notification goes with it.
             for (v, s) in hvm.vcpus.iter_mut().enumerate() {
