@@ -1,274 +1,299 @@
-//! `xen/include/public/hvm/hvm_op.h` (Xen 4.17): `__HYPERVISOR_hvm_op` sub-ops and their
-//! argument structs, including every `HVMOP_altp2m` payload (interface version 1).
+//! `xen/include/public/hvm/hvm_op.h`: `__HYPERVISOR_hvm_op` and its `HVMOP_*`
+//! sub-ops: parameters, the per-vCPU event-channel upcall vector, and
+//! `HVMOP_altp2m` with every sub-op of altp2m interface version 1.
 //!
-//! The C `union u` of `xen_hvm_altp2m_op` is kept as 64 raw bytes (`u`); each member is
-//! its own struct here, read from / written to `u` with zerocopy.
+//! Project extension: a domain created without `XEN_DOMCTL_CDF_evtchn_upcall`
+//! gets `-ENOSYS` from `HVMOP_set_evtchn_upcall_vector`.
 
-use crate::xen::domid_t;
-use static_assertions::{const_assert, const_assert_eq};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+use crate::xen::{domid_t, XEN_GUEST_HANDLE_64};
 
+/// `HVMOP_set_param`: `xen_hvm_param`.
 pub const HVMOP_set_param: u32 = 0;
+/// `HVMOP_get_param`: `xen_hvm_param`.
 pub const HVMOP_get_param: u32 = 1;
+/// `HVMOP_flush_tlbs`.
 pub const HVMOP_flush_tlbs: u32 = 5;
+/// `HVMOP_pagetable_dying`: `xen_hvm_pagetable_dying`.
 pub const HVMOP_pagetable_dying: u32 = 9;
+/// `HVMOP_get_time`: `xen_hvm_get_time`.
 pub const HVMOP_get_time: u32 = 10;
+/// `HVMOP_xentrace`.
 pub const HVMOP_xentrace: u32 = 11;
+/// `HVMOP_set_mem_access` (tools; now `XENMEM_access_op`).
 pub const HVMOP_set_mem_access: u32 = 12;
+/// `HVMOP_get_mem_access` (tools; now `XENMEM_access_op`).
 pub const HVMOP_get_mem_access: u32 = 13;
+/// `HVMOP_get_mem_type`: `xen_hvm_get_mem_type`.
 pub const HVMOP_get_mem_type: u32 = 15;
+/// `HVMOP_set_evtchn_upcall_vector`: `xen_hvm_evtchn_upcall_vector`.
 pub const HVMOP_set_evtchn_upcall_vector: u32 = 23;
+/// `HVMOP_guest_request_vm_event`.
 pub const HVMOP_guest_request_vm_event: u32 = 24;
+/// `HVMOP_altp2m`: `xen_hvm_altp2m_op`.
 pub const HVMOP_altp2m: u32 = 25;
 
-/// `struct xen_hvm_param` (HVMOP_set_param / HVMOP_get_param).
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_param {
-    pub domid: domid_t,
-    pub pad: u16,
-    pub index: u32,
-    pub value: u64,
+/// `HVM_IOREQSRV_BUFIOREQ_OFF`.
+pub const HVM_IOREQSRV_BUFIOREQ_OFF: u32 = 0;
+/// `HVM_IOREQSRV_BUFIOREQ_LEGACY`.
+pub const HVM_IOREQSRV_BUFIOREQ_LEGACY: u32 = 1;
+/// `HVM_IOREQSRV_BUFIOREQ_ATOMIC`.
+pub const HVM_IOREQSRV_BUFIOREQ_ATOMIC: u32 = 2;
+
+abi_struct! {
+    /// `struct xen_hvm_param` (`HVMOP_set_param` / `HVMOP_get_param`).
+    pub struct xen_hvm_param [size 16, align 8] {
+        /// IN.
+        0 => domid: domid_t,
+        2 => pad: u16,
+        /// IN: `HVM_PARAM_*`.
+        4 => index: u32,
+        /// IN (set) / OUT (get).
+        8 => value: u64,
+    }
 }
 
-/// `struct xen_hvm_evtchn_upcall_vector` (HVMOP_set_evtchn_upcall_vector).
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_evtchn_upcall_vector {
-    pub vcpu: u32,
-    pub vector: u8,
-    /// C tail padding (sizeof is 8).
-    pub _pad: [u8; 3],
+abi_struct! {
+    /// `struct xen_hvm_pagetable_dying` (`HVMOP_pagetable_dying`).
+    pub struct xen_hvm_pagetable_dying [size 16, align 8] {
+        0 => domid: domid_t,
+        2 => pad: [u16; 3],
+        /// Guest-physical address of the dying top-level page table.
+        8 => gpa: u64,
+    }
 }
 
+abi_struct! {
+    /// `struct xen_hvm_get_time` (`HVMOP_get_time`).
+    pub struct xen_hvm_get_time [size 8, align 8] {
+        /// OUT: system time in ns.
+        0 => now: u64,
+    }
+}
+
+/// `hvmmem_type_t` (a C enum, 4 bytes).
+pub type hvmmem_type_t = u32;
+/// `HVMMEM_ram_rw`.
+pub const HVMMEM_ram_rw: hvmmem_type_t = 0;
+/// `HVMMEM_ram_ro`.
+pub const HVMMEM_ram_ro: hvmmem_type_t = 1;
+/// `HVMMEM_mmio_dm`.
+pub const HVMMEM_mmio_dm: hvmmem_type_t = 2;
+/// `HVMMEM_unused` (was `mmio_write_dm` before 4.7).
+pub const HVMMEM_unused: hvmmem_type_t = 3;
+/// `HVMMEM_ioreq_server`.
+pub const HVMMEM_ioreq_server: hvmmem_type_t = 4;
+
+abi_struct! {
+    /// `struct xen_hvm_get_mem_type` (`HVMOP_get_mem_type`).
+    pub struct xen_hvm_get_mem_type [size 16, align 8] {
+        0 => domid: domid_t,
+        /// OUT: `HVMMEM_*`.
+        2 => mem_type: u16,
+        4 => pad: [u16; 2],
+        8 => pfn: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_evtchn_upcall_vector` (`HVMOP_set_evtchn_upcall_vector`):
+    /// deliver this vCPU's event upcall as a plain LAPIC vector.
+    pub struct xen_hvm_evtchn_upcall_vector [size 8, align 4] {
+        0 => vcpu: u32,
+        /// The vector (Xen refuses < 0x10 with `-EINVAL`).
+        4 => vector: u8,
+        5 => _implicit0: [u8; 3],
+    }
+}
+
+// ---- HVMOP_altp2m ----------------------------------------------------------------
+
+/// `HVMOP_ALTP2M_INTERFACE_VERSION`: `xen_hvm_altp2m_op.version` must equal it.
 pub const HVMOP_ALTP2M_INTERFACE_VERSION: u32 = 0x0000_0001;
 
+/// `HVMOP_altp2m_get_domain_state`: `domain_state`.
 pub const HVMOP_altp2m_get_domain_state: u32 = 1;
+/// `HVMOP_altp2m_set_domain_state`: `domain_state`.
 pub const HVMOP_altp2m_set_domain_state: u32 = 2;
+/// `HVMOP_altp2m_vcpu_enable_notify`: `enable_notify` (#VE info page).
 pub const HVMOP_altp2m_vcpu_enable_notify: u32 = 3;
+/// `HVMOP_altp2m_create_p2m`: `view` (OUT: the new view's index).
 pub const HVMOP_altp2m_create_p2m: u32 = 4;
+/// `HVMOP_altp2m_destroy_p2m`: `view`.
 pub const HVMOP_altp2m_destroy_p2m: u32 = 5;
+/// `HVMOP_altp2m_switch_p2m`: `view`, on every vCPU.
 pub const HVMOP_altp2m_switch_p2m: u32 = 6;
+/// `HVMOP_altp2m_set_mem_access`: `mem_access`.
 pub const HVMOP_altp2m_set_mem_access: u32 = 7;
+/// `HVMOP_altp2m_change_gfn`: `change_gfn`.
 pub const HVMOP_altp2m_change_gfn: u32 = 8;
+/// `HVMOP_altp2m_set_mem_access_multi`: `set_mem_access_multi`.
 pub const HVMOP_altp2m_set_mem_access_multi: u32 = 9;
+/// `HVMOP_altp2m_set_suppress_ve`: `suppress_ve`.
 pub const HVMOP_altp2m_set_suppress_ve: u32 = 10;
+/// `HVMOP_altp2m_get_suppress_ve`: `suppress_ve`.
 pub const HVMOP_altp2m_get_suppress_ve: u32 = 11;
+/// `HVMOP_altp2m_get_mem_access`: `mem_access`.
 pub const HVMOP_altp2m_get_mem_access: u32 = 12;
+/// `HVMOP_altp2m_vcpu_disable_notify`: `disable_notify`.
 pub const HVMOP_altp2m_vcpu_disable_notify: u32 = 13;
+/// `HVMOP_altp2m_get_p2m_idx`: `get_vcpu_p2m_idx`.
 pub const HVMOP_altp2m_get_p2m_idx: u32 = 14;
+/// `HVMOP_altp2m_set_suppress_ve_multi`: `suppress_ve_multi`.
 pub const HVMOP_altp2m_set_suppress_ve_multi: u32 = 15;
+/// `HVMOP_altp2m_set_visibility`: `set_visibility`.
 pub const HVMOP_altp2m_set_visibility: u32 = 16;
 
-/// `struct xen_hvm_altp2m_domain_state`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_domain_state {
-    pub state: u8,
-}
-
-/// `struct xen_hvm_altp2m_vcpu_enable_notify`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_vcpu_enable_notify {
-    pub vcpu_id: u32,
-    pub pad: u32,
-    /// gfn of the #VE information page.
-    pub gfn: u64,
-}
-
-/// `struct xen_hvm_altp2m_vcpu_disable_notify`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_vcpu_disable_notify {
-    pub vcpu_id: u32,
-}
-
-/// `struct xen_hvm_altp2m_view`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_view {
-    pub view: u16,
-    /// A `xenmem_access_t`.
-    pub hvmmem_default_access: u16,
-}
-
-/// `struct xen_hvm_altp2m_mem_access`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_mem_access {
-    pub view: u16,
-    /// A `xenmem_access_t`.
-    pub access: u16,
-    pub pad: u32,
-    pub gfn: u64,
-}
-
-/// `struct xen_hvm_altp2m_set_mem_access_multi`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_set_mem_access_multi {
-    pub view: u16,
-    pub pad: u16,
-    pub nr: u32,
-    /// Continuation counter; zero on the first call.
-    pub opaque: u64,
-    /// `XEN_GUEST_HANDLE(const_uint64)`.
-    pub pfn_list: u64,
-    /// `XEN_GUEST_HANDLE(const_uint8)`.
-    pub access_list: u64,
-}
-
-/// `struct xen_hvm_altp2m_change_gfn`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_change_gfn {
-    pub view: u16,
-    pub pad1: u16,
-    pub pad2: u32,
-    pub old_gfn: u64,
-    /// `INVALID_GFN` (`!0`) means revert.
-    pub new_gfn: u64,
-}
-
-/// `struct xen_hvm_altp2m_suppress_ve`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_suppress_ve {
-    pub view: u16,
-    pub suppress_ve: u8,
-    pub pad1: u8,
-    pub pad2: u32,
-    pub gfn: u64,
-}
-
-/// `struct xen_hvm_altp2m_suppress_ve_multi`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_suppress_ve_multi {
-    pub view: u16,
-    pub suppress_ve: u8,
-    pub pad1: u8,
-    /// OUT: the first error met (0 if none).
-    pub first_error: i32,
-    /// IN/OUT: where to start (updated on continuation).
-    pub first_gfn: u64,
-    pub last_gfn: u64,
-    /// OUT: the gfn of `first_error`.
-    pub first_error_gfn: u64,
-}
-
-/// `struct xen_hvm_altp2m_get_vcpu_p2m_idx`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_get_vcpu_p2m_idx {
-    pub vcpu_id: u32,
-    pub altp2m_idx: u16,
-    /// C tail padding (sizeof is 8).
-    pub _pad: u16,
-}
-
-/// `struct xen_hvm_altp2m_set_visibility`.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_set_visibility {
-    pub altp2m_idx: u16,
-    pub visible: u8,
-    pub pad: u8,
-}
-
-/// `struct xen_hvm_altp2m_op`. `u` is the C union (`uint8_t pad[64]`, 8-aligned because
-/// some members hold `uint64_t`); use [`xen_hvm_altp2m_op::payload`] and
-/// [`xen_hvm_altp2m_op::set_payload`] to view it as one member.
-#[repr(C)]
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
-)]
-pub struct xen_hvm_altp2m_op {
-    pub version: u32,
-    pub cmd: u32,
-    pub domain: domid_t,
-    pub pad1: u16,
-    pub pad2: u32,
-    pub u: [u64; 8],
-}
-
-impl xen_hvm_altp2m_op {
-    /// The union viewed as member `T` (every member is at most 64 bytes).
-    pub fn payload<T: FromBytes>(&self) -> T {
-        match T::read_from_prefix(self.u.as_bytes()) {
-            Ok((v, _)) => v,
-            // Only reachable for a `T` larger than the union; no ABI member is.
-            Err(_) => T::new_zeroed(),
-        }
-    }
-
-    /// Store member `T` into the union (bytes past `T` are left as they were).
-    pub fn set_payload<T: IntoBytes + Immutable>(&mut self, v: &T) {
-        let src = v.as_bytes();
-        let dst = self.u.as_mut_bytes();
-        let n = src.len().min(dst.len());
-        dst[..n].copy_from_slice(&src[..n]);
+abi_struct! {
+    /// `struct xen_hvm_altp2m_domain_state`.
+    pub struct xen_hvm_altp2m_domain_state [size 1, align 1] {
+        /// IN (set) / OUT (get): altp2m active for the domain.
+        0 => state: u8,
     }
 }
 
-const_assert_eq!(core::mem::size_of::<xen_hvm_param>(), 16);
-const_assert_eq!(core::mem::size_of::<xen_hvm_evtchn_upcall_vector>(), 8);
-const_assert_eq!(core::mem::size_of::<xen_hvm_altp2m_op>(), 80);
-const_assert_eq!(core::mem::align_of::<xen_hvm_altp2m_op>(), 8);
-const_assert_eq!(core::mem::offset_of!(xen_hvm_altp2m_op, u), 16);
-const_assert_eq!(core::mem::size_of::<xen_hvm_altp2m_domain_state>(), 1);
-const_assert_eq!(
-    core::mem::size_of::<xen_hvm_altp2m_vcpu_enable_notify>(),
-    16
-);
-const_assert_eq!(
-    core::mem::size_of::<xen_hvm_altp2m_vcpu_disable_notify>(),
-    4
-);
-const_assert_eq!(core::mem::size_of::<xen_hvm_altp2m_view>(), 4);
-const_assert_eq!(core::mem::size_of::<xen_hvm_altp2m_mem_access>(), 16);
-const_assert_eq!(
-    core::mem::size_of::<xen_hvm_altp2m_set_mem_access_multi>(),
-    32
-);
-const_assert_eq!(core::mem::size_of::<xen_hvm_altp2m_change_gfn>(), 24);
-const_assert_eq!(core::mem::size_of::<xen_hvm_altp2m_suppress_ve>(), 16);
-const_assert_eq!(core::mem::size_of::<xen_hvm_altp2m_suppress_ve_multi>(), 32);
-const_assert_eq!(core::mem::size_of::<xen_hvm_altp2m_get_vcpu_p2m_idx>(), 8);
-const_assert_eq!(core::mem::size_of::<xen_hvm_altp2m_set_visibility>(), 4);
-const_assert_eq!(
-    core::mem::offset_of!(xen_hvm_altp2m_suppress_ve_multi, first_error),
-    4
-);
-const_assert_eq!(
-    core::mem::offset_of!(xen_hvm_altp2m_set_mem_access_multi, opaque),
-    8
-);
-const_assert!(core::mem::size_of::<xen_hvm_altp2m_change_gfn>() <= 64);
+abi_struct! {
+    /// `struct xen_hvm_altp2m_vcpu_enable_notify`.
+    pub struct xen_hvm_altp2m_vcpu_enable_notify [size 16, align 8] {
+        0 => vcpu_id: u32,
+        4 => pad: u32,
+        /// Frame of the #VE information page.
+        8 => gfn: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_vcpu_disable_notify`.
+    pub struct xen_hvm_altp2m_vcpu_disable_notify [size 4, align 4] {
+        0 => vcpu_id: u32,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_view`.
+    pub struct xen_hvm_altp2m_view [size 4, align 2] {
+        /// IN/OUT: the view index.
+        0 => view: u16,
+        /// IN (create): `XENMEM_access_*` for pages without explicit access.
+        2 => hvmmem_default_access: u16,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_mem_access` (set/get mem access of one gfn).
+    pub struct xen_hvm_altp2m_mem_access [size 16, align 8] {
+        0 => view: u16,
+        /// `XENMEM_access_*`.
+        2 => access: u16,
+        4 => pad: u32,
+        8 => gfn: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_set_mem_access_multi`.
+    pub struct xen_hvm_altp2m_set_mem_access_multi [size 32, align 8] {
+        0 => view: u16,
+        2 => pad: u16,
+        /// Number of entries in the lists.
+        4 => nr: u32,
+        /// IN/OUT: continuation index.
+        8 => opaque: u64,
+        /// Guest handle of `u64` gfns.
+        16 => pfn_list: XEN_GUEST_HANDLE_64,
+        /// Guest handle of `u8` accesses.
+        24 => access_list: XEN_GUEST_HANDLE_64,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_change_gfn`: in `view`, make `old_gfn` map what
+    /// `new_gfn` maps (or restore it when `new_gfn` is `INVALID_GFN`).
+    pub struct xen_hvm_altp2m_change_gfn [size 24, align 8] {
+        0 => view: u16,
+        2 => pad1: u16,
+        4 => pad2: u32,
+        8 => old_gfn: u64,
+        16 => new_gfn: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_suppress_ve`.
+    pub struct xen_hvm_altp2m_suppress_ve [size 16, align 8] {
+        0 => view: u16,
+        /// Boolean.
+        2 => suppress_ve: u8,
+        3 => pad1: u8,
+        4 => pad2: u32,
+        8 => gfn: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_suppress_ve_multi`.
+    pub struct xen_hvm_altp2m_suppress_ve_multi [size 32, align 8] {
+        0 => view: u16,
+        /// Boolean.
+        2 => suppress_ve: u8,
+        3 => pad1: u8,
+        /// OUT: the first error met.
+        4 => first_error: i32,
+        /// IN/OUT: advances as the range is done (continuation).
+        8 => first_gfn: u64,
+        16 => last_gfn: u64,
+        /// OUT: the gfn of `first_error`.
+        24 => first_error_gfn: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_get_vcpu_p2m_idx`.
+    pub struct xen_hvm_altp2m_get_vcpu_p2m_idx [size 8, align 4] {
+        /// IN.
+        0 => vcpu_id: u32,
+        /// OUT: the view the vCPU is on.
+        4 => altp2m_idx: u16,
+        6 => _implicit0: [u8; 2],
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_set_visibility`.
+    pub struct xen_hvm_altp2m_set_visibility [size 4, align 2] {
+        0 => altp2m_idx: u16,
+        /// Boolean: the view may be switched to with VMFUNC.
+        2 => visible: u8,
+        3 => pad: u8,
+    }
+}
+
+abi_union! {
+    /// `xen_hvm_altp2m_op.u` (anonymous in C, 64 bytes).
+    pub union xen_hvm_altp2m_op_u [size 64, align 8] as [u64; 8] {
+        domain_state: xen_hvm_altp2m_domain_state,
+        enable_notify: xen_hvm_altp2m_vcpu_enable_notify,
+        view: xen_hvm_altp2m_view,
+        mem_access: xen_hvm_altp2m_mem_access,
+        change_gfn: xen_hvm_altp2m_change_gfn,
+        set_mem_access_multi: xen_hvm_altp2m_set_mem_access_multi,
+        suppress_ve: xen_hvm_altp2m_suppress_ve,
+        suppress_ve_multi: xen_hvm_altp2m_suppress_ve_multi,
+        disable_notify: xen_hvm_altp2m_vcpu_disable_notify,
+        get_vcpu_p2m_idx: xen_hvm_altp2m_get_vcpu_p2m_idx,
+        set_visibility: xen_hvm_altp2m_set_visibility,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_hvm_altp2m_op` (`HVMOP_altp2m`).
+    pub struct xen_hvm_altp2m_op [size 80, align 8] {
+        /// `HVMOP_ALTP2M_INTERFACE_VERSION`.
+        0 => version: u32,
+        /// `HVMOP_altp2m_*`.
+        4 => cmd: u32,
+        8 => domain: domid_t,
+        10 => pad1: u16,
+        12 => pad2: u32,
+        16 => u: xen_hvm_altp2m_op_u,
+    }
+}

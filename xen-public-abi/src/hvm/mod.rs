@@ -1,4 +1,6 @@
-//! `xen/include/public/hvm/`: HVM operations and parameters.
+//! `xen/include/public/hvm/`: HVM (and PVH) specific interfaces.
 
 pub mod hvm_op;
+pub mod hvm_vcpu;
 pub mod params;
+pub mod start_info;

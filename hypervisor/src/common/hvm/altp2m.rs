@@ -126,31 +126,31 @@ impl Op<'_, '_> {
                 let s = xen_hvm_altp2m_domain_state {
                     state: self.d.hvm.p2m.altp2m_active() as u8,
                 };
-                self.a.set_payload(&s);
+                *self.a.u.member_mut() = s;
                 self.copy_back()
             }
             HVMOP_altp2m_set_domain_state => {
-                let s: xen_hvm_altp2m_domain_state = self.a.payload();
+                let s: xen_hvm_altp2m_domain_state = self.a.u.get();
                 self.set_domain_state(s.state != 0)
             }
             HVMOP_altp2m_vcpu_enable_notify => self.vcpu_enable_notify(),
             HVMOP_altp2m_vcpu_disable_notify => self.vcpu_disable_notify(),
             HVMOP_altp2m_create_p2m => {
-                let mut v: xen_hvm_altp2m_view = self.a.payload();
+                let mut v: xen_hvm_altp2m_view = self.a.u.get();
                 v.view = self
                     .d
                     .hvm
                     .p2m
                     .init_next_altp2m(v.hvmmem_default_access as u32)?;
-                self.a.set_payload(&v);
+                *self.a.u.member_mut() = v;
                 self.copy_back()
             }
             HVMOP_altp2m_destroy_p2m => {
-                let v: xen_hvm_altp2m_view = self.a.payload();
+                let v: xen_hvm_altp2m_view = self.a.u.get();
                 self.d.hvm.p2m.destroy_altp2m_by_id(v.view)
             }
             HVMOP_altp2m_switch_p2m => {
-                let v: xen_hvm_altp2m_view = self.a.payload();
+                let v: xen_hvm_altp2m_view = self.a.u.get();
                 let changed = self.d.hvm.p2m.switch_domain_altp2m_by_id(v.view)?;
                 self.fx
                     .extend(changed.into_iter().map(HvmEffect::P2mChanged));
@@ -160,7 +160,7 @@ impl Op<'_, '_> {
             HVMOP_altp2m_set_mem_access_multi => self.set_mem_access_multi(),
             HVMOP_altp2m_get_mem_access => self.get_mem_access(),
             HVMOP_altp2m_change_gfn => {
-                let c: xen_hvm_altp2m_change_gfn = self.a.payload();
+                let c: xen_hvm_altp2m_change_gfn = self.a.u.get();
                 if c.pad1 != 0 || c.pad2 != 0 {
                     return Err(Errno::EINVAL);
                 }
@@ -172,7 +172,7 @@ impl Op<'_, '_> {
                     .change_altp2m_gfn(c.view, c.old_gfn, c.new_gfn, sve)
             }
             HVMOP_altp2m_set_suppress_ve => {
-                let s: xen_hvm_altp2m_suppress_ve = self.a.payload();
+                let s: xen_hvm_altp2m_suppress_ve = self.a.u.get();
                 if s.pad1 != 0 || s.pad2 != 0 {
                     return Err(Errno::EINVAL);
                 }
@@ -183,27 +183,27 @@ impl Op<'_, '_> {
             }
             HVMOP_altp2m_set_suppress_ve_multi => self.set_suppress_ve_multi(),
             HVMOP_altp2m_get_suppress_ve => {
-                let mut s: xen_hvm_altp2m_suppress_ve = self.a.payload();
+                let mut s: xen_hvm_altp2m_suppress_ve = self.a.u.get();
                 if s.pad1 != 0 || s.pad2 != 0 {
                     return Err(Errno::EINVAL);
                 }
                 let view = self.d.hvm.p2m.op_view(s.view)?;
                 s.suppress_ve = self.d.hvm.p2m.get_suppress_ve(view, s.gfn)? as u8;
-                self.a.set_payload(&s);
+                *self.a.u.member_mut() = s;
                 self.copy_back()
             }
             HVMOP_altp2m_get_p2m_idx => {
                 // Xen checks altp2m_active() again here; do_altp2m_op already did.
-                let mut g: xen_hvm_altp2m_get_vcpu_p2m_idx = self.a.payload();
+                let mut g: xen_hvm_altp2m_get_vcpu_p2m_idx = self.a.u.get();
                 if g.vcpu_id >= self.d.max_vcpus {
                     return Err(Errno::EINVAL);
                 }
                 g.altp2m_idx = self.d.hvm.p2m.vcpu_altp2m_idx(g.vcpu_id);
-                self.a.set_payload(&g);
+                *self.a.u.member_mut() = g;
                 self.copy_back()
             }
             HVMOP_altp2m_set_visibility => {
-                let s: xen_hvm_altp2m_set_visibility = self.a.payload();
+                let s: xen_hvm_altp2m_set_visibility = self.a.u.get();
                 if s.pad != 0 {
                     return Err(Errno::EINVAL);
                 }
@@ -240,7 +240,7 @@ impl Op<'_, '_> {
     }
 
     fn vcpu_enable_notify(&mut self) -> XenResult<()> {
-        let n: xen_hvm_altp2m_vcpu_enable_notify = self.a.payload();
+        let n: xen_hvm_altp2m_vcpu_enable_notify = self.a.u.get();
         if n.pad != 0 || n.vcpu_id >= self.d.max_vcpus {
             return Err(Errno::EINVAL);
         }
@@ -262,7 +262,7 @@ impl Op<'_, '_> {
     }
 
     fn vcpu_disable_notify(&mut self) -> XenResult<()> {
-        let n: xen_hvm_altp2m_vcpu_disable_notify = self.a.payload();
+        let n: xen_hvm_altp2m_vcpu_disable_notify = self.a.u.get();
         if n.vcpu_id >= self.d.max_vcpus {
             return Err(Errno::EINVAL);
         }
@@ -278,7 +278,7 @@ impl Op<'_, '_> {
     }
 
     fn set_mem_access(&mut self) -> XenResult<()> {
-        let m: xen_hvm_altp2m_mem_access = self.a.payload();
+        let m: xen_hvm_altp2m_mem_access = self.a.u.get();
         if m.pad != 0 {
             return Err(Errno::EINVAL);
         }
@@ -297,7 +297,7 @@ impl Op<'_, '_> {
     }
 
     fn set_mem_access_multi(&mut self) -> XenResult<()> {
-        let m: xen_hvm_altp2m_set_mem_access_multi = self.a.payload();
+        let m: xen_hvm_altp2m_set_mem_access_multi = self.a.u.get();
         if m.pad != 0 || m.opaque > m.nr as u64 {
             return Err(Errno::EINVAL);
         }
@@ -324,13 +324,13 @@ impl Op<'_, '_> {
     }
 
     fn get_mem_access(&mut self) -> XenResult<()> {
-        let mut m: xen_hvm_altp2m_mem_access = self.a.payload();
+        let mut m: xen_hvm_altp2m_mem_access = self.a.u.get();
         if m.pad != 0 {
             return Err(Errno::EINVAL);
         }
         let view = self.d.hvm.p2m.op_view(m.view)?;
         m.access = self.d.hvm.p2m.get_mem_access(view, m.gfn)?.to_xenmem() as u16;
-        self.a.set_payload(&m);
+        *self.a.u.member_mut() = m;
         self.copy_back()
     }
 
@@ -369,7 +369,7 @@ impl Op<'_, '_> {
     }
 
     fn set_suppress_ve_multi(&mut self) -> XenResult<()> {
-        let mut s: xen_hvm_altp2m_suppress_ve_multi = self.a.payload();
+        let mut s: xen_hvm_altp2m_suppress_ve_multi = self.a.u.get();
         let max_gfn = 1u64
             .checked_shl(self.d.maxphysaddr as u32)
             .map_or(u64::MAX, |v| v - 1);
@@ -384,7 +384,7 @@ impl Op<'_, '_> {
         }
         // Past the end: the whole range was done in this call.
         s.first_gfn = s.last_gfn.wrapping_add(1);
-        self.a.set_payload(&s);
+        *self.a.u.member_mut() = s;
         self.copy_back()
     }
 }

@@ -11,7 +11,8 @@ use crate::common::memory::{P2mAccess, Rights, ViewId, INVALID_ALTP2M, INVALID_G
 use xen_public_abi::hvm::params::*;
 use xen_public_abi::memory::*;
 use xen_public_abi::xen::DOMID_SELF;
-use zerocopy::{Immutable, IntoBytes};
+use xen_public_abi::UnionMember;
+use zerocopy::FromZeros;
 
 const ARG: u64 = 0x1000;
 const LISTS: u64 = 0x2000;
@@ -34,14 +35,28 @@ struct T {
     mem: FakeMemory,
 }
 
-fn op_struct<P: IntoBytes + Immutable>(cmd: u32, domain: u16, p: &P) -> xen_hvm_altp2m_op {
+/// A zeroed ABI struct.
+fn z<T: FromZeros>() -> T {
+    T::new_zeroed()
+}
+
+/// No payload (get_domain_state).
+const NONE: xen_hvm_altp2m_domain_state = xen_hvm_altp2m_domain_state { state: 0 };
+
+fn op_struct<P: UnionMember<xen_hvm_altp2m_op_u>>(
+    cmd: u32,
+    domain: u16,
+    p: &P,
+) -> xen_hvm_altp2m_op {
     let mut a = xen_hvm_altp2m_op {
         version: HVMOP_ALTP2M_INTERFACE_VERSION,
         cmd,
         domain,
-        ..Default::default()
+        pad1: 0,
+        pad2: 0,
+        u: z(),
     };
-    a.set_payload(p);
+    a.u.set(p);
     a
 }
 
@@ -83,18 +98,18 @@ impl T {
         (rc, back)
     }
 
-    fn op<P: IntoBytes + Immutable>(&mut self, cmd: u32, dom: u16, p: &P) -> i64 {
+    fn op<P: UnionMember<xen_hvm_altp2m_op_u>>(&mut self, cmd: u32, dom: u16, p: &P) -> i64 {
         self.raw(&op_struct(cmd, dom, p)).0
     }
 
-    fn op_out<P: IntoBytes + Immutable, R: zerocopy::FromBytes>(
+    fn op_out<P: UnionMember<xen_hvm_altp2m_op_u>, R: UnionMember<xen_hvm_altp2m_op_u>>(
         &mut self,
         cmd: u32,
         dom: u16,
         p: &P,
     ) -> (i64, R) {
         let (rc, back) = self.raw(&op_struct(cmd, dom, p));
-        (rc, back.payload())
+        (rc, back.u.get())
     }
 
     fn set_state(&mut self, dom: u16, state: u8) -> i64 {
@@ -262,7 +277,7 @@ impl T {
             &xen_hvm_altp2m_get_vcpu_p2m_idx {
                 vcpu_id,
                 altp2m_idx: 0x7777,
-                _pad: 0,
+                _implicit0: [0; 2],
             },
         );
         (rc, g.altp2m_idx)
@@ -293,7 +308,7 @@ impl T {
 fn d2_unsupported_is_eopnotsupp_before_everything() {
     let mut t = T::new();
     t.env.altp2m = false;
-    let base = op_struct(HVMOP_altp2m_get_domain_state, DOMU, &[0u8; 0]);
+    let base = op_struct(HVMOP_altp2m_get_domain_state, DOMU, &NONE);
     let mut cases = vec![base];
     cases.push(xen_hvm_altp2m_op { version: 0, ..base });
     cases.push(xen_hvm_altp2m_op { pad1: 1, ..base });
@@ -329,7 +344,7 @@ fn altp2m_is_supported() {
         .set_param_raw(HVM_PARAM_ALTP2M, 2)
         .unwrap();
     let (rc, s): (i64, xen_hvm_altp2m_domain_state) =
-        t.op_out(HVMOP_altp2m_get_domain_state, DOMU, &[0u8; 0]);
+        t.op_out(HVMOP_altp2m_get_domain_state, DOMU, &NONE);
     assert_eq!((rc, s.state), (0, 0));
 }
 
@@ -345,7 +360,7 @@ fn copy_in_fault() {
 #[test]
 fn version_and_pads_einval_before_cmd_and_domain() {
     let mut t = T::new();
-    let base = op_struct(HVMOP_altp2m_get_domain_state, DOMU, &[0u8; 0]);
+    let base = op_struct(HVMOP_altp2m_get_domain_state, DOMU, &NONE);
     for c in [
         xen_hvm_altp2m_op { version: 0, ..base },
         xen_hvm_altp2m_op { version: 2, ..base },
@@ -367,7 +382,7 @@ fn version_and_pads_einval_before_cmd_and_domain() {
 fn unknown_cmd_eopnotsupp_before_domain() {
     let mut t = T::new();
     for cmd in [0, 17, 99, u32::MAX] {
-        let c = op_struct(cmd, 30000, &[0u8; 0]);
+        let c = op_struct(cmd, 30000, &NONE);
         assert_eq!(t.raw(&c).0, EOPNOTSUPP, "cmd {cmd}");
     }
 }
@@ -375,17 +390,14 @@ fn unknown_cmd_eopnotsupp_before_domain() {
 #[test]
 fn domain_lookup_esrch_then_non_hvm_eopnotsupp() {
     let mut t = T::new();
-    assert_eq!(t.op(HVMOP_altp2m_get_domain_state, 30000, &[0u8; 0]), ESRCH);
+    assert_eq!(t.op(HVMOP_altp2m_get_domain_state, 30000, &NONE), ESRCH);
     t.env.d(DOMU).is_hvm = false;
     t.env
         .d(DOMU)
         .hvm
         .set_param_raw(HVM_PARAM_ALTP2M, 1)
         .unwrap();
-    assert_eq!(
-        t.op(HVMOP_altp2m_get_domain_state, DOMU, &[0u8; 0]),
-        EOPNOTSUPP
-    );
+    assert_eq!(t.op(HVMOP_altp2m_get_domain_state, DOMU, &NONE), EOPNOTSUPP);
 }
 
 #[test]
@@ -397,7 +409,7 @@ fn not_active_eopnotsupp_for_all_but_domain_state() {
         .set_param_raw(HVM_PARAM_ALTP2M, 1)
         .unwrap();
     for cmd in ALTP2M_SUBOPS {
-        let rc = t.op(cmd, DOMU, &[0u8; 0]);
+        let rc = t.op(cmd, DOMU, &NONE);
         if cmd == HVMOP_altp2m_get_domain_state {
             assert_eq!(rc, 0);
         } else if cmd == HVMOP_altp2m_set_domain_state {
@@ -418,12 +430,12 @@ fn not_active_eopnotsupp_for_all_but_domain_state() {
 #[test]
 fn mode_disabled_einval_then_unknown_mode_eperm() {
     let mut t = T::new();
-    assert_eq!(t.op(HVMOP_altp2m_get_domain_state, DOMU, &[0u8; 0]), EINVAL);
+    assert_eq!(t.op(HVMOP_altp2m_get_domain_state, DOMU, &NONE), EINVAL);
     assert_eq!(t.set_state(DOMU, 1), EINVAL);
     assert!(!t.p2m().altp2m_active());
     // A disabled mode beats the caller check.
     t.env.call_as(OTHER);
-    assert_eq!(t.op(HVMOP_altp2m_get_domain_state, DOMU, &[0u8; 0]), EINVAL);
+    assert_eq!(t.op(HVMOP_altp2m_get_domain_state, DOMU, &NONE), EINVAL);
     // A mode the param could never hold: nobody may call.
     t.env.call_as(0);
     t.env
@@ -431,7 +443,7 @@ fn mode_disabled_einval_then_unknown_mode_eperm() {
         .hvm
         .set_param_raw(HVM_PARAM_ALTP2M, 4)
         .unwrap();
-    assert_eq!(t.op(HVMOP_altp2m_get_domain_state, DOMU, &[0u8; 0]), EPERM);
+    assert_eq!(t.op(HVMOP_altp2m_get_domain_state, DOMU, &NONE), EPERM);
 }
 
 // ---- mode × caller × sub-op ------------------------------------------------------------
@@ -484,7 +496,7 @@ fn matrix_call(mode: u64, who: Who, cmd: u32) -> (i64, T) {
         }
     };
     let rc = match cmd {
-        HVMOP_altp2m_get_domain_state => t.op(cmd, dom, &[0u8; 0]),
+        HVMOP_altp2m_get_domain_state => t.op(cmd, dom, &NONE),
         HVMOP_altp2m_set_domain_state => t.set_state(dom, 1),
         HVMOP_altp2m_vcpu_enable_notify => t.notify(dom, 0, 3),
         HVMOP_altp2m_vcpu_disable_notify => {
@@ -566,7 +578,7 @@ fn get_and_set_domain_state() {
         .unwrap();
     let get = |t: &mut T| {
         let (rc, s): (i64, xen_hvm_altp2m_domain_state) =
-            t.op_out(HVMOP_altp2m_get_domain_state, DOMU, &[0u8; 0]);
+            t.op_out(HVMOP_altp2m_get_domain_state, DOMU, &NONE);
         (rc, s.state)
     };
     assert_eq!(get(&mut t), (0, 0));
@@ -618,7 +630,7 @@ impl GuestAccess for ReadOnly<'_> {
 fn copy_back_faults() {
     let mut t = T::active(XEN_ALTP2M_mixed);
     let cases: Vec<xen_hvm_altp2m_op> = vec![
-        op_struct(HVMOP_altp2m_get_domain_state, DOMU, &[0u8; 0]),
+        op_struct(HVMOP_altp2m_get_domain_state, DOMU, &NONE),
         op_struct(
             HVMOP_altp2m_create_p2m,
             DOMU,
@@ -640,15 +652,12 @@ fn copy_back_faults() {
         op_struct(
             HVMOP_altp2m_get_suppress_ve,
             DOMU,
-            &xen_hvm_altp2m_suppress_ve {
-                gfn: 1,
-                ..Default::default()
-            },
+            &xen_hvm_altp2m_suppress_ve { gfn: 1, ..z() },
         ),
         op_struct(
             HVMOP_altp2m_get_p2m_idx,
             DOMU,
-            &xen_hvm_altp2m_get_vcpu_p2m_idx::default(),
+            &z::<xen_hvm_altp2m_get_vcpu_p2m_idx>(),
         ),
         op_struct(
             HVMOP_altp2m_set_suppress_ve_multi,
@@ -656,7 +665,7 @@ fn copy_back_faults() {
             &xen_hvm_altp2m_suppress_ve_multi {
                 first_gfn: 1,
                 last_gfn: 2,
-                ..Default::default()
+                ..z()
             },
         ),
     ];
@@ -1009,7 +1018,7 @@ fn suppress_ve_multi() {
             pad1: 1,
             first_gfn: 1,
             last_gfn: 2,
-            ..Default::default()
+            ..z()
         },
     );
     assert_eq!(rc, EINVAL);
@@ -1044,7 +1053,7 @@ fn suppress_ve_multi() {
             first_error_gfn: 77,
             first_gfn: 3,
             last_gfn: 5,
-            ..Default::default()
+            ..z()
         },
     );
     assert_eq!((rc, s.first_error, s.first_error_gfn), (0, -99, 77));
@@ -1597,7 +1606,7 @@ fn run_model(seed: u64, mode: u64, steps: usize) -> Vec<(u32, i64)> {
             }
         };
         let got = match cmd {
-            HVMOP_altp2m_get_domain_state => t.op(cmd, dom, &[0u8; 0]),
+            HVMOP_altp2m_get_domain_state => t.op(cmd, dom, &NONE),
             HVMOP_altp2m_set_domain_state => t.set_state(dom, x as u8),
             HVMOP_altp2m_vcpu_enable_notify => t.notify(dom, x as u32, y),
             HVMOP_altp2m_vcpu_disable_notify => t.op(

@@ -23,11 +23,11 @@ use xen_public_abi::hvm::params::HVM_NR_PARAMS;
 use xen_public_abi::xen::DOMID_SELF;
 use xen_public_abi::{DomId, Errno, XenResult};
 
-/// `XEN_DOMCTL_CDF_evtchn_upcall`: this project's createdomain flag that lets a domain
-/// use `HVMOP_set_evtchn_upcall_vector` (without it the op is `-ENOSYS`).
-pub const XEN_DOMCTL_CDF_evtchn_upcall: u32 = 1 << 9;
-/// `XEN_X86_EMU_PM` (arch-x86/xen.h): the domain has the emulated ACPI PM timer.
-pub const XEN_X86_EMU_PM: u32 = 1 << 2;
+/// The domain has the emulated ACPI PM timer (`HVM_PARAM_ACPI_IOPORTS_LOCATION`).
+pub use xen_public_abi::arch_x86::XEN_X86_EMU_PM;
+/// This project's createdomain flag that lets a domain use
+/// `HVMOP_set_evtchn_upcall_vector` (without it the op is `-ENOSYS`).
+pub use xen_public_abi::domctl::XEN_DOMCTL_CDF_evtchn_upcall;
 
 /// Per-vCPU HVM state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -415,7 +415,7 @@ mod tests {
         let op = xen_hvm_evtchn_upcall_vector {
             vcpu,
             vector,
-            _pad: [0; 3],
+            _implicit0: [0; 3],
         };
         copy_to_guest(mem, ARG, &op).unwrap();
         do_hvm_op(env, mem, HVMOP_set_evtchn_upcall_vector as u64, ARG)

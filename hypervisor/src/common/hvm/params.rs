@@ -131,7 +131,9 @@ pub fn hvm_set_param(
         HVM_PARAM_TIMER_MODE if value > HVMPTM_one_missed_tick_pending => {
             return Err(Errno::EINVAL)
         }
-        HVM_PARAM_VIRIDIAN if value & !HVMPV_feature_mask != 0 || value & HVMPV_base_freq == 0 => {
+        HVM_PARAM_VIRIDIAN
+            if value & !(HVMPV_feature_mask as u64) != 0 || value & HVMPV_base_freq as u64 == 0 =>
+        {
             return Err(Errno::EINVAL)
         }
         HVM_PARAM_ACPI_S_STATE => match value {
@@ -464,7 +466,7 @@ mod tests {
         let mut t = T::new();
         assert_eq!(t.set(1, HVM_PARAM_VIRIDIAN, 2), EINVAL); // no base_freq
         assert_eq!(t.set(1, HVM_PARAM_VIRIDIAN, 1 << 13 | 1), EINVAL); // unknown bit
-        assert_eq!(t.set(1, HVM_PARAM_VIRIDIAN, HVMPV_feature_mask), 0);
+        assert_eq!(t.set(1, HVM_PARAM_VIRIDIAN, HVMPV_feature_mask as u64), 0);
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! `xen/include/public/io/`: split-driver ring protocols.
+
+pub mod console;
