@@ -49,12 +49,14 @@ pub const ALTP2M_SUBOPS: [u32; 16] = [
 /// | external | only the privileged domain (the guest on itself: `-EPERM`) |
 /// | limited | the guest on itself only `vcpu_enable_notify`; the rest only the privileged domain |
 /// | other | nobody (`-EPERM`) |
+///
+/// The domain's device model (if any) counts as privileged for it, as in Xen.
 pub fn xsm_hvm_altp2mhvm_op(caller: &Caller, d: DomId, mode: u64, cmd: u32) -> XenResult<()> {
     match mode {
         XEN_ALTP2M_mixed => caller.xsm_target(d),
-        XEN_ALTP2M_external => caller.xsm_priv(),
+        XEN_ALTP2M_external => caller.xsm_dm_priv(d),
         XEN_ALTP2M_limited if cmd == HVMOP_altp2m_vcpu_enable_notify => caller.xsm_target(d),
-        XEN_ALTP2M_limited => caller.xsm_priv(),
+        XEN_ALTP2M_limited => caller.xsm_dm_priv(d),
         _ => Err(Errno::EPERM),
     }
 }

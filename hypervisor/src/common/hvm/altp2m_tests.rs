@@ -458,12 +458,14 @@ enum Who {
     Privileged,
     /// Another unprivileged domain.
     OtherGuest,
+    /// An unprivileged domain that is the guest's device model (`d->target`).
+    DeviceModel,
 }
 
 /// The matrix of issue 6 / docs/altp2m.md: may `who` run `cmd` in `mode`?
 fn matrix_allows(mode: u64, who: Who, cmd: u32) -> bool {
     match who {
-        Who::Privileged => true,
+        Who::Privileged | Who::DeviceModel => true,
         Who::OtherGuest => false,
         Who::GuestSelf | Who::GuestById => match mode {
             XEN_ALTP2M_mixed => true,
@@ -492,6 +494,11 @@ fn matrix_call(mode: u64, who: Who, cmd: u32) -> (i64, T) {
         Who::Privileged => DOMU,
         Who::OtherGuest => {
             t.env.call_as(OTHER);
+            DOMU
+        }
+        Who::DeviceModel => {
+            t.env.call_as(OTHER);
+            t.env.dm_target = Some(DomId(DOMU));
             DOMU
         }
     };
@@ -530,6 +537,7 @@ fn mode_caller_subop_matrix() {
             Who::GuestById,
             Who::Privileged,
             Who::OtherGuest,
+            Who::DeviceModel,
         ] {
             for cmd in ALTP2M_SUBOPS {
                 let before = T::active(mode);
@@ -554,7 +562,7 @@ fn mode_caller_subop_matrix() {
             }
         }
     }
-    assert_eq!(cells, 3 * 4 * 16);
+    assert_eq!(cells, 3 * 5 * 16);
 }
 
 #[test]
@@ -1326,7 +1334,7 @@ impl Model {
         if !matrix_allows(self.mode, who, cmd) {
             return EPERM;
         }
-        let foreign = who == Who::Privileged;
+        let foreign = who != Who::GuestSelf;
         match cmd {
             HVMOP_altp2m_get_domain_state => 0,
             HVMOP_altp2m_set_domain_state => {

@@ -113,6 +113,12 @@ pub trait HvmEnv {
     fn caller(&self) -> (DomId, u32);
     /// Is the caller the control domain (`is_control_domain`)?
     fn caller_is_privileged(&self) -> bool;
+    /// The domain the caller is the device model of (Xen's `current->domain->target`,
+    /// set by `XEN_DOMCTL_set_target`); such a caller passes XSM_TARGET and
+    /// XSM_DM_PRIV for that domain. None by default.
+    fn caller_device_model_for(&self) -> Option<DomId> {
+        None
+    }
     /// Look a domain up by a real id (never `DOMID_SELF`: [`do_hvm_op`] resolves it).
     fn domain(&mut self, domid: DomId) -> Option<DomainRef<'_>>;
     /// The p2m view of `vcpu` of `domid` changed: the backend reloads its EPTP /
@@ -156,6 +162,8 @@ pub struct Caller {
     pub domid: DomId,
     pub vcpu: u32,
     pub privileged: bool,
+    /// The domain the caller is device model for (Xen's `current->domain->target`).
+    pub dm_target: Option<DomId>,
 }
 
 impl Caller {
@@ -165,6 +173,7 @@ impl Caller {
             domid,
             vcpu,
             privileged: env.caller_is_privileged(),
+            dm_target: env.caller_device_model_for(),
         }
     }
 
@@ -177,17 +186,26 @@ impl Caller {
         }
     }
 
-    /// The dummy XSM policy's `XSM_TARGET`: the domain itself or the control domain.
-    /// (Device-model domains, `src->target == d`, do not exist here.)
+    /// The dummy XSM policy's `XSM_TARGET`: the domain itself, its device model, or
+    /// the control domain.
     pub fn xsm_target(&self, d: DomId) -> XenResult<()> {
-        if self.domid == d || self.privileged {
+        if self.domid == d {
             Ok(())
         } else {
-            Err(Errno::EPERM)
+            self.xsm_dm_priv(d)
         }
     }
 
-    /// `XSM_DM_PRIV` / `XSM_PRIV`: only the control domain (no device models here).
+    /// `XSM_DM_PRIV`: the domain's device model or the control domain.
+    pub fn xsm_dm_priv(&self, d: DomId) -> XenResult<()> {
+        if self.dm_target == Some(d) {
+            Ok(())
+        } else {
+            self.xsm_priv()
+        }
+    }
+
+    /// `XSM_PRIV`: only the control domain.
     pub fn xsm_priv(&self) -> XenResult<()> {
         if self.privileged {
             Ok(())
@@ -319,6 +337,7 @@ pub mod fake {
         pub domains: BTreeMap<u16, FakeDomain>,
         pub caller: (DomId, u32),
         pub privileged: bool,
+        pub dm_target: Option<DomId>,
         pub hooks: Vec<Hook>,
         pub altp2m: bool,
         pub ve: bool,
@@ -341,6 +360,7 @@ pub mod fake {
                 domains,
                 caller: (DomId(0), 0),
                 privileged: true,
+                dm_target: None,
                 hooks: Vec::new(),
                 altp2m: true,
                 ve: true,
@@ -352,6 +372,7 @@ pub mod fake {
         pub fn call_as(&mut self, domid: u16) {
             self.caller = (DomId(domid), 0);
             self.privileged = domid == 0;
+            self.dm_target = None;
         }
 
         pub fn d(&mut self, domid: u16) -> &mut FakeDomain {
@@ -365,6 +386,9 @@ pub mod fake {
         }
         fn caller_is_privileged(&self) -> bool {
             self.privileged
+        }
+        fn caller_device_model_for(&self) -> Option<DomId> {
+            self.dm_target
         }
         fn domain(&mut self, domid: DomId) -> Option<DomainRef<'_>> {
             let d = self.domains.get_mut(&domid.0)?;

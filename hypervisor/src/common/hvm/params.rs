@@ -396,6 +396,28 @@ mod tests {
     }
 
     #[test]
+    fn xsm_target_and_device_model() {
+        let mut t = T::new();
+        t.env.domains.insert(2, FakeDomain::hvm(1));
+        // An unprivileged domain may not touch another's params at all.
+        t.env.call_as(2);
+        assert_eq!(t.set(1, HVM_PARAM_CALLBACK_IRQ, 5), EPERM);
+        assert_eq!(t.get(1, HVM_PARAM_CALLBACK_IRQ).0, EPERM);
+        assert_eq!(t.raw(1, HVM_PARAM_CALLBACK_IRQ), 0);
+        // Its device model may (XSM_TARGET), including params the guest may not set
+        // on itself, but not the altp2m mode (XSM_PRIV).
+        t.env.dm_target = Some(DomId(1));
+        assert_eq!(t.set(1, HVM_PARAM_CALLBACK_IRQ, 5), 0);
+        assert_eq!(t.set(1, HVM_PARAM_STORE_PFN, 0x77), 0);
+        assert_eq!(t.get(1, HVM_PARAM_STORE_PFN), (0, 0x77));
+        assert_eq!(t.set(1, HVM_PARAM_ALTP2M, 1), EPERM);
+        assert_eq!(t.raw(1, HVM_PARAM_ALTP2M), 0);
+        // ... and only for its target.
+        t.env.domains.insert(3, FakeDomain::hvm(1));
+        assert_eq!(t.set(3, HVM_PARAM_CALLBACK_IRQ, 5), EPERM);
+    }
+
+    #[test]
     fn d1_index_out_of_range() {
         let mut t = T::new();
         for dom in [DOMID_SELF, 1] {
