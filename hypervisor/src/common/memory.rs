@@ -962,6 +962,70 @@ mod tests {
         assert_eq!(walk(&f2, r2)[&3].0, 103);
     }
 
+    /// splitmix64, for the randomised tests.
+    fn next(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Random host views and alternate views: the built tables map exactly the
+    /// view's gfns, with its mfns, rights and suppress-#VE bits, for every view.
+    #[test]
+    fn builder_matches_random_views() {
+        for round in 0..24u64 {
+            let mut seed = round;
+            let mut p = P2m::new(1);
+            let n = next(&mut seed) % 300;
+            for _ in 0..n {
+                // Clustered and scattered gfns, up to the top of the 48-bit space.
+                let g = match next(&mut seed) % 3 {
+                    0 => next(&mut seed) % 1024,
+                    1 => next(&mut seed) % GFN_LIMIT,
+                    _ => GFN_LIMIT - 1 - next(&mut seed) % 600,
+                };
+                let a = P2mAccess::ALL[(next(&mut seed) % 10) as usize];
+                p.set_host_entry(g, next(&mut seed) & 0xff_ffff_ffff, a)
+                    .unwrap();
+            }
+            p.enable_altp2m();
+            let v = p.init_next_altp2m(XENMEM_access_default).unwrap();
+            let host: Vec<u64> = p.view_entries(ViewId::Host).iter().map(|e| e.0).collect();
+            for _ in 0..(n / 3) {
+                if host.is_empty() {
+                    break;
+                }
+                let g = host[(next(&mut seed) % host.len() as u64) as usize];
+                let g2 = host[(next(&mut seed) % host.len() as u64) as usize];
+                match next(&mut seed) % 3 {
+                    0 => p.set_mem_access_one(
+                        ViewId::Alt(v),
+                        g,
+                        P2mAccess::ALL[(next(&mut seed) % 10) as usize],
+                    ),
+                    1 => p.set_suppress_ve_one(ViewId::Alt(v), g, false).unwrap(),
+                    _ => p.change_altp2m_gfn(v, g, g2, false).unwrap(),
+                }
+            }
+            for view in [ViewId::Host, ViewId::Alt(0), ViewId::Alt(v)] {
+                let mut f = FakeFrames::default();
+                let root = build_stage2(&p, view, &TestEncoder, &mut f).unwrap();
+                let want: BTreeMap<u64, (u64, Rights, bool)> = p
+                    .view_entries(view)
+                    .into_iter()
+                    .map(|(g, e)| (g, (e.mfn, e.access.rights(), e.suppress_ve)))
+                    .collect();
+                assert_eq!(walk(&f, root), want, "round {round} {view:?}");
+                for (g, e) in &want {
+                    let x = p.effective_entry(view, *g).unwrap();
+                    assert_eq!((x.mfn, x.access.rights(), x.suppress_ve), *e);
+                }
+            }
+        }
+    }
+
     #[test]
     fn builder_out_of_frames_is_enomem() {
         let p = p2m_with_host(&[(5, 5)]);

@@ -95,7 +95,7 @@ fn allow_set(caller: &Caller, d: &DomainRef<'_>, index: u32, new: u64) -> XenRes
     if !guest_may_set(index) && d.domid == caller.domid {
         return Err(Errno::EPERM);
     }
-    let old = d.hvm.params[index as usize];
+    let old = d.hvm.param(index).ok_or(Errno::EINVAL)?;
     if is_write_once(index) && old != 0 && new != old {
         return Err(Errno::EEXIST);
     }
@@ -152,7 +152,7 @@ pub fn hvm_set_param(
             if d.emulation_flags & XEN_X86_EMU_PM == 0 {
                 return Err(Errno::ENODEV);
             }
-            let old = d.hvm.params[index as usize];
+            let old = d.hvm.param(index).ok_or(Errno::EINVAL)?;
             if value != old && (value ^ old) != 1 {
                 return Err(Errno::EINVAL);
             }
@@ -212,7 +212,7 @@ pub fn hvm_set_param(
         // ioreq pfns, ...: stored for the backends and the toolstack.
         _ => {}
     }
-    d.hvm.params[index as usize] = value;
+    d.hvm.set_param_raw(index, value)?;
     log::debug!("{:?}: set param {index} = {value:#x}", d.domid);
     Ok(())
 }
@@ -232,7 +232,7 @@ pub fn hvm_get_param(caller: &Caller, d: &DomainRef<'_>, index: u32) -> XenResul
         HVM_PARAM_VM86_TSS => p[HVM_PARAM_VM86_TSS_SIZED as usize] & 0xffff_ffff,
         HVM_PARAM_VM86_TSS_SIZED => p[HVM_PARAM_VM86_TSS_SIZED as usize] & !VM86_TSS_UPDATED,
         HVM_PARAM_X87_FIP_WIDTH => d.hvm.x87_fip_width,
-        _ => p[index as usize],
+        _ => d.hvm.param(index).ok_or(Errno::EINVAL)?,
     })
 }
 
