@@ -14,7 +14,7 @@ pub mod altp2m;
 mod altp2m_tests;
 pub mod params;
 
-use crate::common::guest_access::{copy_from_guest, GuestAccess};
+use crate::common::guest_access::{copy_from_guest, copy_to_guest, GuestAccess};
 use crate::common::memory::P2m;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -132,6 +132,10 @@ pub trait HvmEnv {
     fn assert_evtchn_upcall(&mut self, domid: DomId, vcpu: u32);
     /// Crash `domid` (Xen's `domain_crash`), e.g. for a bad `VM86_TSS` set on itself.
     fn domain_crash(&mut self, domid: DomId);
+    /// Flush the guest TLBs of every vCPU of `domid` (`HVMOP_flush_tlbs`).
+    fn flush_guest_tlbs(&mut self, domid: DomId);
+    /// Xen system time in ns (`NOW()`), for `HVMOP_get_time`.
+    fn system_time_ns(&self) -> u64;
     /// `hvm_altp2m_supported()`. This hypervisor offers altp2m on both backends.
     fn altp2m_supported(&self) -> bool {
         true
@@ -244,16 +248,24 @@ pub fn do_hvm_op(env: &mut dyn HvmEnv, guest: &mut dyn GuestAccess, op: u64, arg
         Ok(HVMOP_get_param) => params::hvmop_get_param(env, guest, arg),
         Ok(HVMOP_set_evtchn_upcall_vector) => hvmop_set_evtchn_upcall_vector(env, guest, arg),
         Ok(HVMOP_altp2m) => altp2m::do_altp2m_op(env, guest, arg),
-        Ok(
-            o @ (HVMOP_flush_tlbs
-            | HVMOP_pagetable_dying
-            | HVMOP_get_time
-            | HVMOP_xentrace
-            | HVMOP_get_mem_type
-            | HVMOP_guest_request_vm_event),
-        ) => {
-            log::warn!("hvm_op {o}: a Xen 4.17 op this hypervisor does not implement yet");
-            Err(Errno::ENOSYS)
+        Ok(HVMOP_flush_tlbs) => hvmop_flush_tlb_all(env, arg),
+        Ok(HVMOP_get_mem_type) => hvmop_get_mem_type(env, guest, arg),
+        Ok(HVMOP_pagetable_dying) => hvmop_pagetable_dying(env, guest, arg),
+        Ok(HVMOP_get_time) => {
+            let t = xen_hvm_get_time {
+                now: env.system_time_ns(),
+            };
+            copy_to_guest(guest, arg, &t).map(|_| 0)
+        }
+        Ok(HVMOP_xentrace) => hvmop_xentrace(guest, arg),
+        Ok(HVMOP_guest_request_vm_event) => {
+            // No vm_event monitor exists yet, so a request has nobody to go to (Xen
+            // drops it too when the monitor did not ask for guest requests).
+            if arg == 0 {
+                Ok(0)
+            } else {
+                Err(Errno::EINVAL)
+            }
         }
         _ => {
             log::debug!("bad HVM op {op}");
@@ -264,6 +276,82 @@ pub fn do_hvm_op(env: &mut dyn HvmEnv, guest: &mut dyn GuestAccess, op: u64, arg
         Ok(v) => v,
         Err(e) => e.as_ret(),
     }
+}
+
+/// `HVMOP_flush_tlbs`: flush every vCPU's guest TLB. The argument must be NULL.
+fn hvmop_flush_tlb_all(env: &mut dyn HvmEnv, arg: u64) -> XenResult<i64> {
+    if arg != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let me = env.caller().0;
+    let is_hvm = env.domain(me).is_some_and(|d| d.is_hvm);
+    if !is_hvm {
+        return Err(Errno::EINVAL);
+    }
+    env.flush_guest_tlbs(me);
+    Ok(0)
+}
+
+/// `HVMOP_get_mem_type`: the p2m type of one gfn of a domain (host view).
+fn hvmop_get_mem_type(
+    env: &mut dyn HvmEnv,
+    guest: &mut dyn GuestAccess,
+    arg: u64,
+) -> XenResult<i64> {
+    let mut a: xen_hvm_get_mem_type = copy_from_guest(guest, arg)?;
+    let caller = Caller::of(env);
+    let t = with_domain(env, caller.resolve(a.domid), |d, _| {
+        caller.xsm_target(d.domid)?;
+        if !d.is_hvm {
+            return Err(Errno::EINVAL);
+        }
+        // Every host entry is RAM; anything else reads as emulated MMIO, as Xen
+        // reports an invalid entry.
+        Ok(match d.hvm.p2m.host_entry(a.pfn) {
+            Some(_) => HVMMEM_ram_rw,
+            None => HVMMEM_mmio_dm,
+        })
+    })?;
+    a.mem_type = t as u16;
+    copy_to_guest(guest, arg, &a)?;
+    Ok(0)
+}
+
+/// `HVMOP_pagetable_dying`: a shadow-paging hint. Only for the caller itself
+/// (`-EOPNOTSUPP` otherwise), and with hardware paging (no shadow) `-EINVAL`.
+fn hvmop_pagetable_dying(
+    env: &mut dyn HvmEnv,
+    guest: &mut dyn GuestAccess,
+    arg: u64,
+) -> XenResult<i64> {
+    let a: xen_hvm_pagetable_dying = copy_from_guest(guest, arg)?;
+    let caller = Caller::of(env);
+    let target = caller.resolve(a.domid);
+    env.domain(target).ok_or(Errno::ESRCH)?;
+    if target != caller.domid {
+        Err(Errno::EOPNOTSUPP)
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
+
+/// `TRACE_EXTRA_MAX * sizeof(uint32_t)`: bytes of extra data in `xen_hvm_xentrace`.
+const XENTRACE_EXTRA: u16 = 7 * 4;
+/// `TRC_SUBCLS_SHIFT`.
+const TRC_SUBCLS_SHIFT: u32 = 12;
+
+/// `HVMOP_xentrace`: a guest trace record. Checked like Xen; there are no trace
+/// buffers, so a valid record is dropped (as Xen does with tracing off).
+fn hvmop_xentrace(guest: &mut dyn GuestAccess, arg: u64) -> XenResult<i64> {
+    // struct xen_hvm_xentrace { u16 event, extra_bytes; u8 extra[28]; }
+    let mut tr = [0u8; 4 + XENTRACE_EXTRA as usize];
+    guest.copy_from_guest(arg, &mut tr)?;
+    let event = u16::from_le_bytes([tr[0], tr[1]]);
+    let extra_bytes = u16::from_le_bytes([tr[2], tr[3]]);
+    if extra_bytes > XENTRACE_EXTRA || u32::from(event) & !((1 << TRC_SUBCLS_SHIFT) - 1) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
 }
 
 /// `HVMOP_set_evtchn_upcall_vector`: the caller's own vCPU `vcpu` gets `vector` for
@@ -331,6 +419,7 @@ pub mod fake {
         Ve(DomId, u32, Option<u64>),
         Upcall(DomId, u32),
         Crash(DomId),
+        FlushTlbs(DomId),
     }
 
     pub struct FakeEnv {
@@ -414,6 +503,12 @@ pub mod fake {
         fn domain_crash(&mut self, domid: DomId) {
             self.hooks.push(Hook::Crash(domid));
         }
+        fn flush_guest_tlbs(&mut self, domid: DomId) {
+            self.hooks.push(Hook::FlushTlbs(domid));
+        }
+        fn system_time_ns(&self) -> u64 {
+            0x1234_5678_9abc
+        }
         fn altp2m_supported(&self) -> bool {
             self.altp2m
         }
@@ -430,7 +525,6 @@ pub mod fake {
 mod tests {
     use super::fake::*;
     use super::*;
-    use crate::common::guest_access::copy_to_guest;
     use crate::common::guest_access::fake::FakeMemory;
 
     const ARG: u64 = 0x1000;
@@ -491,11 +585,125 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_unimplemented_ops_are_enosys() {
+    fn unknown_ops_are_enosys() {
         let mut env = FakeEnv::new();
         let mut mem = FakeMemory::new(0x4000);
-        for op in [6u64, 100, 2, 3, 4, 12, 13, 5, 9, 10, 11, 15, 24, 1 << 32] {
+        // Oracle D.2: 6 and 100. Also the legacy (< 4.9 interface) and tools-only
+        // mem-access ops, and an op number with high bits.
+        for op in [6u64, 100, 2, 3, 4, 12, 13, 1 << 32 | 5] {
             assert_eq!(do_hvm_op(&mut env, &mut mem, op, 0), Errno::ENOSYS.as_ret());
         }
+    }
+
+    #[test]
+    fn flush_tlbs() {
+        let mut env = FakeEnv::new();
+        let mut mem = FakeMemory::new(0x4000);
+        let op = HVMOP_flush_tlbs as u64;
+        assert_eq!(do_hvm_op(&mut env, &mut mem, op, 8), Errno::EINVAL.as_ret());
+        assert!(env.hooks.is_empty());
+        assert_eq!(do_hvm_op(&mut env, &mut mem, op, 0), 0);
+        assert_eq!(env.hooks, vec![Hook::FlushTlbs(DomId(0))]);
+        env.d(0).is_hvm = false;
+        assert_eq!(do_hvm_op(&mut env, &mut mem, op, 0), Errno::EINVAL.as_ret());
+    }
+
+    #[test]
+    fn get_time() {
+        let mut env = FakeEnv::new();
+        let mut mem = FakeMemory::new(0x4000);
+        let op = HVMOP_get_time as u64;
+        assert_eq!(do_hvm_op(&mut env, &mut mem, op, ARG), 0);
+        let t: xen_hvm_get_time = copy_from_guest(&mut mem, ARG).unwrap();
+        assert_eq!(t.now, 0x1234_5678_9abc);
+        assert_eq!(
+            do_hvm_op(&mut env, &mut mem, op, 0x3ffc),
+            Errno::EFAULT.as_ret()
+        );
+    }
+
+    #[test]
+    fn get_mem_type() {
+        let mut env = FakeEnv::new();
+        let mut mem = FakeMemory::new(0x4000);
+        env.d(1)
+            .hvm
+            .p2m
+            .set_host_entry(5, 0x99, crate::common::memory::P2mAccess::RWX)
+            .unwrap();
+        let mut ask = |env: &mut FakeEnv, domid: u16, pfn: u64| {
+            let a = xen_hvm_get_mem_type {
+                domid,
+                mem_type: 0xee,
+                pad: [0; 2],
+                pfn,
+            };
+            copy_to_guest(&mut mem, ARG, &a).unwrap();
+            let rc = do_hvm_op(env, &mut mem, HVMOP_get_mem_type as u64, ARG);
+            let b: xen_hvm_get_mem_type = copy_from_guest(&mut mem, ARG).unwrap();
+            (rc, b.mem_type as u32)
+        };
+        assert_eq!(ask(&mut env, 1, 5), (0, HVMMEM_ram_rw));
+        assert_eq!(ask(&mut env, 1, 6), (0, HVMMEM_mmio_dm));
+        assert_eq!(ask(&mut env, 30000, 5).0, Errno::ESRCH.as_ret());
+        env.call_as(2);
+        env.domains.insert(2, FakeDomain::hvm(1));
+        assert_eq!(ask(&mut env, 1, 5).0, Errno::EPERM.as_ret());
+        env.call_as(1);
+        assert_eq!(ask(&mut env, DOMID_SELF, 5), (0, HVMMEM_ram_rw));
+        env.d(1).is_hvm = false;
+        assert_eq!(ask(&mut env, DOMID_SELF, 5).0, Errno::EINVAL.as_ret());
+    }
+
+    #[test]
+    fn pagetable_dying() {
+        let mut env = FakeEnv::new();
+        let mut mem = FakeMemory::new(0x4000);
+        let mut call = |env: &mut FakeEnv, domid: u16| {
+            let a = xen_hvm_pagetable_dying {
+                domid,
+                pad: [0; 3],
+                gpa: 0x1000,
+            };
+            copy_to_guest(&mut mem, ARG, &a).unwrap();
+            do_hvm_op(env, &mut mem, HVMOP_pagetable_dying as u64, ARG)
+        };
+        assert_eq!(call(&mut env, 30000), Errno::ESRCH.as_ret());
+        assert_eq!(call(&mut env, 1), Errno::EOPNOTSUPP.as_ret());
+        // On itself: no shadow paging here, so -EINVAL.
+        assert_eq!(call(&mut env, DOMID_SELF), Errno::EINVAL.as_ret());
+        assert_eq!(call(&mut env, 0), Errno::EINVAL.as_ret());
+    }
+
+    #[test]
+    fn xentrace() {
+        let mut env = FakeEnv::new();
+        let mut mem = FakeMemory::new(0x4000);
+        let mut call = |env: &mut FakeEnv, event: u16, extra: u16| {
+            let mut b = [0u8; 32];
+            b[0..2].copy_from_slice(&event.to_le_bytes());
+            b[2..4].copy_from_slice(&extra.to_le_bytes());
+            mem.bytes[ARG as usize..ARG as usize + 32].copy_from_slice(&b);
+            do_hvm_op(env, &mut mem, HVMOP_xentrace as u64, ARG)
+        };
+        assert_eq!(call(&mut env, 0xfff, 28), 0);
+        assert_eq!(call(&mut env, 0xfff, 29), Errno::EINVAL.as_ret());
+        assert_eq!(call(&mut env, 0x1000, 0), Errno::EINVAL.as_ret());
+        assert_eq!(
+            do_hvm_op(&mut env, &mut mem, HVMOP_xentrace as u64, 0x4000 - 16),
+            Errno::EFAULT.as_ret()
+        );
+    }
+
+    #[test]
+    fn guest_request_vm_event() {
+        let mut env = FakeEnv::new();
+        let mut mem = FakeMemory::new(0x4000);
+        let op = HVMOP_guest_request_vm_event as u64;
+        assert_eq!(do_hvm_op(&mut env, &mut mem, op, 0), 0);
+        assert_eq!(
+            do_hvm_op(&mut env, &mut mem, op, ARG),
+            Errno::EINVAL.as_ret()
+        );
     }
 }
