@@ -514,7 +514,10 @@ pub fn check_access(
 /// inject `#VE` ([`X86_EXC_VE`]); false (busy or unwritable): treat the violation as an
 /// ordinary one and report it.
 pub fn deliver_ve(mem: &mut dyn GuestMemory, ve: &VeInfo) -> bool {
-    match mem.cmpxchg_u32(ve.info_gpa + 4, 0, 0xFFFF_FFFF) {
+    let Some(busy_at) = ve.info_gpa.checked_add(4) else {
+        return false;
+    };
+    match mem.cmpxchg_u32(busy_at, 0, 0xFFFF_FFFF) {
         Ok(0) => {}
         _ => return false,
     }

@@ -1230,6 +1230,13 @@ fn ve_info_written_like_the_processor() {
             ..ve
         }
     ));
+    assert!(!deliver_ve(
+        &mut mem,
+        &VeInfo {
+            info_gpa: u64::MAX - 1,
+            ..ve
+        }
+    ));
 }
 
 // ---- model-based test ----------------------------------------------------------------
