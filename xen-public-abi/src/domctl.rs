@@ -369,8 +369,6 @@ pub const XEN_DOMCTL_iomem_permission: u32 = 20;
 pub const XEN_DOMCTL_ioport_permission: u32 = 21;
 /// `XEN_DOMCTL_hypercall_init`.
 pub const XEN_DOMCTL_hypercall_init: u32 = 22;
-/// `XEN_DOMCTL_soft_reset_cont`.
-pub const XEN_DOMCTL_soft_reset_cont: u32 = 23;
 /// `XEN_DOMCTL_settimeoffset`.
 pub const XEN_DOMCTL_settimeoffset: u32 = 24;
 /// `XEN_DOMCTL_getvcpuaffinity`.

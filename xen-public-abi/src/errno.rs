@@ -1,4 +1,5 @@
 //! `xen/include/public/errno.h`: Xen's own errno numbering (returned negated in RAX).
+//! Every value (and the aliases) is compared with the C header by `tests/c_headers.rs`.
 
 /// Result of a hypercall handler: the value for RAX, or the errno to negate.
 pub type XenResult<T> = Result<T, Errno>;
@@ -101,6 +102,23 @@ impl Errno {
     }
 }
 
+impl From<Errno> for i64 {
+    /// The negative hypercall return value (`-errno`).
+    fn from(e: Errno) -> i64 {
+        e.as_ret()
+    }
+}
+
+impl TryFrom<i64> for Errno {
+    type Error = i64;
+
+    /// The errno a negative hypercall return value stands for; the value itself
+    /// back if it is not one (success values, unknown errnos).
+    fn try_from(ret: i64) -> Result<Self, i64> {
+        Errno::from_ret(ret).ok_or(ret)
+    }
+}
+
 /// Turn a handler result into the RAX value.
 pub fn to_ret(r: XenResult<i64>) -> i64 {
     match r {
@@ -121,5 +139,8 @@ mod tests {
         assert_eq!(Errno::ENOSYS.as_ret(), -38);
         assert_eq!(Errno::from_ret(0), None);
         assert_eq!(Errno::from_ret(-15), None);
+        assert_eq!(i64::from(Errno::EFAULT), -14);
+        assert_eq!(Errno::try_from(-38), Ok(Errno::ENOSYS));
+        assert_eq!(Errno::try_from(5), Err(5));
     }
 }

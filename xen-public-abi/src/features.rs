@@ -26,8 +26,6 @@ pub const XENFEAT_hvm_safe_pvclock: u32 = 9;
 pub const XENFEAT_hvm_pirqs: u32 = 10;
 /// `XENFEAT_dom0`: the domain is the initial domain.
 pub const XENFEAT_dom0: u32 = 11;
-/// `XENFEAT_grant_map_identity`.
-pub const XENFEAT_grant_map_identity: u32 = 12;
 /// `XENFEAT_memory_op_vnode_supported`.
 pub const XENFEAT_memory_op_vnode_supported: u32 = 13;
 /// `XENFEAT_ARM_SMCCC_supported`.

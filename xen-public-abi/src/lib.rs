@@ -69,11 +69,25 @@ macro_rules! abi_struct {
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
 
-        ::static_assertions::const_assert_eq!(::core::mem::size_of::<$name>(), $size);
-        ::static_assertions::const_assert_eq!(::core::mem::align_of::<$name>(), $align);
-        $(
-            ::static_assertions::const_assert_eq!(::core::mem::offset_of!($name, $field), $off);
-        )*
+        // One associated const per check, named after what it checks, so that a
+        // failure reads e.g. "evaluation of `xen_domctl::cmd::_::{constant#0}` failed".
+        #[allow(non_upper_case_globals, dead_code)]
+        impl $name {
+            const ABI_SIZE: () = {
+                ::static_assertions::const_assert_eq!(::core::mem::size_of::<$name>(), $size);
+            };
+            const ABI_ALIGN: () = {
+                ::static_assertions::const_assert_eq!(::core::mem::align_of::<$name>(), $align);
+            };
+            $(
+                const $field: () = {
+                    ::static_assertions::const_assert_eq!(
+                        ::core::mem::offset_of!($name, $field),
+                        $off
+                    );
+                };
+            )*
+        }
 
         impl $name {
             /// Every field as (name, offset, size), for the C conformance test.
@@ -218,5 +232,10 @@ pub mod version;
 pub mod xen;
 
 pub use errno::{Errno, XenResult};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 pub use event_channel::EvtchnPort;
 pub use xen::DomId;
