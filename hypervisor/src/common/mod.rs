@@ -6,7 +6,9 @@ pub mod domain;
 pub mod domctl;
 pub mod event_channel;
 pub mod guest_access;
+pub mod hvm;
 pub mod hypercall;
+pub mod memory;
 pub mod page_alloc;
 pub mod sched_op;
 #[cfg(test)]
