@@ -20,7 +20,7 @@
 //! events: guest-memory failures are logged and the event is dropped.
 
 use super::guest_bits::{self, read_u32, test_and_set_bit, test_bit};
-use super::{PortCx, PortOps};
+use super::{Notify, PortCx, PortOps};
 use crate::common::guest_access::GuestMemory;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -181,7 +181,7 @@ impl Fifo {
             return Ok(());
         };
         let mem = &mut *cx.mem;
-        test_and_set_bit(mem, word, EVTCHN_FIFO_PENDING)?;
+        let newly_pending = !test_and_set_bit(mem, word, EVTCHN_FIFO_PENDING)?;
         let mut linked = true;
         if !test_bit(mem, word, EVTCHN_FIFO_MASKED)?
             && !test_and_set_bit(mem, word, EVTCHN_FIFO_LINKED)?
@@ -217,7 +217,10 @@ impl Fifo {
             && !test_and_set_bit(mem, cb, u32::from(prio))?
             && cx.shinfo.mark_events_pending(cx.mem, v)?
         {
-            cx.kicks.push(v);
+            cx.kicks.push(Notify::Upcall(v));
+        }
+        if newly_pending {
+            cx.kicks.push(Notify::Pollers(port));
         }
         Ok(())
     }

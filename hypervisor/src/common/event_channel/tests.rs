@@ -37,6 +37,8 @@ pub(super) struct FakeEnv {
     pub doms: BTreeMap<u16, FakeDom>,
     pub caller: u16,
     pub upcalls: Vec<(u16, u32)>,
+    /// `wake_pollers` calls: (domain, port).
+    pub pollers: Vec<(u16, u32)>,
     /// The caller's hypercall-argument memory (guest-virtual = flat).
     pub args: FakeMemory,
 }
@@ -60,6 +62,9 @@ impl EvtchnEnv for FakeEnv {
     fn raise_upcall(&mut self, id: DomId, vcpu: u32) {
         self.upcalls.push((id.0, vcpu));
     }
+    fn wake_pollers(&mut self, id: DomId, port: u32) {
+        self.pollers.push((id.0, port));
+    }
 }
 
 impl FakeEnv {
@@ -68,6 +73,7 @@ impl FakeEnv {
             doms: BTreeMap::new(),
             caller: 0,
             upcalls: Vec::new(),
+            pollers: Vec::new(),
             args: FakeMemory::new(4096),
         }
     }
@@ -685,6 +691,28 @@ mod two_level_delivery {
     }
 
     #[test]
+    fn pollers_hear_of_newly_pending_ports_even_masked() {
+        let mut env = oracle_env();
+        let (_, p) = env.bind_ipi(0);
+        let (_, q) = env.bind_ipi(0);
+        let fd = env.dom(0);
+        fd.evtchn
+            .shared_info_mut()
+            .set_mask_bit(&mut fd.mem, p, true)
+            .unwrap();
+        env.send(p);
+        env.send(p);
+        env.send(q);
+        assert_eq!(env.pollers, [(0, p), (0, q)]);
+        assert_eq!(
+            env.upcalls,
+            [(0, 0)],
+            "only the unmasked port raised the upcall"
+        );
+        assert_eq!(evtchn_port_poll(&mut env, DomId(0), p), Ok(true));
+    }
+
+    #[test]
     fn shared_info_registration_carries_state_into_guest_page() {
         let mut env = oracle_env();
         let (_, p) = env.bind_ipi(1);
@@ -946,6 +974,7 @@ mod fifo_abi {
         env.send(a);
         assert_eq!(g.word_val(&env.dom(0).mem, a), P | M);
         assert!(env.upcalls.is_empty());
+        assert_eq!(env.pollers, [(0, a)], "a masked event still wakes pollers");
         unmask(&mut env, &g, a);
         assert_eq!(g.word_val(&env.dom(0).mem, a), P | L);
         assert_eq!(env.upcalls, [(0, 1)]);
