@@ -326,6 +326,39 @@ fn c1_max_evtchn_port_limits() {
 }
 
 #[test]
+fn full_domain_gives_enospc_on_every_bind() {
+    let mut env = oracle_env();
+    env.add(2, 1, false, 1, 4).add(3, 0, false, 1, 4);
+    env.as_caller(0);
+    let (_, p) = env.alloc_unbound(SELF, 2);
+    env.as_caller(2);
+    assert_eq!(env.bind_ipi(0), (0, 1));
+    assert_eq!(env.bind_ipi(0).0, ENOSPC);
+    assert_eq!(env.bind_virq(VIRQ_TIMER, 0).0, ENOSPC);
+    assert_eq!(env.bind_interdomain(0, p).0, ENOSPC);
+    assert_eq!(env.alloc_unbound(SELF, 0).0, ENOSPC);
+    // The errors that come first still do.
+    assert_eq!(env.bind_virq(VIRQ_TIMER, 1).0, ENOENT);
+    assert_eq!(env.bind_interdomain(NONEXISTENT, p).0, ESRCH);
+    // Allocation comes before the permission check.
+    assert_eq!(env.alloc_unbound(3, 2).0, ENOSPC);
+    assert_eq!(env.alloc_unbound(0, 2).0, EPERM);
+}
+
+#[test]
+fn reset_cont_checks_in_xens_order() {
+    let mut env = oracle_env();
+    let cont = |env: &mut FakeEnv, dom| env.op(EVTCHNOP_reset_cont, evtchn_reset { dom }).0;
+    assert_eq!(cont(&mut env, NONEXISTENT), ESRCH);
+    assert_eq!(cont(&mut env, DOMU), EBUSY, "paused: no reset in progress");
+    env.dom(DOMU).pause = 0;
+    assert_eq!(cont(&mut env, DOMU), EINVAL);
+    env.as_caller(DOMU);
+    assert_eq!(cont(&mut env, 0), EPERM);
+    assert_eq!(cont(&mut env, SELF), EBUSY);
+}
+
+#[test]
 fn created_from_createdomain_config() {
     use xen_public_abi::domctl::{xen_domctl_createdomain, XEN_DOMCTL_CDF_evtchn_fifo};
     let mut c = xen_domctl_createdomain::new_zeroed();
