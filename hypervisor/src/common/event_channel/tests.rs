@@ -960,6 +960,31 @@ mod fifo_abi {
     }
 
     #[test]
+    fn fifo_port_limits() {
+        // max_evtchn_port above 4095 is honoured once FIFO is on.
+        let mut env = FakeEnv::new();
+        env.add(0, 5000, true, 1, 16);
+        for p in 1..4096 {
+            assert_eq!(env.bind_ipi(0), (0, p));
+        }
+        assert_eq!(env.bind_ipi(0).0, ENOSPC, "2-level: 4096 ports");
+        assert_eq!(env.init_control(1, 0, 0).0, 0);
+        for p in 4096..=5000 {
+            assert_eq!(env.bind_ipi(0), (0, p));
+        }
+        assert_eq!(env.bind_ipi(0).0, ENOSPC, "max_evtchn_port");
+        // And the whole FIFO space is 131072 ports.
+        let mut env = FakeEnv::new();
+        env.add(0, u32::MAX, true, 1, 16);
+        assert_eq!(env.init_control(1, 0, 0).0, 0);
+        for p in 1..131_072 {
+            assert_eq!(env.alloc_unbound(SELF, 0), (0, p));
+        }
+        assert_eq!(env.alloc_unbound(SELF, 0).0, ENOSPC);
+        assert_eq!(env.dom(0).evtchn.valid_evtchns(), 131_072);
+    }
+
+    #[test]
     fn init_control_once_per_vcpu() {
         let (mut env, _) = fifo_env();
         assert_eq!(
