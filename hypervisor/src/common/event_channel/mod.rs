@@ -199,6 +199,12 @@ pub struct EvtchnDomain {
     abi: Abi,
 }
 
+// The domain table lives behind a lock shared by all CPUs.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<EvtchnDomain>();
+};
+
 impl EvtchnDomain {
     /// `evtchn_init`: 2-level ABI, first bucket allocated, port 0 reserved.
     /// `fifo_permitted` is the domain's `XEN_DOMCTL_CDF_evtchn_fifo`; it is
@@ -1015,8 +1021,10 @@ fn op_set_priority(
     })
 }
 
-/// `__HYPERVISOR_event_channel_op` (32): `cmd` is `EVTCHNOP_*`, `arg` the
-/// guest-virtual address of its argument. Returns the value for RAX.
+/// `__HYPERVISOR_event_channel_op` (32): `cmd` is `EVTCHNOP_*` (Xen's
+/// prototype takes `int cmd`: the dispatcher passes the low 32 bits of the
+/// register), `arg` the guest-virtual address of its argument. Returns the
+/// value for RAX.
 pub fn do_event_channel_op(
     env: &mut dyn EvtchnEnv,
     guest: &mut dyn GuestAccess,
