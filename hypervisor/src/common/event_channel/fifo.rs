@@ -20,7 +20,7 @@
 //! events: guest-memory failures are logged and the event is dropped.
 
 use super::guest_bits::{self, read_u32, test_and_set_bit, test_bit};
-use super::{PortCx, PortOps};
+use super::{Notify, PortCx, PortOps};
 use crate::common::guest_access::GuestMemory;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -181,7 +181,7 @@ impl Fifo {
             return Ok(());
         };
         let mem = &mut *cx.mem;
-        test_and_set_bit(mem, word, EVTCHN_FIFO_PENDING)?;
+        let newly_pending = !test_and_set_bit(mem, word, EVTCHN_FIFO_PENDING)?;
         let mut linked = true;
         if !test_bit(mem, word, EVTCHN_FIFO_MASKED)?
             && !test_and_set_bit(mem, word, EVTCHN_FIFO_LINKED)?
@@ -217,7 +217,10 @@ impl Fifo {
             && !test_and_set_bit(mem, cb, u32::from(prio))?
             && cx.shinfo.mark_events_pending(cx.mem, v)?
         {
-            cx.kicks.push(v);
+            cx.kicks.push(Notify::Upcall(v));
+        }
+        if newly_pending {
+            cx.kicks.push(Notify::Pollers(port));
         }
         Ok(())
     }
@@ -291,4 +294,89 @@ impl PortOps for Fifo {
 /// `CONTROL_BLOCK_SIZE` for the offset check in `init_control`.
 pub const fn control_block_size() -> u32 {
     CONTROL_BLOCK_SIZE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::guest_access::fake::FakeMemory;
+
+    const LINKED: u32 = 1 << EVTCHN_FIFO_LINKED;
+    const BUSY: u32 = 1 << EVTCHN_FIFO_BUSY;
+    const MASKED: u32 = 1 << EVTCHN_FIFO_MASKED;
+
+    /// Guest memory where the guest changes a word (XOR `mask`) right before
+    /// each of our next `times` compare-and-exchanges on it.
+    struct Racy {
+        mem: FakeMemory,
+        gpa: u64,
+        mask: u32,
+        times: u32,
+    }
+
+    impl GuestMemory for Racy {
+        fn read_gpa(&self, gpa: u64, buf: &mut [u8]) -> XenResult<()> {
+            self.mem.read_gpa(gpa, buf)
+        }
+        fn write_gpa(&mut self, gpa: u64, buf: &[u8]) -> XenResult<()> {
+            self.mem.write_gpa(gpa, buf)
+        }
+        fn cmpxchg_u32(&mut self, gpa: u64, old: u32, new: u32) -> XenResult<u32> {
+            if gpa == self.gpa && self.times > 0 {
+                self.times -= 1;
+                let w = read_u32(&self.mem, gpa)? ^ self.mask;
+                self.mem.write_gpa(gpa, &w.to_le_bytes())?;
+            }
+            self.mem.cmpxchg_u32(gpa, old, new)
+        }
+    }
+
+    fn racy(word: u32, mask: u32, times: u32) -> Racy {
+        let mut mem = FakeMemory::new(4096);
+        mem.write_gpa(0, &word.to_le_bytes()).unwrap();
+        Racy {
+            mem,
+            gpa: 0,
+            mask,
+            times,
+        }
+    }
+
+    #[test]
+    fn set_link_without_race() {
+        let mut m = racy(LINKED | 5, 0, 0);
+        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(true));
+        assert_eq!(read_u32(&m, 0).unwrap(), LINKED | 9);
+        let mut m = racy(0, 0, 0);
+        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(false), "tail not linked");
+        assert_eq!(read_u32(&m, 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn guest_unlinks_the_tail_meanwhile() {
+        // The guest clears LINKED during our first attempt: we mark the word
+        // BUSY, see it unlinked, clear BUSY and report "not linked" (the
+        // caller then writes the queue head).
+        let mut m = racy(LINKED | 5, LINKED | 5, 1);
+        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(false));
+        assert_eq!(read_u32(&m, 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn guest_changes_another_bit_meanwhile() {
+        // The guest masks the tail during our first attempt: the retry links
+        // it and drops BUSY in the same store.
+        let mut m = racy(LINKED | 5, MASKED, 1);
+        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(true));
+        assert_eq!(read_u32(&m, 0).unwrap(), LINKED | MASKED | 9);
+    }
+
+    #[test]
+    fn guest_that_never_stops_loses_only_its_own_event() {
+        // Every attempt races: after the retries we give up, clear BUSY and
+        // report the event as linked (Xen's behaviour: the event is lost).
+        let mut m = racy(LINKED | 5, MASKED, 100);
+        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(true));
+        assert_eq!(read_u32(&m, 0).unwrap() & BUSY, 0);
+    }
 }

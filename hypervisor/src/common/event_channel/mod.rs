@@ -128,13 +128,25 @@ pub fn virq_is_global(virq: u32) -> bool {
     !matches!(virq, VIRQ_TIMER | VIRQ_DEBUG | VIRQ_XENOPROF | VIRQ_XENPMU)
 }
 
+/// Something that happened during an op that the rest of the hypervisor must
+/// hear about, collected while the domain is borrowed and then flushed to the
+/// [`EvtchnEnv`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notify {
+    /// Raise the upcall on this vCPU ([`EvtchnEnv::raise_upcall`]).
+    Upcall(u32),
+    /// This port just became pending: wake vCPUs polling it
+    /// ([`EvtchnEnv::wake_pollers`], Xen's `evtchn_check_pollers`).
+    Pollers(u32),
+}
+
 /// What the ABI-specific code gets to work on (split borrows of the domain).
 pub struct PortCx<'a> {
     pub chans: &'a mut Vec<Channel>,
     pub shinfo: &'a mut SharedInfo,
     pub mem: &'a mut dyn GuestMemory,
-    /// vCPUs whose upcall must be raised (flushed to [`EvtchnEnv::raise_upcall`]).
-    pub kicks: &'a mut Vec<u32>,
+    /// What to tell the rest of the hypervisor once the domain is released.
+    pub kicks: &'a mut Vec<Notify>,
 }
 
 /// One event-channel ABI (Xen's `struct evtchn_port_ops`). Ports passed in are
@@ -186,6 +198,12 @@ pub struct EvtchnDomain {
     shinfo: SharedInfo,
     abi: Abi,
 }
+
+// The domain table lives behind a lock shared by all CPUs.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<EvtchnDomain>();
+};
 
 impl EvtchnDomain {
     /// `evtchn_init`: 2-level ABI, first bucket allocated, port 0 reserved.
@@ -309,7 +327,7 @@ impl EvtchnDomain {
     fn with_ops<R>(
         &mut self,
         mem: &mut dyn GuestMemory,
-        kicks: &mut Vec<u32>,
+        kicks: &mut Vec<Notify>,
         f: impl FnOnce(&mut dyn PortOps, &mut PortCx<'_>) -> R,
     ) -> R {
         let mut cx = PortCx {
@@ -331,7 +349,7 @@ impl EvtchnDomain {
         mem: &mut dyn GuestMemory,
         v: u32,
         port: u32,
-        kicks: &mut Vec<u32>,
+        kicks: &mut Vec<Notify>,
     ) {
         if self.chans[port as usize].usable() {
             self.with_ops(mem, kicks, |o, cx| o.set_pending(cx, v, port));
@@ -476,7 +494,7 @@ impl EvtchnDomain {
         &mut self,
         mem: &mut dyn GuestMemory,
         gfn: u64,
-        kicks: &mut Vec<u32>,
+        kicks: &mut Vec<Notify>,
     ) -> XenResult<()> {
         let EvtchnDomain {
             abi, chans, shinfo, ..
@@ -516,6 +534,10 @@ pub trait EvtchnEnv {
     /// Raise the event-channel upcall on vCPU `vcpu` of domain `id` (the
     /// backend injects the callback vector).
     fn raise_upcall(&mut self, id: DomId, vcpu: u32);
+    /// `port` of domain `id` just became pending: wake any of its vCPUs blocked
+    /// in `SCHEDOP_poll` on it (or on any port). Events on masked ports raise
+    /// no upcall, so this is the only wake-up such a poller gets.
+    fn wake_pollers(&mut self, _id: DomId, _port: u32) {}
     /// The domain that receives global VIRQ `virq` (`XEN_DOMCTL_set_virq_handler`;
     /// by default the hardware domain).
     fn global_virq_handler(&self, _virq: u32) -> DomId {
@@ -547,9 +569,12 @@ fn xsm_target(env: &dyn EvtchnEnv, d: DomId) -> XenResult<()> {
     }
 }
 
-fn flush(env: &mut dyn EvtchnEnv, d: DomId, kicks: Vec<u32>) {
-    for v in kicks {
-        env.raise_upcall(d, v);
+fn flush(env: &mut dyn EvtchnEnv, d: DomId, kicks: Vec<Notify>) {
+    for n in kicks {
+        match n {
+            Notify::Upcall(v) => env.raise_upcall(d, v),
+            Notify::Pollers(port) => env.wake_pollers(d, port),
+        }
     }
 }
 
@@ -557,7 +582,7 @@ fn flush(env: &mut dyn EvtchnEnv, d: DomId, kicks: Vec<u32>) {
 fn on_domain<R>(
     env: &mut dyn EvtchnEnv,
     d: DomId,
-    f: impl FnOnce(&mut EvtchnDomain, &mut dyn GuestMemory, &mut Vec<u32>) -> XenResult<R>,
+    f: impl FnOnce(&mut EvtchnDomain, &mut dyn GuestMemory, &mut Vec<Notify>) -> XenResult<R>,
 ) -> XenResult<R> {
     let mut kicks = Vec::new();
     let r = {
@@ -996,8 +1021,10 @@ fn op_set_priority(
     })
 }
 
-/// `__HYPERVISOR_event_channel_op` (32): `cmd` is `EVTCHNOP_*`, `arg` the
-/// guest-virtual address of its argument. Returns the value for RAX.
+/// `__HYPERVISOR_event_channel_op` (32): `cmd` is `EVTCHNOP_*` (Xen's
+/// prototype takes `int cmd`: the dispatcher passes the low 32 bits of the
+/// register), `arg` the guest-virtual address of its argument. Returns the
+/// value for RAX.
 pub fn do_event_channel_op(
     env: &mut dyn EvtchnEnv,
     guest: &mut dyn GuestAccess,

@@ -37,6 +37,8 @@ pub(super) struct FakeEnv {
     pub doms: BTreeMap<u16, FakeDom>,
     pub caller: u16,
     pub upcalls: Vec<(u16, u32)>,
+    /// `wake_pollers` calls: (domain, port).
+    pub pollers: Vec<(u16, u32)>,
     /// The caller's hypercall-argument memory (guest-virtual = flat).
     pub args: FakeMemory,
 }
@@ -60,6 +62,9 @@ impl EvtchnEnv for FakeEnv {
     fn raise_upcall(&mut self, id: DomId, vcpu: u32) {
         self.upcalls.push((id.0, vcpu));
     }
+    fn wake_pollers(&mut self, id: DomId, port: u32) {
+        self.pollers.push((id.0, port));
+    }
 }
 
 impl FakeEnv {
@@ -68,6 +73,7 @@ impl FakeEnv {
             doms: BTreeMap::new(),
             caller: 0,
             upcalls: Vec::new(),
+            pollers: Vec::new(),
             args: FakeMemory::new(4096),
         }
     }
@@ -317,6 +323,39 @@ fn c1_max_evtchn_port_limits() {
     assert_eq!(env.alloc_unbound(2, 0).0, ENOSPC);
     assert_eq!(env.alloc_unbound(3, 0), (0, 1));
     assert_eq!(env.alloc_unbound(3, 0).0, ENOSPC);
+}
+
+#[test]
+fn full_domain_gives_enospc_on_every_bind() {
+    let mut env = oracle_env();
+    env.add(2, 1, false, 1, 4).add(3, 0, false, 1, 4);
+    env.as_caller(0);
+    let (_, p) = env.alloc_unbound(SELF, 2);
+    env.as_caller(2);
+    assert_eq!(env.bind_ipi(0), (0, 1));
+    assert_eq!(env.bind_ipi(0).0, ENOSPC);
+    assert_eq!(env.bind_virq(VIRQ_TIMER, 0).0, ENOSPC);
+    assert_eq!(env.bind_interdomain(0, p).0, ENOSPC);
+    assert_eq!(env.alloc_unbound(SELF, 0).0, ENOSPC);
+    // The errors that come first still do.
+    assert_eq!(env.bind_virq(VIRQ_TIMER, 1).0, ENOENT);
+    assert_eq!(env.bind_interdomain(NONEXISTENT, p).0, ESRCH);
+    // Allocation comes before the permission check.
+    assert_eq!(env.alloc_unbound(3, 2).0, ENOSPC);
+    assert_eq!(env.alloc_unbound(0, 2).0, EPERM);
+}
+
+#[test]
+fn reset_cont_checks_in_xens_order() {
+    let mut env = oracle_env();
+    let cont = |env: &mut FakeEnv, dom| env.op(EVTCHNOP_reset_cont, evtchn_reset { dom }).0;
+    assert_eq!(cont(&mut env, NONEXISTENT), ESRCH);
+    assert_eq!(cont(&mut env, DOMU), EBUSY, "paused: no reset in progress");
+    env.dom(DOMU).pause = 0;
+    assert_eq!(cont(&mut env, DOMU), EINVAL);
+    env.as_caller(DOMU);
+    assert_eq!(cont(&mut env, 0), EPERM);
+    assert_eq!(cont(&mut env, SELF), EBUSY);
 }
 
 #[test]
@@ -685,6 +724,28 @@ mod two_level_delivery {
     }
 
     #[test]
+    fn pollers_hear_of_newly_pending_ports_even_masked() {
+        let mut env = oracle_env();
+        let (_, p) = env.bind_ipi(0);
+        let (_, q) = env.bind_ipi(0);
+        let fd = env.dom(0);
+        fd.evtchn
+            .shared_info_mut()
+            .set_mask_bit(&mut fd.mem, p, true)
+            .unwrap();
+        env.send(p);
+        env.send(p);
+        env.send(q);
+        assert_eq!(env.pollers, [(0, p), (0, q)]);
+        assert_eq!(
+            env.upcalls,
+            [(0, 0)],
+            "only the unmasked port raised the upcall"
+        );
+        assert_eq!(evtchn_port_poll(&mut env, DomId(0), p), Ok(true));
+    }
+
+    #[test]
     fn shared_info_registration_carries_state_into_guest_page() {
         let mut env = oracle_env();
         let (_, p) = env.bind_ipi(1);
@@ -899,6 +960,31 @@ mod fifo_abi {
     }
 
     #[test]
+    fn fifo_port_limits() {
+        // max_evtchn_port above 4095 is honoured once FIFO is on.
+        let mut env = FakeEnv::new();
+        env.add(0, 5000, true, 1, 16);
+        for p in 1..4096 {
+            assert_eq!(env.bind_ipi(0), (0, p));
+        }
+        assert_eq!(env.bind_ipi(0).0, ENOSPC, "2-level: 4096 ports");
+        assert_eq!(env.init_control(1, 0, 0).0, 0);
+        for p in 4096..=5000 {
+            assert_eq!(env.bind_ipi(0), (0, p));
+        }
+        assert_eq!(env.bind_ipi(0).0, ENOSPC, "max_evtchn_port");
+        // And the whole FIFO space is 131072 ports.
+        let mut env = FakeEnv::new();
+        env.add(0, u32::MAX, true, 1, 16);
+        assert_eq!(env.init_control(1, 0, 0).0, 0);
+        for p in 1..131_072 {
+            assert_eq!(env.alloc_unbound(SELF, 0), (0, p));
+        }
+        assert_eq!(env.alloc_unbound(SELF, 0).0, ENOSPC);
+        assert_eq!(env.dom(0).evtchn.valid_evtchns(), 131_072);
+    }
+
+    #[test]
     fn init_control_once_per_vcpu() {
         let (mut env, _) = fifo_env();
         assert_eq!(
@@ -946,6 +1032,7 @@ mod fifo_abi {
         env.send(a);
         assert_eq!(g.word_val(&env.dom(0).mem, a), P | M);
         assert!(env.upcalls.is_empty());
+        assert_eq!(env.pollers, [(0, a)], "a masked event still wakes pollers");
         unmask(&mut env, &g, a);
         assert_eq!(g.word_val(&env.dom(0).mem, a), P | L);
         assert_eq!(env.upcalls, [(0, 1)]);

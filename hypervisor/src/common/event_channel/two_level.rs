@@ -19,7 +19,7 @@
 //! page always been mapped), and unregistering copies them back.
 
 use super::guest_bits::{self, test_and_set_bit, test_bit};
-use super::{PortCx, PortOps};
+use super::{Notify, PortCx, PortOps};
 use crate::common::guest_access::GuestMemory;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -275,10 +275,11 @@ impl TwoLevel {
         if test_and_set_bit(m, base + SHINFO_EVTCHN_PENDING, port)? {
             return Ok(());
         }
-        if test_bit(m, base + SHINFO_EVTCHN_MASK, port)? {
-            return Ok(());
+        if !test_bit(m, base + SHINFO_EVTCHN_MASK, port)? {
+            raise_selector(cx, v, port)?;
         }
-        raise_selector(cx, v, port)
+        cx.kicks.push(Notify::Pollers(port));
+        Ok(())
     }
 }
 
@@ -289,7 +290,7 @@ fn raise_selector(cx: &mut PortCx<'_>, v: u32, port: u32) -> XenResult<()> {
     if !test_and_set_bit(m, at + VCPUINFO_PENDING_SEL, port / BITS_PER_EVTCHN_WORD)?
         && cx.shinfo.mark_events_pending(cx.mem, v)?
     {
-        cx.kicks.push(v);
+        cx.kicks.push(Notify::Upcall(v));
     }
     Ok(())
 }
