@@ -42,6 +42,8 @@ use xen_public_abi::xen::{domid_t, DOMID_FIRST_RESERVED, DOMID_SELF};
 use xen_public_abi::{Errno, XenResult};
 
 use super::console_io::GuestConsoleBuffer;
+use super::event_channel::EvtchnDomain;
+use super::hvm::HvmDomain;
 use super::page_alloc::{Mfn, PageAllocator};
 use super::sched_op::PollState;
 
@@ -511,6 +513,9 @@ pub struct Vcpu {
     pub run_time_ns: u64,
     /// The ports a `SCHEDOP_poll` is waiting on, if polling.
     pub poll: Option<PollState>,
+    /// An event-channel upcall was raised for this vCPU (`vcpu_mark_events_pending`)
+    /// and the backend has not injected it yet.
+    pub upcall_raised: bool,
 }
 
 impl Vcpu {
@@ -576,6 +581,10 @@ pub struct Domain {
     pub watchdogs: [WatchdogSlot; NR_DOMAIN_WATCHDOG_TIMERS],
     /// Guest memory frames this domain owns (`tot_pages` = its length).
     pages: Vec<Mfn>,
+    /// Event channels (`d->evtchn`, both ABIs).
+    pub evtchn: EvtchnDomain,
+    /// HVM params, altp2m state and the p2m (`d->arch.hvm`, `d->arch.p2m`).
+    pub hvm: HvmDomain,
 }
 
 impl Domain {
@@ -589,7 +598,6 @@ impl Domain {
     ) -> Self {
         Domain {
             domain_id,
-            config,
             is_privileged,
             is_hardware: domain_id == 0,
             vcpus: Vec::new(),
@@ -606,6 +614,13 @@ impl Domain {
             console: GuestConsoleBuffer::new(),
             watchdogs: [WatchdogSlot::default(); NR_DOMAIN_WATCHDOG_TIMERS],
             pages: Vec::new(),
+            evtchn: EvtchnDomain::new(
+                config.max_evtchn_port,
+                config.flags & XEN_DOMCTL_CDF_evtchn_fifo != 0,
+                config.max_vcpus,
+            ),
+            hvm: HvmDomain::new(config.max_vcpus),
+            config,
         }
     }
 

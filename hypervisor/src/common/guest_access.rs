@@ -6,7 +6,7 @@
 //! - [`GuestMemory`]: one domain's guest-physical memory, for pages the hypervisor
 //!   keeps mapped (shared_info, FIFO control blocks and event arrays).
 
-use xen_public_abi::XenResult;
+use xen_public_abi::{Errno, XenResult};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// Hypercall argument access for the calling vCPU (guest-virtual addresses).
@@ -125,5 +125,127 @@ pub mod fake {
             }
             Ok(cur)
         }
+    }
+
+    /// Machine memory for host tests: frames spring into existence (zeroed) on
+    /// first use; frames listed in `absent` are not RAM.
+    #[derive(Default)]
+    pub struct FakeMachine {
+        frames: spin::Mutex<alloc::collections::BTreeMap<u64, Vec<u8>>>,
+        pub absent: Vec<u64>,
+    }
+
+    impl FakeMachine {
+        fn with_frame<R>(&self, mfn: u64, f: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
+            if self.absent.contains(&mfn) {
+                return None;
+            }
+            let mut frames = self.frames.lock();
+            Some(f(frames.entry(mfn).or_insert_with(|| vec![0; 4096])))
+        }
+    }
+
+    impl MachineMemory for FakeMachine {
+        fn read(&self, mfn: u64, offset: usize, buf: &mut [u8]) -> bool {
+            self.with_frame(mfn, |fr| match fr.get(offset..offset + buf.len()) {
+                Some(src) => {
+                    buf.copy_from_slice(src);
+                    true
+                }
+                None => false,
+            })
+            .unwrap_or(false)
+        }
+        fn write(&self, mfn: u64, offset: usize, buf: &[u8]) -> bool {
+            self.with_frame(mfn, |fr| match fr.get_mut(offset..offset + buf.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(buf);
+                    true
+                }
+                None => false,
+            })
+            .unwrap_or(false)
+        }
+        fn cmpxchg_u32(&self, mfn: u64, offset: usize, old: u32, new: u32) -> Option<u32> {
+            self.with_frame(mfn, |fr| {
+                let w = fr.get_mut(offset..offset + 4)?;
+                let cur = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                if cur == old {
+                    w.copy_from_slice(&new.to_le_bytes());
+                }
+                Some(cur)
+            })
+            .flatten()
+        }
+    }
+}
+
+/// Machine memory by frame number: how `common/` reaches the contents of a frame
+/// (the bare-metal side goes through the physical-memory map; host tests use
+/// [`fake::FakeMachine`]). Shared by every domain, hence `&self` and `Sync`.
+pub trait MachineMemory: Send + Sync {
+    /// Copy out of frame `mfn` from byte `offset`; `false` if it is not RAM.
+    fn read(&self, mfn: u64, offset: usize, buf: &mut [u8]) -> bool;
+    /// Copy into frame `mfn` at byte `offset`; `false` if it is not RAM.
+    fn write(&self, mfn: u64, offset: usize, buf: &[u8]) -> bool;
+    /// Atomic compare-and-exchange of the aligned `u32` at `offset`; the value found.
+    fn cmpxchg_u32(&self, mfn: u64, offset: usize, old: u32, new: u32) -> Option<u32>;
+}
+
+/// A domain's guest-physical memory as the hypervisor sees it: its host p2m
+/// over machine memory (Xen's `get_page_from_gfn` on the host p2m: altp2m access
+/// restrictions bind the guest, not the hypervisor). Unmapped gfns are `-EFAULT`.
+pub struct GuestRam<'a> {
+    pub p2m: &'a crate::common::memory::P2m,
+    pub machine: &'a dyn MachineMemory,
+}
+
+impl GuestRam<'_> {
+    /// Split `[gpa, gpa + len)` at page boundaries: (mfn, offset, range in buf).
+    fn for_each_page(
+        &self,
+        gpa: u64,
+        len: usize,
+        mut f: impl FnMut(u64, usize, core::ops::Range<usize>) -> bool,
+    ) -> XenResult<()> {
+        let end = gpa.checked_add(len as u64).ok_or(Errno::EFAULT)?;
+        let mut cur = gpa;
+        while cur < end {
+            let page_end = ((cur >> 12) + 1) << 12;
+            let chunk_end = page_end.min(end);
+            let e = self.p2m.host_entry(cur >> 12).ok_or(Errno::EFAULT)?;
+            let range = (cur - gpa) as usize..(chunk_end - gpa) as usize;
+            if !f(e.mfn, (cur & 0xfff) as usize, range) {
+                return Err(Errno::EFAULT);
+            }
+            cur = chunk_end;
+        }
+        Ok(())
+    }
+}
+
+impl GuestMemory for GuestRam<'_> {
+    fn read_gpa(&self, gpa: u64, buf: &mut [u8]) -> XenResult<()> {
+        let machine = self.machine;
+        self.for_each_page(gpa, buf.len(), |mfn, off, r| {
+            machine.read(mfn, off, &mut buf[r])
+        })
+    }
+
+    fn write_gpa(&mut self, gpa: u64, buf: &[u8]) -> XenResult<()> {
+        let machine = self.machine;
+        self.for_each_page(gpa, buf.len(), |mfn, off, r| {
+            machine.write(mfn, off, &buf[r])
+        })
+    }
+
+    fn cmpxchg_u32(&mut self, gpa: u64, old: u32, new: u32) -> XenResult<u32> {
+        if !gpa.is_multiple_of(4) {
+            return Err(Errno::EFAULT);
+        }
+        let e = self.p2m.host_entry(gpa >> 12).ok_or(Errno::EFAULT)?;
+        self.machine
+            .cmpxchg_u32(e.mfn, (gpa & 0xfff) as usize, old, new)
+            .ok_or(Errno::EFAULT)
     }
 }

@@ -137,13 +137,13 @@ pub trait ExtHandlers {
     /// `evtchn_port_poll()` for `SCHEDOP_poll`: `Ok(true)` if `port` of domain `d`
     /// is pending, `Ok(false)` if not, `-EINVAL` for an invalid port. The default
     /// answers `-ENOSYS`: without event channels there is nothing to poll.
-    fn evtchn_port_poll(&mut self, _d: &Domain, _port: u32) -> XenResult<bool> {
+    fn evtchn_port_poll(&mut self, _d: &mut Domain, _port: u32) -> XenResult<bool> {
         Err(Errno::ENOSYS)
     }
 
     /// `local_events_need_delivery()`: the vCPU has an event upcall pending and
     /// unmasked (so `SCHEDOP_block`/`poll` return at once). Default: no.
-    fn local_events_need_delivery(&mut self, _d: &Domain, _vcpu: u32) -> bool {
+    fn local_events_need_delivery(&mut self, _d: &mut Domain, _vcpu: u32) -> bool {
         false
     }
 

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod console_io;
+pub mod dispatch;
 pub mod domain;
 pub mod domctl;
 pub mod event_channel;

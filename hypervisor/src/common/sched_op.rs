@@ -485,13 +485,13 @@ mod tests {
         shut: Vec<(u16, u32)>,
     }
     impl ExtHandlers for Ports {
-        fn evtchn_port_poll(&mut self, _d: &Domain, port: u32) -> XenResult<bool> {
+        fn evtchn_port_poll(&mut self, _d: &mut Domain, port: u32) -> XenResult<bool> {
             if port >= 64 {
                 return Err(Errno::EINVAL);
             }
             Ok(self.pending.contains(&port))
         }
-        fn local_events_need_delivery(&mut self, _d: &Domain, _vcpu: u32) -> bool {
+        fn local_events_need_delivery(&mut self, _d: &mut Domain, _vcpu: u32) -> bool {
             self.upcall
         }
         fn domain_shutdown(&mut self, _t: &mut DomainTable, id: u16, reason: u32) {

@@ -527,8 +527,16 @@ pub trait EvtchnEnv {
     fn caller(&self) -> DomId;
     /// The caller is the control domain (XSM dummy policy: may act on others).
     fn caller_is_privileged(&self) -> bool;
-    /// A live domain's event-channel state and guest memory, by real id.
-    fn domain(&mut self, id: DomId) -> Option<EvtchnTarget<'_>>;
+    /// Does a live domain with this real id exist?
+    fn domain_exists(&self, id: DomId) -> bool;
+    /// Run `f` on a live domain's event-channel state and guest memory (by real
+    /// id); `false` if there is no such domain. (A callback rather than a returned
+    /// borrow: the real guest memory is a view built over the domain's p2m.)
+    fn with_domain(
+        &mut self,
+        id: DomId,
+        f: &mut dyn FnMut(&mut EvtchnDomain, &mut dyn GuestMemory),
+    ) -> bool;
     /// `controller_pause_count` of an existing domain.
     fn controller_pause_count(&self, id: DomId) -> u32;
     /// Raise the event-channel upcall on vCPU `vcpu` of domain `id` (the
@@ -543,12 +551,6 @@ pub trait EvtchnEnv {
     fn global_virq_handler(&self, _virq: u32) -> DomId {
         DomId(0)
     }
-}
-
-/// One domain as [`EvtchnEnv::domain`] hands it out.
-pub struct EvtchnTarget<'a> {
-    pub evtchn: &'a mut EvtchnDomain,
-    pub mem: &'a mut dyn GuestMemory,
 }
 
 /// `rcu_lock_domain_by_any_id`'s id translation: `DOMID_SELF` is the caller.
@@ -585,10 +587,13 @@ fn on_domain<R>(
     f: impl FnOnce(&mut EvtchnDomain, &mut dyn GuestMemory, &mut Vec<Notify>) -> XenResult<R>,
 ) -> XenResult<R> {
     let mut kicks = Vec::new();
-    let r = {
-        let t = env.domain(d).ok_or(Errno::ESRCH)?;
-        f(t.evtchn, t.mem, &mut kicks)
-    };
+    let mut f = Some(f);
+    let mut r = Err(Errno::ESRCH);
+    env.with_domain(d, &mut |e, mem| {
+        if let Some(f) = f.take() {
+            r = f(e, mem, &mut kicks);
+        }
+    });
     flush(env, d, kicks);
     r
 }
@@ -613,7 +618,7 @@ fn evtchn_bind_interdomain(
     let ld = env.caller();
     let rd = resolve(env, b.remote_dom);
     let rport = b.remote_port;
-    if env.domain(rd).is_none() {
+    if !env.domain_exists(rd) {
         return Err(Errno::ESRCH);
     }
     let lport = on_domain(env, ld, |e, mem, _| e.get_free_port(mem))?;
@@ -1053,7 +1058,7 @@ pub fn do_event_channel_op(
         }
         EVTCHNOP_reset | EVTCHNOP_reset_cont => copy_in::<evtchn_reset>(guest, arg).and_then(|r| {
             let d = resolve(env, r.dom);
-            if env.domain(d).is_none() {
+            if !env.domain_exists(d) {
                 return Err(Errno::ESRCH);
             }
             xsm_target(env, d)?;

@@ -50,11 +50,21 @@ impl EvtchnEnv for FakeEnv {
     fn caller_is_privileged(&self) -> bool {
         self.doms.get(&self.caller).is_some_and(|d| d.privileged)
     }
-    fn domain(&mut self, id: DomId) -> Option<EvtchnTarget<'_>> {
-        self.doms.get_mut(&id.0).map(|d| EvtchnTarget {
-            evtchn: &mut d.evtchn,
-            mem: &mut d.mem,
-        })
+    fn domain_exists(&self, id: DomId) -> bool {
+        self.doms.contains_key(&id.0)
+    }
+    fn with_domain(
+        &mut self,
+        id: DomId,
+        f: &mut dyn FnMut(&mut EvtchnDomain, &mut dyn GuestMemory),
+    ) -> bool {
+        match self.doms.get_mut(&id.0) {
+            Some(d) => {
+                f(&mut d.evtchn, &mut d.mem);
+                true
+            }
+            None => false,
+        }
     }
     fn controller_pause_count(&self, id: DomId) -> u32 {
         self.doms.get(&id.0).map_or(0, |d| d.pause)

@@ -1,0 +1,545 @@
+//! The [`ExtHandlers`] the hypervisor runs with: event channels and HVM ops wired
+//! into the dispatcher over the domain table (their [`EvtchnEnv`] and [`HvmEnv`]),
+//! and what they ask of the backends collected as [`ArchAction`]s.
+//!
+//! Xen reaches `struct domain` directly from `event_channel.c` and `hvm.c`; here
+//! those modules see only their small environment traits, implemented once below.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use xen_public_abi::xen::domid_t;
+use xen_public_abi::{DomId, XenResult};
+
+use super::domain::{Domain, DomainTable};
+use super::event_channel::{self, EvtchnDomain, EvtchnEnv};
+use super::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
+use super::hvm::{self, DomainRef, HvmEnv};
+use super::hypercall::{Caller, Clock, ExtHandlers};
+use super::sched_op;
+
+/// Something only the backend can do, queued by a handler for the vCPU loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchAction {
+    /// Deliver the event-channel upcall to `vcpu` (callback or per-vCPU vector)
+    /// and kick it if it runs elsewhere.
+    Upcall { domid: domid_t, vcpu: u32 },
+    /// The vCPU's p2m view changed: reload its stage-2 root before it next runs.
+    P2mChanged { domid: domid_t, vcpu: u32 },
+    /// #VE notification switched on (`Some(gfn)`) or off for the vCPU.
+    VeChanged {
+        domid: domid_t,
+        vcpu: u32,
+        gfn: Option<u64>,
+    },
+    /// Crash the domain (`domain_crash`).
+    Crash { domid: domid_t },
+    /// Flush the guest TLBs of every vCPU of the domain.
+    FlushTlbs { domid: domid_t },
+}
+
+/// The wired [`ExtHandlers`].
+pub struct XenExt {
+    /// Machine memory, to reach guest frames through a domain's p2m.
+    pub machine: Arc<dyn MachineMemory>,
+    pub clock: Box<dyn Clock + Send>,
+    /// Work for the backends, in the order it was asked for.
+    pub actions: Vec<ArchAction>,
+}
+
+impl XenExt {
+    pub fn new(machine: Arc<dyn MachineMemory>, clock: Box<dyn Clock + Send>) -> Self {
+        XenExt {
+            machine,
+            clock,
+            actions: Vec::new(),
+        }
+    }
+
+    /// The environment event channels run in, for `caller`.
+    pub fn evtchn_env<'a>(
+        &'a mut self,
+        domains: &'a mut DomainTable,
+        caller: domid_t,
+    ) -> DomainsEnv<'a> {
+        DomainsEnv {
+            domains,
+            machine: &*self.machine,
+            caller,
+            caller_vcpu: 0,
+            actions: &mut self.actions,
+            clock: &*self.clock,
+        }
+    }
+}
+
+/// The domain table as the environment of event channels and HVM ops.
+pub struct DomainsEnv<'a> {
+    pub domains: &'a mut DomainTable,
+    pub machine: &'a dyn MachineMemory,
+    pub caller: domid_t,
+    pub caller_vcpu: u32,
+    pub actions: &'a mut Vec<ArchAction>,
+    pub clock: &'a dyn Clock,
+}
+
+/// `vcpu_mark_events_pending` → `hvm_assert_evtchn_irq`: record the upcall, wake a
+/// blocked vCPU (`vcpu_kick`), and queue the injection for the backend.
+fn mark_upcall(
+    domains: &mut DomainTable,
+    actions: &mut Vec<ArchAction>,
+    domid: domid_t,
+    vcpu: u32,
+) {
+    if let Some(v) = domains.get_mut(domid).and_then(|d| d.vcpu_mut(vcpu)) {
+        v.upcall_raised = true;
+        v.blocked = false;
+        v.poll = None;
+    }
+    actions.push(ArchAction::Upcall { domid, vcpu });
+}
+
+impl EvtchnEnv for DomainsEnv<'_> {
+    fn caller(&self) -> DomId {
+        DomId(self.caller)
+    }
+    fn caller_is_privileged(&self) -> bool {
+        self.domains
+            .get(self.caller)
+            .is_some_and(|d| d.is_privileged)
+    }
+    fn domain_exists(&self, id: DomId) -> bool {
+        self.domains.get(id.0).is_some()
+    }
+    fn with_domain(
+        &mut self,
+        id: DomId,
+        f: &mut dyn FnMut(&mut EvtchnDomain, &mut dyn GuestMemory),
+    ) -> bool {
+        let Some(d) = self.domains.get_mut(id.0) else {
+            return false;
+        };
+        let mut ram = GuestRam {
+            p2m: &d.hvm.p2m,
+            machine: self.machine,
+        };
+        f(&mut d.evtchn, &mut ram);
+        true
+    }
+    fn controller_pause_count(&self, id: DomId) -> u32 {
+        self.domains
+            .get(id.0)
+            .map_or(0, |d| d.controller_pause_count)
+    }
+    fn raise_upcall(&mut self, id: DomId, vcpu: u32) {
+        mark_upcall(self.domains, self.actions, id.0, vcpu);
+    }
+    fn wake_pollers(&mut self, id: DomId, port: u32) {
+        if let Some(d) = self.domains.get_mut(id.0) {
+            sched_op::check_pollers(d, port);
+        }
+    }
+}
+
+impl HvmEnv for DomainsEnv<'_> {
+    fn caller(&self) -> (DomId, u32) {
+        (DomId(self.caller), self.caller_vcpu)
+    }
+    fn caller_is_privileged(&self) -> bool {
+        self.domains
+            .get(self.caller)
+            .is_some_and(|d| d.is_privileged)
+    }
+    fn domain(&mut self, domid: DomId) -> Option<DomainRef<'_>> {
+        let maxphysaddr = self.domains.caps().gpaddr_bits;
+        let d = self.domains.get_mut(domid.0)?;
+        Some(DomainRef {
+            domid,
+            is_hvm: d.is_hvm(),
+            max_vcpus: d.max_vcpus(),
+            cdf_flags: d.config.flags,
+            emulation_flags: d.config.emulation_flags,
+            maxphysaddr,
+            hvm: &mut d.hvm,
+        })
+    }
+    fn vcpu_p2m_changed(&mut self, domid: DomId, vcpu: u32) {
+        self.actions.push(ArchAction::P2mChanged {
+            domid: domid.0,
+            vcpu,
+        });
+    }
+    fn vcpu_ve_changed(&mut self, domid: DomId, vcpu: u32, gfn: Option<u64>) {
+        self.actions.push(ArchAction::VeChanged {
+            domid: domid.0,
+            vcpu,
+            gfn,
+        });
+    }
+    fn assert_evtchn_upcall(&mut self, domid: DomId, vcpu: u32) {
+        mark_upcall(self.domains, self.actions, domid.0, vcpu);
+    }
+    fn domain_crash(&mut self, domid: DomId) {
+        self.actions.push(ArchAction::Crash { domid: domid.0 });
+    }
+    fn flush_guest_tlbs(&mut self, domid: DomId) {
+        self.actions.push(ArchAction::FlushTlbs { domid: domid.0 });
+    }
+    fn system_time_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+}
+
+impl ExtHandlers for XenExt {
+    fn event_channel_op(
+        &mut self,
+        domains: &mut DomainTable,
+        caller: Caller,
+        cmd: u64,
+        arg: u64,
+        guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        let mut env = self.evtchn_env(domains, caller.domid);
+        env.caller_vcpu = caller.vcpu;
+        // Xen's prototype takes `int cmd`.
+        event_channel::do_event_channel_op(&mut env, guest, cmd as u32, arg)
+    }
+
+    fn hvm_op(
+        &mut self,
+        domains: &mut DomainTable,
+        caller: Caller,
+        op: u64,
+        arg: u64,
+        guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        let mut env = self.evtchn_env(domains, caller.domid);
+        env.caller_vcpu = caller.vcpu;
+        hvm::do_hvm_op(&mut env, guest, op, arg)
+    }
+
+    fn evtchn_port_poll(&mut self, d: &mut Domain, port: u32) -> XenResult<bool> {
+        let mut ram = GuestRam {
+            p2m: &d.hvm.p2m,
+            machine: &*self.machine,
+        };
+        d.evtchn.port_poll(&mut ram, port)
+    }
+
+    fn local_events_need_delivery(&mut self, d: &mut Domain, vcpu: u32) -> bool {
+        let raised = d.vcpu(vcpu).is_some_and(|v| v.upcall_raised);
+        let ram = GuestRam {
+            p2m: &d.hvm.p2m,
+            machine: &*self.machine,
+        };
+        raised
+            || d.evtchn
+                .shared_info()
+                .upcall_pending(&ram, vcpu)
+                .unwrap_or(false)
+    }
+
+    fn domain_destroy(&mut self, domains: &mut DomainTable, id: domid_t) {
+        let mut env = self.evtchn_env(domains, id);
+        if let Err(e) = event_channel::evtchn_destroy(&mut env, DomId(id)) {
+            log::warn!("d{id}: closing event channels on destroy failed: {e:?}");
+        }
+    }
+
+    fn domain_shutdown(&mut self, domains: &mut DomainTable, id: domid_t, _reason: u32) {
+        // Xen tells the control domain through the global VIRQ_DOM_EXC.
+        let mut env = self.evtchn_env(domains, id);
+        event_channel::send_global_virq(&mut env, xen_public_abi::xen::VIRQ_DOM_EXC);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The wired dispatcher end to end: a dom0 toolstack creates domUs, wires an
+    //! interdomain channel, delivers an event into a domU's real shared_info page,
+    //! and the FIFO / upcall-vector / altp2m gates hold per domain.
+    use super::*;
+    use crate::common::domctl::create_vcpus;
+    use crate::common::guest_access::fake::FakeMachine;
+    use crate::common::hypercall::{do_hypercall, NoExt};
+    use crate::common::memory::P2mAccess;
+    use crate::common::test_support::*;
+    use xen_public_abi::domctl::{XEN_DOMCTL_CDF_evtchn_fifo, XEN_DOMCTL_CDF_evtchn_upcall};
+    use xen_public_abi::event_channel::*;
+    use xen_public_abi::hvm::hvm_op::*;
+    use xen_public_abi::hvm::params::HVM_PARAM_ALTP2M;
+    use xen_public_abi::xen::{
+        __HYPERVISOR_event_channel_op, __HYPERVISOR_hvm_op, shared_info, DOMID_SELF,
+    };
+    use zerocopy::{FromZeros, Immutable, IntoBytes};
+
+    const ENOSYS: i64 = -38;
+    const EPERM: i64 = -1;
+    const EINVAL: i64 = -22;
+    const SHINFO_GFN: u64 = 0x100;
+
+    struct World {
+        env: Env,
+        ext: XenExt,
+        machine: Arc<FakeMachine>,
+    }
+
+    impl World {
+        fn new() -> World {
+            let machine = Arc::new(FakeMachine::default());
+            let env = Env::new();
+            let ext = XenExt::new(machine.clone(), Box::new(env.clock.clone()));
+            World { env, ext, machine }
+        }
+
+        fn call<T: IntoBytes + Immutable>(
+            &mut self,
+            domid: domid_t,
+            nr: u32,
+            a1: u64,
+            arg: &T,
+        ) -> i64 {
+            self.env.put(ARG_GVA, arg);
+            do_hypercall(
+                &mut self.env.hv,
+                &mut self.ext,
+                Caller { domid, vcpu: 0 },
+                u64::from(nr),
+                [a1, ARG_GVA, 0, 0, 0],
+                &mut self.env.mem,
+            )
+        }
+
+        /// A running domU with one vCPU and its shared_info mapped at SHINFO_GFN
+        /// (what XENMEM_add_to_physmap will do).
+        fn domu(&mut self, extra_flags: u32) -> domid_t {
+            let mut cfg = baseline();
+            cfg.flags |= extra_flags;
+            let (rc, id) = self.env.create(&cfg, 0);
+            assert_eq!(rc, 0);
+            let d = self.env.hv.domains.get_mut(id).unwrap();
+            create_vcpus(d, &mut NoExt).unwrap();
+            d.vcpus[0].online = true;
+            let shinfo = d.shared_info_mfn;
+            d.hvm
+                .p2m
+                .set_host_entry(SHINFO_GFN, shinfo, P2mAccess::RWX)
+                .unwrap();
+            let mut ram = GuestRam {
+                p2m: &d.hvm.p2m,
+                machine: &*self.machine,
+            };
+            d.evtchn
+                .map_shared_info(&mut ram, Some(SHINFO_GFN))
+                .unwrap();
+            id
+        }
+
+        fn shared_info(&self, id: domid_t) -> shared_info {
+            let mut s = shared_info::new_zeroed();
+            let mfn = self.env.hv.domains.get(id).unwrap().shared_info_mfn;
+            assert!(self.machine.read(mfn, 0, s.as_mut_bytes()));
+            s
+        }
+    }
+
+    #[test]
+    fn interdomain_event_reaches_the_domus_shared_info() {
+        let mut w = World::new();
+        let a = w.domu(0);
+        let mut au = evtchn_alloc_unbound::new_zeroed();
+        au.dom = a;
+        au.remote_dom = 0;
+        assert_eq!(
+            w.call(
+                0,
+                __HYPERVISOR_event_channel_op,
+                EVTCHNOP_alloc_unbound.into(),
+                &au
+            ),
+            0
+        );
+        let pa = w.env.get::<evtchn_alloc_unbound>(ARG_GVA).port;
+        assert_eq!(pa, 1);
+
+        let mut bi = evtchn_bind_interdomain::new_zeroed();
+        bi.remote_dom = a;
+        bi.remote_port = pa;
+        assert_eq!(
+            w.call(
+                0,
+                __HYPERVISOR_event_channel_op,
+                EVTCHNOP_bind_interdomain.into(),
+                &bi
+            ),
+            0
+        );
+        let p0 = w.env.get::<evtchn_bind_interdomain>(ARG_GVA).local_port;
+
+        w.ext.actions.clear();
+        let send = evtchn_send { port: p0 };
+        assert_eq!(
+            w.call(
+                0,
+                __HYPERVISOR_event_channel_op,
+                EVTCHNOP_send.into(),
+                &send
+            ),
+            0
+        );
+        let s = w.shared_info(a);
+        assert_eq!(
+            s.evtchn_pending[0] & (1 << pa),
+            1 << pa,
+            "pending bit in the guest page"
+        );
+        assert_eq!(s.vcpu_info[0].evtchn_upcall_pending, 1);
+        assert_eq!(w.ext.actions, [ArchAction::Upcall { domid: a, vcpu: 0 }]);
+        assert!(w.env.hv.domains.get(a).unwrap().vcpus[0].upcall_raised);
+        let d = w.env.hv.domains.get_mut(a).unwrap();
+        assert!(w.ext.local_events_need_delivery(d, 0));
+    }
+
+    #[test]
+    fn fifo_is_gated_per_domain() {
+        let mut w = World::new();
+        let plain = w.domu(0);
+        let fifo = w.domu(XEN_DOMCTL_CDF_evtchn_fifo);
+        let mut ic = evtchn_init_control::new_zeroed();
+        ic.control_gfn = 0xf_ffff_ffff; // not backed
+        let r_plain = w.call(
+            plain,
+            __HYPERVISOR_event_channel_op,
+            EVTCHNOP_init_control.into(),
+            &ic,
+        );
+        let r_fifo = w.call(
+            fifo,
+            __HYPERVISOR_event_channel_op,
+            EVTCHNOP_init_control.into(),
+            &ic,
+        );
+        assert_eq!(r_plain, ENOSYS, "no permission: as Xen before 4.4");
+        if cfg!(feature = "evtchn-fifo") {
+            assert_eq!(r_fifo, EINVAL, "permitted: the bad gfn is looked at");
+        }
+    }
+
+    #[test]
+    fn upcall_vector_and_altp2m_param_gates() {
+        let mut w = World::new();
+        let plain = w.domu(0);
+        let up = w.domu(XEN_DOMCTL_CDF_evtchn_upcall);
+        let uv = xen_hvm_evtchn_upcall_vector {
+            vcpu: 0,
+            vector: 0xf3,
+            _implicit0: [0; 3],
+        };
+        assert_eq!(
+            w.call(
+                plain,
+                __HYPERVISOR_hvm_op,
+                HVMOP_set_evtchn_upcall_vector.into(),
+                &uv
+            ),
+            ENOSYS
+        );
+        w.ext.actions.clear();
+        assert_eq!(
+            w.call(
+                up,
+                __HYPERVISOR_hvm_op,
+                HVMOP_set_evtchn_upcall_vector.into(),
+                &uv
+            ),
+            0
+        );
+        assert!(w
+            .ext
+            .actions
+            .contains(&ArchAction::Upcall { domid: up, vcpu: 0 }));
+
+        let mut p = xen_hvm_param::new_zeroed();
+        p.domid = DOMID_SELF;
+        p.index = HVM_PARAM_ALTP2M;
+        p.value = 1;
+        assert_eq!(
+            w.call(plain, __HYPERVISOR_hvm_op, HVMOP_set_param.into(), &p),
+            EPERM
+        );
+        p.domid = plain;
+        assert_eq!(
+            w.call(0, __HYPERVISOR_hvm_op, HVMOP_set_param.into(), &p),
+            0
+        );
+        assert_eq!(
+            w.env
+                .hv
+                .domains
+                .get(plain)
+                .unwrap()
+                .hvm
+                .param(HVM_PARAM_ALTP2M),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn destroy_closes_the_remote_end() {
+        let mut w = World::new();
+        let a = w.domu(0);
+        let mut au = evtchn_alloc_unbound::new_zeroed();
+        au.dom = DOMID_SELF;
+        au.remote_dom = a;
+        assert_eq!(
+            w.call(
+                0,
+                __HYPERVISOR_event_channel_op,
+                EVTCHNOP_alloc_unbound.into(),
+                &au
+            ),
+            0
+        );
+        let p0 = w.env.get::<evtchn_alloc_unbound>(ARG_GVA).port;
+        let mut bi = evtchn_bind_interdomain::new_zeroed();
+        bi.remote_dom = 0;
+        bi.remote_port = p0;
+        assert_eq!(
+            w.call(
+                a,
+                __HYPERVISOR_event_channel_op,
+                EVTCHNOP_bind_interdomain.into(),
+                &bi
+            ),
+            0
+        );
+        let op = domctl_op(xen_public_abi::domctl::XEN_DOMCTL_destroydomain, a);
+        w.env.put(ARG_GVA, &op);
+        let rc = do_hypercall(
+            &mut w.env.hv,
+            &mut w.ext,
+            Caller { domid: 0, vcpu: 0 },
+            xen_public_abi::xen::__HYPERVISOR_domctl.into(),
+            [ARG_GVA, 0, 0, 0, 0],
+            &mut w.env.mem,
+        );
+        assert_eq!(rc, 0);
+        let mut st = evtchn_status::new_zeroed();
+        st.dom = DOMID_SELF;
+        st.port = p0;
+        assert_eq!(
+            w.call(
+                0,
+                __HYPERVISOR_event_channel_op,
+                EVTCHNOP_status.into(),
+                &st
+            ),
+            0
+        );
+        assert_eq!(
+            w.env.get::<evtchn_status>(ARG_GVA).status,
+            EVTCHNSTAT_unbound
+        );
+    }
+}
