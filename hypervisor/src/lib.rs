@@ -4,4 +4,6 @@
 
 extern crate alloc;
 
+#[cfg(target_os = "none")]
+pub mod arch;
 pub mod common;
