@@ -26,6 +26,7 @@ fn fail(step: &str, why: &str) -> ! {
 
 /// The BSP's entry from `main.rs`.
 pub fn start(boot_info: &'static mut BootInfo) -> ! {
+    let entry_tsc = time::rdtsc();
     console::init();
     time::calibrate();
     console::init_logger();
@@ -175,11 +176,13 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
         log::warn!("guests will not be started: {why}");
     }
 
+    let now = time::rdtsc();
     log::info!(
-        "READY: {}/{} cpus online, {} ms since reset",
+        "READY: {}/{} cpus online, {} ms since reset ({} ms since the bootloader's hand-off)",
         percpu::online_count(),
         platform.cpus.len(),
-        time::micros_since_reset() / 1000
+        time::micros_since_reset() / 1000,
+        (now - entry_tsc) * 1000 / time::tsc_hz()
     );
 
     run_test(test)

@@ -97,17 +97,21 @@ impl log::Log for Logger {
     fn log(&self, record: &log::Record) {
         let us = time::micros_since_reset();
         let cpu = percpu::cpu_index();
-        let mut console = CONSOLE.lock();
-        // Writing to the console cannot fail (`write_str` always returns Ok).
-        let _ = writeln!(
-            console,
-            "[{:5}.{:06}] {:<5} cpu{}: {}",
-            us / 1_000_000,
-            us % 1_000_000,
-            record.level(),
-            cpu,
-            record.args()
-        );
+        // Interrupts off while the lock is held, so an interrupt handler that logs
+        // cannot deadlock against the line it interrupted.
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut console = CONSOLE.lock();
+            // Writing to the console cannot fail (`write_str` always returns Ok).
+            let _ = writeln!(
+                console,
+                "[{:5}.{:06}] {:<5} cpu{}: {}",
+                us / 1_000_000,
+                us % 1_000_000,
+                record.level(),
+                cpu,
+                record.args()
+            );
+        });
     }
 
     fn flush(&self) {}

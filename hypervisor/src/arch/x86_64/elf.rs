@@ -29,36 +29,38 @@ impl Elf {
             .then_some(Elf { bytes })
     }
 
-    fn u16_at(&self, off: usize) -> Option<u16> {
-        Some(u16::from_le_bytes(
-            self.bytes.get(off..off + 2)?.try_into().ok()?,
-        ))
+    /// `N` bytes at `base + add`, `None` if outside the file (or overflowing).
+    fn bytes_at<const N: usize>(&self, base: usize, add: usize) -> Option<[u8; N]> {
+        let start = base.checked_add(add)?;
+        self.bytes
+            .get(start..start.checked_add(N)?)?
+            .try_into()
+            .ok()
     }
-    fn u32_at(&self, off: usize) -> Option<u32> {
-        Some(u32::from_le_bytes(
-            self.bytes.get(off..off + 4)?.try_into().ok()?,
-        ))
+    fn u16_at(&self, base: usize, add: usize) -> Option<u16> {
+        self.bytes_at(base, add).map(u16::from_le_bytes)
     }
-    fn u64_at(&self, off: usize) -> Option<u64> {
-        Some(u64::from_le_bytes(
-            self.bytes.get(off..off + 8)?.try_into().ok()?,
-        ))
+    fn u32_at(&self, base: usize, add: usize) -> Option<u32> {
+        self.bytes_at(base, add).map(u32::from_le_bytes)
+    }
+    fn u64_at(&self, base: usize, add: usize) -> Option<u64> {
+        self.bytes_at(base, add).map(u64::from_le_bytes)
     }
 
-    /// The `PT_LOAD` segments (at most 16).
+    /// The `PT_LOAD` segments (at most 64 program headers are looked at).
     pub fn load_segments(&self) -> impl Iterator<Item = Segment> + '_ {
-        let phoff = self.u64_at(0x20).unwrap_or(0) as usize;
-        let phentsize = self.u16_at(0x36).unwrap_or(0) as usize;
-        let phnum = self.u16_at(0x38).unwrap_or(0) as usize;
+        let phoff = self.u64_at(0x20, 0).unwrap_or(0) as usize;
+        let phentsize = self.u16_at(0x36, 0).unwrap_or(0) as usize;
+        let phnum = self.u16_at(0x38, 0).unwrap_or(0) as usize;
         (0..phnum.min(64)).filter_map(move |i| {
             let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
-            if self.u32_at(ph)? != PT_LOAD {
+            if self.u32_at(ph, 0)? != PT_LOAD {
                 return None;
             }
-            let flags = self.u32_at(ph + 4)?;
+            let flags = self.u32_at(ph, 4)?;
             Some(Segment {
-                vaddr: self.u64_at(ph + 16)?,
-                memsz: self.u64_at(ph + 40)?,
+                vaddr: self.u64_at(ph, 16)?,
+                memsz: self.u64_at(ph, 40)?,
                 writable: flags & 2 != 0,
                 executable: flags & 1 != 0,
             })
@@ -68,40 +70,41 @@ impl Elf {
     /// The function symbol containing link-time address `addr`: (mangled name,
     /// offset into it). Falls back to the nearest function below `addr`.
     pub fn symbolize(&self, addr: u64) -> Option<(&'static str, u64)> {
-        let shoff = self.u64_at(0x28)? as usize;
-        let shentsize = self.u16_at(0x3A)? as usize;
-        let shnum = self.u16_at(0x3C)? as usize;
+        let shoff = self.u64_at(0x28, 0)? as usize;
+        let shentsize = self.u16_at(0x3A, 0)? as usize;
+        let shnum = self.u16_at(0x3C, 0)? as usize;
         let sh = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
         let symtab = (0..shnum).find_map(|i| {
             let s = sh(i)?;
-            (self.u32_at(s + 4)? == SHT_SYMTAB).then_some(s)
+            (self.u32_at(s, 4)? == SHT_SYMTAB).then_some(s)
         })?;
-        let sym_off = self.u64_at(symtab + 24)? as usize;
-        let sym_size = self.u64_at(symtab + 32)? as usize;
-        let strtab = sh(self.u32_at(symtab + 40)? as usize)?;
-        let str_off = self.u64_at(strtab + 24)? as usize;
-        let str_size = self.u64_at(strtab + 32)? as usize;
+        let sym_off = self.u64_at(symtab, 24)? as usize;
+        let sym_size = self.u64_at(symtab, 32)? as usize;
+        let strtab = sh(self.u32_at(symtab, 40)? as usize)?;
+        let str_off = self.u64_at(strtab, 24)? as usize;
+        let str_size = self.u64_at(strtab, 32)? as usize;
         let strs = self.bytes.get(str_off..str_off.checked_add(str_size)?)?;
-        let mut best: Option<(u64, u64, u32)> = None; // (value, size, name)
+        let mut best: Option<(u64, u32)> = None; // (value, name offset)
         for i in 0..sym_size / 24 {
-            let s = sym_off + i * 24;
-            if self.bytes.get(s + 4).map(|info| info & 0xF) != Some(STT_FUNC) {
+            let s = sym_off.checked_add(i * 24)?;
+            let [info] = self.bytes_at::<1>(s, 4)?;
+            if info & 0xF != STT_FUNC {
                 continue;
             }
-            let value = self.u64_at(s + 8)?;
-            let size = self.u64_at(s + 16)?;
+            let value = self.u64_at(s, 8)?;
+            let size = self.u64_at(s, 16)?;
             if value > addr || value == 0 {
                 continue;
             }
-            if addr < value + size.max(1) {
-                best = Some((value, size, self.u32_at(s)?));
+            if addr < value.saturating_add(size.max(1)) {
+                best = Some((value, self.u32_at(s, 0)?));
                 break;
             }
-            if best.is_none_or(|(v, _, _)| value > v) {
-                best = Some((value, size, self.u32_at(s)?));
+            if best.is_none_or(|(v, _)| value > v) {
+                best = Some((value, self.u32_at(s, 0)?));
             }
         }
-        let (value, _, name) = best?;
+        let (value, name) = best?;
         let name = strs.get(name as usize..)?;
         let end = name.iter().position(|&b| b == 0)?;
         Some((core::str::from_utf8(&name[..end]).ok()?, addr - value))
