@@ -74,6 +74,18 @@ fn map_err<S: x86_64::structures::paging::PageSize>(e: MapToError<S>) -> &'stati
     }
 }
 
+/// Whether a memory-map region is RAM (mapped write-back) rather than a device
+/// hole (mapped uncached): usable memory, the bootloader's, and the firmware's RAM
+/// (E820 ACPI data/NVS; UEFI loader, boot/runtime services, ACPI, conventional).
+fn is_ram(kind: MemoryRegionKind) -> bool {
+    match kind {
+        MemoryRegionKind::Usable | MemoryRegionKind::Bootloader => true,
+        MemoryRegionKind::UnknownBios(t) => matches!(t, 1 | 3 | 4),
+        MemoryRegionKind::UnknownUefi(t) => matches!(t, 1..=7 | 9 | 10),
+        _ => false,
+    }
+}
+
 /// The page directory (level 2) that covers `va` in the tables rooted at `root`,
 /// creating the level-3/level-2 tables on the way as needed.
 fn next_table(root: u64, va: VirtAddr) -> Result<&'static mut PageTable, &'static str> {
@@ -119,22 +131,19 @@ pub fn init(
     unsafe { core::ptr::write_bytes(phys_to_virt(root), 0, 4096) };
     let table_flags = F::PRESENT | F::WRITABLE;
 
-    // 1. Physical memory.
+    // 1. Physical memory: everything up to the end of the last RAM region, and at
+    // least 4 GiB (the APICs and other MMIO live just below 4 GiB).
     let top = regions
         .iter()
+        .filter(|r| is_ram(r.kind))
         .map(|r| r.end)
         .max()
         .unwrap_or(0)
         .max(1 << 32);
-    let is_ram = |start: u64, end: u64| {
-        regions.iter().any(|r| {
-            r.start < end
-                && start < r.end
-                && matches!(
-                    r.kind,
-                    MemoryRegionKind::Usable | MemoryRegionKind::Bootloader
-                )
-        })
+    let any_ram = |start: u64, end: u64| {
+        regions
+            .iter()
+            .any(|r| r.start < end && start < r.end && is_ram(r.kind))
     };
     // Written straight into the tables (not through `map_to`): a few thousand
     // entries, and page-by-page mapping costs ~150 ms under QEMU TCG.
@@ -146,7 +155,7 @@ pub fn init(
             pd = Some(next_table(root, va)?);
         }
         let mut flags = F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::HUGE_PAGE | F::GLOBAL;
-        if pa >= 0x10_0000 && !is_ram(pa, pa + (2 << 20)) {
+        if pa >= 0x10_0000 && !any_ram(pa, pa + (2 << 20)) {
             flags |= F::NO_CACHE | F::WRITE_THROUGH;
         }
         if let Some(pd) = pd.as_deref_mut() {
