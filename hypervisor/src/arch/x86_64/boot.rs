@@ -127,14 +127,15 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
     percpu::CPUS[0].apic_id.store(bsp_apic, Ordering::Relaxed);
     log::info!("cpu0 online (apic id {bsp_apic})");
     percpu::CPUS[0].online.store(true, Ordering::Release);
-    let hz = apic::calibrate_timer();
-    log::info!("apic timer: {hz} Hz calibrated");
-    apic::start_periodic();
-    x86_64::instructions::interrupts::enable();
 
     if let Err(e) = smp::start_aps(&platform.cpus) {
         log::error!("smp: {e}");
     }
+
+    let hz = apic::calibrate_timer();
+    log::info!("apic timer: {hz} Hz calibrated");
+    apic::start_periodic();
+    x86_64::instructions::interrupts::enable();
 
     // Wait (at most 100 ms) until the timer has demonstrably ticked a few times.
     let deadline = time::rdtsc() + time::tsc_hz() / 10;
