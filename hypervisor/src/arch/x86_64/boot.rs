@@ -137,9 +137,9 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
     apic::start_periodic();
     x86_64::instructions::interrupts::enable();
 
-    // Wait (at most 100 ms) until the timer has demonstrably ticked a few times.
+    // Wait (at most 100 ms) until the periodic timer has fired twice.
     let deadline = time::rdtsc() + time::tsc_hz() / 10;
-    while apic::ticks() < 3 && time::rdtsc() < deadline {
+    while apic::ticks() < 2 && time::rdtsc() < deadline {
         x86_64::instructions::hlt();
     }
     let ticks = apic::ticks();
