@@ -2,7 +2,8 @@
 //! trampoline copied to a free frame below 1 MiB. The trampoline goes 16 → 32 →
 //! 64-bit on a temporary GDT of its own, loads the kernel's CR3 (our page tables,
 //! which identity-map the trampoline page), takes the per-CPU stack the BSP wrote
-//! into its data area and calls [`ap_entry`]. APs are started one at a time.
+//! into its data area and jumps to [`ap_entry`] (with a zero return address, so
+//! backtraces end there). APs are started one at a time.
 //!
 //! Mirrors Xen's `xen/arch/x86/boot/trampoline.S` + `smpboot.c` (`do_boot_cpu`).
 
@@ -76,11 +77,8 @@ ap_tramp_lm:
     movq (ap_tramp_arg - ap_tramp_start)(%rbx), %rdi
     movq (ap_tramp_entry - ap_tramp_start)(%rbx), %rax
     xorl %ebp, %ebp
-    call *%rax
-2:
-    cli
-    hlt
-    jmp 2b
+    pushq $0
+    jmpq *%rax
     .balign 8
 ap_tramp_gdt:
     .quad 0
