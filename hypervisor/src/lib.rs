@@ -4,6 +4,8 @@
 
 extern crate alloc;
 
+#[cfg(target_os = "none")]
+pub mod arch;
 pub mod common;
 
 #[cfg(test)]

@@ -1,0 +1,144 @@
+//! The hypervisor console: COM1 (a 16550 UART, through `uart_16550`) and, where
+//! present, Bochs' debug port 0xE9, behind the `log` crate.
+//!
+//! Every record is one line:
+//! `[    1.234567] INFO  cpu0: <message>` — seconds.micros since machine reset
+//! (from the calibrated TSC, see [`super::time`]), the level padded to 5, the number
+//! of the CPU that logged it. Plays the part of Xen's `drivers/char/console.c`.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
+use uart_16550::backend::PioBackend;
+use uart_16550::{BaudRate, Config, Uart16550};
+use x86_64::instructions::port::Port;
+
+use super::{percpu, time};
+
+/// I/O port of the first serial port.
+const COM1: u16 = 0x3F8;
+/// Bochs' (and QEMU's `-debugcon`) debug console port.
+const DEBUG_PORT: u16 = 0xE9;
+/// Reading the debug port returns this value when the port exists.
+const DEBUG_PORT_MAGIC: u8 = 0xE9;
+
+/// The output sinks, behind one lock so lines from different CPUs never interleave.
+struct Console {
+    com1: Option<Uart16550<PioBackend>>,
+    debug_port: bool,
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if b == b'\n' {
+                self.put(b'\r');
+            }
+            self.put(b);
+        }
+        Ok(())
+    }
+}
+
+impl Console {
+    fn put(&mut self, b: u8) {
+        if let Some(uart) = self.com1.as_mut() {
+            uart.send_bytes_exact(&[b]);
+        }
+        if self.debug_port {
+            let mut port = Port::<u8>::new(DEBUG_PORT);
+            // SAFETY: port 0xE9 is the emulator's debug console; we only write to it
+            // after reading back its magic value, so it is not some other device.
+            unsafe { port.write(b) };
+        }
+    }
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    com1: None,
+    debug_port: false,
+});
+
+/// Set once a fatal path has taken the console over (see [`force_unlock`]).
+static FATAL: AtomicBool = AtomicBool::new(false);
+
+/// Initialises COM1 (115200 8N1, FIFO on) and probes port 0xE9. Call once, first thing.
+pub fn init() {
+    // SAFETY: 0x3F8..0x3FF is COM1 on every PC; nothing else in the hypervisor
+    // touches these ports.
+    let uart = unsafe { Uart16550::new_port(COM1) }.ok();
+    let com1 = uart.and_then(|mut u| {
+        let config = Config {
+            baud_rate: BaudRate::Baud115200,
+            ..Config::DEFAULT
+        };
+        u.init(config).ok().map(|()| u)
+    });
+    let mut port = Port::<u8>::new(DEBUG_PORT);
+    // SAFETY: reading port 0xE9 has no side effect on PC hardware; Bochs and QEMU's
+    // debugcon answer 0xE9, an absent port reads as 0xFF.
+    let debug_port = unsafe { port.read() } == DEBUG_PORT_MAGIC;
+    let mut console = CONSOLE.lock();
+    console.com1 = com1;
+    console.debug_port = debug_port;
+}
+
+/// The `log` backend.
+struct Logger;
+
+static LOGGER: Logger = Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, _metadata: &log::Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record) {
+        let us = time::micros_since_reset();
+        let cpu = percpu::cpu_index();
+        // Interrupts off while the lock is held, so an interrupt handler that logs
+        // cannot deadlock against the line it interrupted.
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut console = CONSOLE.lock();
+            // Writing to the console cannot fail (`write_str` always returns Ok).
+            let _ = writeln!(
+                console,
+                "[{:5}.{:06}] {:<5} cpu{}: {}",
+                us / 1_000_000,
+                us % 1_000_000,
+                record.level(),
+                cpu,
+                record.args()
+            );
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger (all levels). Call after [`init`] and [`time::calibrate`].
+pub fn init_logger() {
+    // `set_logger` only fails if a logger is already installed: then keep that one.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Trace);
+}
+
+/// Makes the console usable from a fatal path (panic, exception) even if the lock
+/// was held when the fault hit: waits a bounded time for another CPU to finish its
+/// line, then breaks the lock. Only the first fatal path does this.
+pub fn force_unlock() {
+    if FATAL.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    for _ in 0..10_000_000u32 {
+        if !CONSOLE.is_locked() {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: we are on a fatal path and the holder did not release the lock in
+    // ~10M spins (it is this CPU, interrupted mid-line, or a stuck CPU); a garbled
+    // line is better than a silent hang.
+    unsafe { CONSOLE.force_unlock() };
+}

@@ -1,0 +1,24 @@
+//! x86-64 bare-metal support: boot, console, memory, descriptor tables, interrupts,
+//! ACPI, local APIC, SMP start-up and virtualization feature detection.
+//!
+//! Mirrors the roles of Xen's `xen/arch/x86/` setup code (`setup.c`, `smpboot.c`,
+//! `apic.c`, `traps.c`) in the shape of rust-osdev's blog_os: one file per hardware
+//! concept. [`boot::start`] is the bootstrap processor's entry from `main.rs`.
+
+pub mod acpi;
+pub mod apic;
+pub mod backtrace;
+pub mod boot;
+pub mod console;
+pub mod elf;
+pub mod frame;
+pub mod gdt;
+pub mod heap;
+pub mod idt;
+pub mod paging;
+pub mod percpu;
+pub mod ramdisk;
+pub mod shutdown;
+pub mod smp;
+pub mod time;
+pub mod virt;
