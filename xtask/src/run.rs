@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::build::{self, Firmwares};
+use crate::deps;
 use crate::emulator::{
     self, AccelChoice, BochsConfig, Emulator, QemuConfig, Serial, BOCHS_VMX_MODEL,
     QEMU_EXIT_FAILURE, QEMU_EXIT_SUCCESS,
@@ -51,6 +52,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         bios: !args.uefi,
         uefi: args.uefi,
     };
+    match args.emulator {
+        Emulator::Qemu => deps::ensure_packages(&deps::qemu_packages(args.uefi))?,
+        Emulator::Bochs => deps::ensure_packages(deps::BOCHS_PACKAGES)?,
+    }
     let images = build::default_images(args.test, which)?;
     match args.emulator {
         Emulator::Qemu => run_qemu(&args, images),
