@@ -253,7 +253,8 @@ impl BochsConfig {
              com1: enabled=1, mode=file, dev=\"{serial}\"\n\
              display_library: x\n\
              log: \"{log}\"\n\
-             clock: sync=none\n",
+             clock: sync=none\n\
+             speaker: enabled=0\n",
             megs = self.memory_mib,
             bios = BOCHS_BIOS,
             vga = BOCHS_VGABIOS,
@@ -273,6 +274,11 @@ impl BochsConfig {
         std::fs::write(&rc, self.bochsrc()).with_context(|| format!("writing {}", rc.display()))?;
         let cont = self.dir.join("cont.rc");
         std::fs::write(&cont, "c\n").with_context(|| format!("writing {}", cont.display()))?;
+        // Bochs locks its disk with `<image>.lock` and refuses (PANIC) to open a
+        // locked one; a killed Bochs leaves the lock behind.
+        let mut lock = self.image.clone().into_os_string();
+        lock.push(".lock");
+        let _ = std::fs::remove_file(lock);
         // Start from an empty serial log so a reader never sees an old boot.
         std::fs::write(&self.serial_log, b"")
             .with_context(|| format!("writing {}", self.serial_log.display()))?;

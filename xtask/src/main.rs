@@ -54,7 +54,8 @@ enum Cmd {
         /// List the scenarios and exit.
         #[arg(long)]
         list: bool,
-        /// Override every scenario's timeout (seconds).
+        /// Override every scenario's timeout (seconds); also lifts the limit on
+        /// silence on the serial console to the same value.
         #[arg(long)]
         timeout: Option<u64>,
     },
@@ -122,6 +123,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             if let Some(secs) = timeout {
                 for s in &mut selected {
                     s.timeout = std::time::Duration::from_secs(secs);
+                    s.silence = s.timeout;
                 }
             }
             let tally = qemu_test::run(&selected)?;

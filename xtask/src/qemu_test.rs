@@ -169,14 +169,26 @@ fn run_one(
     let started = Instant::now();
     let mut child = util::spawn_group(&mut cmd)?;
     let mut exit_seen: Option<Instant> = None;
+    let mut last_len = 0u64;
+    let mut last_growth = Instant::now();
+    let mut silent = false;
     let ending = util::wait_or_kill(&mut child, started, s.timeout, || {
-        if exit_seen.is_none() {
-            let log = std::fs::read_to_string(&serial_log).unwrap_or_default();
-            if log.lines().any(|l| scenario::line_matches(l, "EXIT: ")) {
-                exit_seen = Some(Instant::now());
+        let len = std::fs::metadata(&serial_log).map(|m| m.len()).unwrap_or(0);
+        if len != last_len {
+            last_len = len;
+            last_growth = Instant::now();
+            if exit_seen.is_none() {
+                let log = std::fs::read_to_string(&serial_log).unwrap_or_default();
+                if log.lines().any(|l| scenario::line_matches(l, "EXIT: ")) {
+                    exit_seen = Some(Instant::now());
+                }
             }
         }
-        exit_seen.is_some_and(|t| t.elapsed() >= LINGER)
+        if exit_seen.is_some_and(|t| t.elapsed() >= LINGER) {
+            return true;
+        }
+        silent = exit_seen.is_none() && last_growth.elapsed() >= s.silence;
+        silent
     })?;
     let took = started.elapsed();
     if s.emulator == Emulator::Bochs {
@@ -185,6 +197,7 @@ fn run_one(
     let end = match ending {
         Ending::Exited(status) => End::Exited(status.code()),
         Ending::Killed(_) if exit_seen.is_some() => End::Lingered,
+        Ending::Killed(_) if silent => End::Silent,
         Ending::Killed(_) => End::TimedOut,
     };
     let log_bytes = std::fs::read(&serial_log).unwrap_or_default();

@@ -40,6 +40,9 @@ pub struct Scenario {
     pub bochs_model: &'static str,
     pub test: TestMode,
     pub timeout: Duration,
+    /// The longest stretch without new serial output before the emulator is
+    /// killed: a kernel that hangs fails in seconds, not at `timeout`.
+    pub silence: Duration,
     /// Each must match a line after the line the previous one matched.
     pub required: &'static [&'static str],
     /// None may match any line.
@@ -113,6 +116,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::None,
             timeout: secs(60),
+            silence: secs(20),
             required: QEMU_BOOT_1CPU,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
@@ -126,6 +130,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::None,
             timeout: secs(90),
+            silence: secs(20),
             required: QEMU_BOOT_1CPU,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
@@ -139,6 +144,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::None,
             timeout: secs(60),
+            silence: secs(20),
             required: QEMU_BOOT_2CPU,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
@@ -152,6 +158,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::FaultPagefault,
             timeout: secs(60),
+            silence: secs(20),
             required: &[
                 "EXCEPTION: #PF (vector 14) error=0x* rip=0x* cr2=0x",
                 "backtrace:",
@@ -170,6 +177,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::FaultUd,
             timeout: secs(60),
+            silence: secs(20),
             required: &["EXCEPTION: #UD (vector 6)", "backtrace:", "EXIT: failure ("],
             forbidden: &["EXIT: success"],
             outcome: Outcome::Failure,
@@ -183,6 +191,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::Panic,
             timeout: secs(60),
+            silence: secs(20),
             required: &["PANIC: ", "EXIT: failure ("],
             forbidden: &["EXIT: success"],
             outcome: Outcome::Failure,
@@ -196,6 +205,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: BOCHS_VMX_MODEL,
             test: TestMode::None,
             timeout: secs(180),
+            silence: secs(40),
             required: BOCHS_VMX_BOOT,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
@@ -209,6 +219,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: BOCHS_SVM_MODEL,
             test: TestMode::None,
             timeout: secs(180),
+            silence: secs(40),
             required: BOCHS_SVM_BOOT,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
@@ -241,6 +252,8 @@ pub enum End {
     Exited(Option<i32>),
     /// We killed it when the timeout ran out.
     TimedOut,
+    /// We killed it after `silence` without new serial output.
+    Silent,
     /// We killed it because it had printed its `EXIT:` line but did not end.
     Lingered,
 }
@@ -286,6 +299,10 @@ pub fn judge(scenario: &Scenario, log: &str, end: End) -> Verdict {
         (_, End::TimedOut) => failures.push(format!(
             "timed out after {} s (emulator killed)",
             scenario.timeout.as_secs()
+        )),
+        (_, End::Silent) => failures.push(format!(
+            "no serial output for {} s (emulator killed)",
+            scenario.silence.as_secs()
         )),
         (Emulator::Qemu, End::Lingered) => {
             failures.push("QEMU printed EXIT: but did not exit (killed)".into())
@@ -415,6 +432,7 @@ INFO: bootloader line without timestamp
         assert!(judge(&s, &log, End::Exited(Some(1))).passed());
         assert!(judge(&s, &log, End::Lingered).passed());
         assert!(!judge(&s, &log, End::TimedOut).passed());
+        assert!(!judge(&s, &log, End::Silent).passed());
         assert!(!judge(&s, GOOD_BOOT, End::Exited(Some(0))).passed());
     }
 
