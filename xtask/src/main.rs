@@ -1,5 +1,154 @@
-//! `cargo xtask`: build, disk images, run, qemu-test, ci, bench.
-fn main() {
-    eprintln!("xtask: not implemented yet");
-    std::process::exit(1);
+//! `cargo xtask`: build, disk images, run, qemu-test, ci, deps, bench.
+//!
+//! The one entry point for everything that is not plain `cargo build`/`test`:
+//! it builds the bare-metal hypervisor, wraps it with its ramdisk into BIOS and
+//! UEFI disk images, boots them under QEMU or Bochs, and runs the CI pipeline.
+//! `cargo xtask --help` lists the subcommands; docs/running.md and
+//! docs/testing.md explain them.
+
+mod bench;
+mod build;
+mod ci;
+mod deps;
+mod emulator;
+mod qemu_test;
+mod ramdisk;
+mod run;
+mod scenario;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::build::Firmwares;
+use crate::ramdisk::TestMode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, image, run and test the hypervisor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build the hypervisor (release, x86_64-unknown-none) and the guests.
+    Build,
+    /// Build the BIOS and UEFI disk images (target/image/{bios,uefi}.img).
+    Image {
+        /// The ramdisk's boot.cmd `test=` value.
+        #[arg(long, value_enum, default_value_t = TestMode::None)]
+        test: TestMode,
+    },
+    /// Boot the hypervisor with the serial console on this terminal.
+    Run(run::RunArgs),
+    /// Boot every scenario (or those named) and judge each from its serial log.
+    QemuTest {
+        /// Scenario names (default: all). See --list.
+        scenarios: Vec<String>,
+        /// List the scenarios and exit.
+        #[arg(long)]
+        list: bool,
+        /// Override every scenario's timeout (seconds); also lifts the limit on
+        /// silence on the serial console to the same value.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Everything CI runs: deps, fmt, clippy, host tests, qemu-test.
+    Ci {
+        /// Do not install missing packages; report them and fail.
+        #[arg(long)]
+        check_only: bool,
+    },
+    /// Check the host packages the tests need; install them as root with apt-get.
+    Deps {
+        /// Only report what is missing (and the command that installs it).
+        #[arg(long)]
+        check_only: bool,
+    },
+    /// Boot-to-READY times over N QEMU boots and the hypervisor's section sizes.
+    Bench {
+        /// Number of boots.
+        #[arg(long, default_value_t = 5)]
+        boots: u32,
+    },
+}
+
+fn deps_mode(check_only: bool) -> deps::Mode {
+    if check_only {
+        deps::Mode::CheckOnly
+    } else {
+        deps::Mode::Install
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Cmd::Build => {
+            let elf = build::hypervisor()?;
+            let guests = build::guests()?;
+            eprintln!(
+                "xtask: hypervisor {} ({} guests)",
+                elf.display(),
+                guests.len()
+            );
+            Ok(0)
+        }
+        Cmd::Image { test } => {
+            let images = build::default_images(test, Firmwares::BOTH)?;
+            for path in [Some(images.ramdisk), images.bios, images.uefi]
+                .into_iter()
+                .flatten()
+            {
+                println!("{}", path.display());
+            }
+            Ok(0)
+        }
+        Cmd::Run(args) => run::run(args),
+        Cmd::QemuTest {
+            scenarios,
+            list,
+            timeout,
+        } => {
+            if list {
+                qemu_test::list();
+                return Ok(0);
+            }
+            let mut selected = qemu_test::select(&scenarios)?;
+            if let Some(secs) = timeout {
+                for s in &mut selected {
+                    s.timeout = std::time::Duration::from_secs(secs);
+                    s.silence = s.timeout;
+                }
+            }
+            let tally = qemu_test::run(&selected)?;
+            println!("{} passed, {} failed", tally.passed, tally.failed);
+            Ok(i32::from(tally.failed != 0))
+        }
+        Cmd::Ci { check_only } => Ok(ci::run(deps_mode(check_only))),
+        Cmd::Deps { check_only } => {
+            deps::ensure(deps_mode(check_only))?;
+            Ok(0)
+        }
+        Cmd::Bench { boots } => {
+            bench::run(boots)?;
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

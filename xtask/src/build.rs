@@ -1,0 +1,175 @@
+//! Building things: the hypervisor ELF, the guests, the image builder, and the
+//! disk images that put them together.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::ramdisk::{self, Entry, TestMode};
+use crate::util::{self, project_root, target_dir};
+
+/// The bare-metal target everything on the machine side is built for.
+pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+/// Environment variable naming a prebuilt kernel ELF to use instead of building
+/// the hypervisor (for trying the tooling against another branch's build).
+pub const KERNEL_OVERRIDE: &str = "XTASK_KERNEL";
+
+/// `cargo build -p hypervisor --target x86_64-unknown-none --release`; returns the
+/// ELF path (`target/x86_64-unknown-none/release/hypervisor`), or the ELF named
+/// by `$XTASK_KERNEL` without building anything.
+pub fn hypervisor() -> Result<PathBuf> {
+    if let Some(elf) = std::env::var_os(KERNEL_OVERRIDE) {
+        let elf = PathBuf::from(elf);
+        eprintln!(
+            "xtask: using the kernel ELF from ${KERNEL_OVERRIDE}: {}",
+            elf.display()
+        );
+        if !elf.is_file() {
+            bail!(
+                "${KERNEL_OVERRIDE} names {}, which does not exist",
+                elf.display()
+            );
+        }
+        return Ok(elf);
+    }
+    util::run(util::cargo().args([
+        "build",
+        "-p",
+        "hypervisor",
+        "--target",
+        KERNEL_TARGET,
+        "--release",
+    ]))?;
+    let elf = target_dir()
+        .join(KERNEL_TARGET)
+        .join("release")
+        .join("hypervisor");
+    if !elf.is_file() {
+        bail!(
+            "cargo built the hypervisor but {} is missing",
+            elf.display()
+        );
+    }
+    Ok(elf)
+}
+
+/// The guest images that go into the ramdisk, as (name, ELF bytes).
+///
+/// There are no guests in the tree yet (tests-qemu/ only has its README), so the
+/// list is empty; when the guests exist, they are built here and each one
+/// becomes a ramdisk entry named after its binary.
+pub fn guests() -> Result<Vec<Entry>> {
+    Ok(Vec::new())
+}
+
+/// Builds `xtask/image-builder` (outside the workspace, own target dir) and
+/// returns its binary.
+///
+/// `RUSTC_BOOTSTRAP=1` is set for this one cargo invocation only: `bootloader`
+/// 0.11's build script compiles its boot stages with `cargo install -Zbuild-std`
+/// (see docs/toolchain.md). Cargo's fingerprints make the second build a no-op.
+pub fn image_builder() -> Result<PathBuf> {
+    let manifest = project_root().join("xtask/image-builder/Cargo.toml");
+    let dir = target_dir().join("image-builder");
+    let binary = dir.join("release").join("image-builder");
+    if !binary.is_file() {
+        eprintln!("xtask: building the disk-image builder (first time: about 1.5 min on 2 cores)");
+    }
+    let mut cmd = util::cargo();
+    cmd.env("RUSTC_BOOTSTRAP", "1")
+        .arg("build")
+        .arg("--quiet")
+        .arg("--release")
+        .arg("--locked")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&dir);
+    util::run(&mut cmd)?;
+    if !binary.is_file() {
+        bail!(
+            "cargo built the image builder but {} is missing",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// Disk images made from one kernel and one ramdisk.
+#[derive(Debug, Clone, Default)]
+pub struct Images {
+    pub ramdisk: PathBuf,
+    pub bios: Option<PathBuf>,
+    pub uefi: Option<PathBuf>,
+}
+
+/// Which images to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Firmwares {
+    pub bios: bool,
+    pub uefi: bool,
+}
+
+impl Firmwares {
+    pub const BOTH: Firmwares = Firmwares {
+        bios: true,
+        uefi: true,
+    };
+}
+
+/// Writes `out_dir/ramdisk.cpio` (boot.cmd with `test`, README, guests) and the
+/// requested images `out_dir/bios.img` / `out_dir/uefi.img`.
+pub fn images(
+    image_builder: &Path,
+    kernel: &Path,
+    test: TestMode,
+    guests: Vec<Entry>,
+    out_dir: &Path,
+    which: Firmwares,
+) -> Result<Images> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let ramdisk_path = out_dir.join("ramdisk.cpio");
+    let archive = ramdisk::archive(&ramdisk::standard_entries(test, guests))?;
+    std::fs::write(&ramdisk_path, archive)
+        .with_context(|| format!("writing {}", ramdisk_path.display()))?;
+
+    let mut images = Images {
+        ramdisk: ramdisk_path.clone(),
+        ..Images::default()
+    };
+    let mut cmd = Command::new(image_builder);
+    cmd.arg("--kernel")
+        .arg(kernel)
+        .arg("--ramdisk")
+        .arg(&ramdisk_path);
+    if which.bios {
+        let path = out_dir.join("bios.img");
+        cmd.arg("--bios").arg(&path);
+        images.bios = Some(path);
+    }
+    if which.uefi {
+        let path = out_dir.join("uefi.img");
+        cmd.arg("--uefi").arg(&path);
+        images.uefi = Some(path);
+    }
+    util::run(&mut cmd)?;
+    Ok(images)
+}
+
+/// Everything `cargo xtask image` does: hypervisor, guests, image builder, images
+/// under `target/image/`.
+pub fn default_images(test: TestMode, which: Firmwares) -> Result<Images> {
+    let kernel = hypervisor()?;
+    let guests = guests()?;
+    let builder = image_builder()?;
+    images(
+        &builder,
+        &kernel,
+        test,
+        guests,
+        &target_dir().join("image"),
+        which,
+    )
+}

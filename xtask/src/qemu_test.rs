@@ -1,0 +1,231 @@
+//! `cargo xtask qemu-test`: boots every scenario (or the ones named), each with
+//! its own disk image, timeout and log, and judges it from the serial log.
+//!
+//! Logs: `target/qemu-test/<scenario>.log` (the serial console) and
+//! `target/qemu-test/<scenario>/` (images, emulator output, Bochs files).
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::build::{self, Firmwares, Images};
+use crate::emulator::{self, Accel, BochsConfig, Emulator, QemuConfig, Serial};
+use crate::ramdisk::TestMode;
+use crate::scenario::{self, End, Firmware, Scenario};
+use crate::util::{self, target_dir, Ending};
+
+/// Guest memory for every scenario.
+const MEMORY_MIB: u32 = 256;
+/// How long an emulator may keep running after the kernel printed `EXIT:`.
+const LINGER: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub passed: u32,
+    pub failed: u32,
+}
+
+/// Prints the scenario table.
+pub fn list() {
+    for s in scenario::all() {
+        println!("{:<16} {}", s.name, s.about);
+    }
+}
+
+/// Picks the scenarios whose names are in `filter` (all when empty).
+pub fn select(filter: &[String]) -> Result<Vec<Scenario>> {
+    let all = scenario::all();
+    if filter.is_empty() {
+        return Ok(all);
+    }
+    let mut picked = Vec::new();
+    for name in filter {
+        match all.iter().find(|s| s.name == name) {
+            Some(s) => picked.push(s.clone()),
+            None => {
+                let names: Vec<_> = all.iter().map(|s| s.name).collect();
+                bail!("no scenario `{name}`; there are: {}", names.join(", "));
+            }
+        }
+    }
+    Ok(picked)
+}
+
+/// Builds everything, runs `scenarios`, prints one line per scenario and
+/// returns the tally (the caller prints the closing `N passed, N failed`).
+pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
+    let kernel = build::hypervisor()?;
+    let guests = build::guests()?;
+    let builder = build::image_builder()?;
+    let root = target_dir().join("qemu-test");
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+
+    // One image set per boot.cmd variant, shared by the scenarios that use it.
+    let mut images: HashMap<TestMode, Images> = HashMap::new();
+    for s in scenarios {
+        if let Entry::Vacant(slot) = images.entry(s.test) {
+            let dir = root.join("images").join(s.test.as_str());
+            slot.insert(build::images(
+                &builder,
+                &kernel,
+                s.test,
+                guests.clone(),
+                &dir,
+                Firmwares::BOTH,
+            )?);
+        }
+    }
+
+    let mut tally = Tally::default();
+    for s in scenarios {
+        let set = &images[&s.test];
+        let image = match s.firmware {
+            Firmware::Bios => set.bios.as_ref(),
+            Firmware::Uefi => set.uefi.as_ref(),
+        }
+        .context("image set lacks the scenario's firmware")?;
+        eprintln!("xtask: qemu-test {} ... ({})", s.name, s.about);
+        match run_one(s, image, &root) {
+            Ok((verdict, log, took)) => {
+                if verdict.passed() {
+                    tally.passed += 1;
+                    println!("PASS {} ({:.1} s)", s.name, took.as_secs_f64());
+                } else {
+                    tally.failed += 1;
+                    println!(
+                        "FAIL {} ({:.1} s), log: {}",
+                        s.name,
+                        took.as_secs_f64(),
+                        log.display()
+                    );
+                    for reason in &verdict.failures {
+                        println!("    - {reason}");
+                    }
+                    print_tail(&log, 25);
+                }
+            }
+            Err(e) => {
+                tally.failed += 1;
+                println!("FAIL {}: could not run: {e:#}", s.name);
+            }
+        }
+    }
+    Ok(tally)
+}
+
+/// Boots one scenario; returns its verdict, its serial log path and how long it took.
+fn run_one(
+    s: &Scenario,
+    image: &Path,
+    root: &Path,
+) -> Result<(scenario::Verdict, PathBuf, Duration)> {
+    let dir = root.join(s.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let serial_log = root.join(format!("{}.log", s.name));
+    let _ = std::fs::remove_file(&serial_log);
+    // Each scenario boots its own copy: QEMU and Bochs lock or write the disk.
+    let disk = dir.join(image.file_name().context("image has no file name")?);
+    std::fs::copy(image, &disk).with_context(|| format!("copying {}", image.display()))?;
+
+    let mut cmd = match s.emulator {
+        Emulator::Qemu => QemuConfig {
+            image: disk,
+            uefi_firmware: match s.firmware {
+                Firmware::Uefi => Some(emulator::ovmf()?),
+                Firmware::Bios => None,
+            },
+            smp: s.smp,
+            memory_mib: MEMORY_MIB,
+            accel: Accel::Tcg,
+            serial: Serial::File(serial_log.clone()),
+            gdb: false,
+            extra: Vec::new(),
+        }
+        .command(),
+        Emulator::Bochs => {
+            if s.firmware == Firmware::Uefi {
+                bail!("Bochs scenarios boot BIOS images only");
+            }
+            BochsConfig {
+                image: disk,
+                cpu_model: s.bochs_model.to_string(),
+                smp: s.smp,
+                memory_mib: MEMORY_MIB,
+                serial_log: serial_log.clone(),
+                dir: dir.clone(),
+            }
+            .prepare(false)?
+        }
+    };
+    let out_path = dir.join("emulator.out");
+    let out = std::fs::File::create(&out_path)
+        .with_context(|| format!("creating {}", out_path.display()))?;
+    cmd.stdout(out.try_clone()?).stderr(out);
+    std::fs::write(dir.join("command.txt"), util::display_command(&cmd) + "\n")?;
+
+    let started = Instant::now();
+    let mut child = util::spawn_group(&mut cmd)?;
+    let mut exit_seen: Option<Instant> = None;
+    let mut last_len = 0u64;
+    let mut last_growth = Instant::now();
+    let mut silent = false;
+    let ending = util::wait_or_kill(&mut child, started, s.timeout, || {
+        let len = std::fs::metadata(&serial_log).map(|m| m.len()).unwrap_or(0);
+        if len != last_len {
+            last_len = len;
+            last_growth = Instant::now();
+            if exit_seen.is_none() {
+                let log = std::fs::read_to_string(&serial_log).unwrap_or_default();
+                if log.lines().any(|l| scenario::line_matches(l, "EXIT: ")) {
+                    exit_seen = Some(Instant::now());
+                }
+            }
+        }
+        if exit_seen.is_some_and(|t| t.elapsed() >= LINGER) {
+            return true;
+        }
+        silent = exit_seen.is_none() && last_growth.elapsed() >= s.silence;
+        silent
+    })?;
+    let took = started.elapsed();
+    if s.emulator == Emulator::Bochs {
+        util::kill_leftovers(&child);
+    }
+    let end = match ending {
+        Ending::Exited(status) => End::Exited(status.code()),
+        Ending::Killed(_) if exit_seen.is_some() => End::Lingered,
+        Ending::Killed(_) if silent => End::Silent,
+        Ending::Killed(_) => End::TimedOut,
+    };
+    let log_bytes = std::fs::read(&serial_log).unwrap_or_default();
+    let log = String::from_utf8_lossy(&log_bytes);
+    let mut verdict = scenario::judge(s, &log, end);
+    if log_bytes.is_empty() {
+        verdict.failures.push(format!(
+            "the serial log is empty; emulator output: {}",
+            out_path.display()
+        ));
+    }
+    Ok((verdict, serial_log, took))
+}
+
+/// Prints the last `n` lines of a log, indented, so a CI log shows the failure.
+fn print_tail(path: &Path, n: usize) {
+    let Ok(bytes) = std::fs::read(path) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    println!(
+        "    --- last {} lines of {} ---",
+        lines.len() - start,
+        path.display()
+    );
+    for line in &lines[start..] {
+        println!("    | {line}");
+    }
+}

@@ -1,0 +1,169 @@
+//! `cargo xtask run`: builds the images and boots one in QEMU (serial console on
+//! this terminal) or Bochs (its COM1 file followed on this terminal).
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::build::{self, Firmwares};
+use crate::deps;
+use crate::emulator::{
+    self, AccelChoice, BochsConfig, Emulator, QemuConfig, Serial, BOCHS_VMX_MODEL,
+    QEMU_EXIT_FAILURE, QEMU_EXIT_SUCCESS,
+};
+use crate::ramdisk::TestMode;
+use crate::util::{self, target_dir};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The emulator: QEMU (KVM with nested VMX if available, else TCG with SVM) or
+    /// Bochs (VMX model `tigerlake`).
+    #[arg(long, value_enum, default_value_t = Emulator::Qemu)]
+    pub emulator: Emulator,
+    /// Boot the UEFI image with OVMF instead of the BIOS image (QEMU only).
+    #[arg(long)]
+    pub uefi: bool,
+    /// Number of CPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub smp: u32,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// QEMU accelerator: auto picks KVM only where /dev/kvm offers nested VMX.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Start QEMU's gdbstub on localhost:1234 and wait for the debugger.
+    #[arg(long)]
+    pub gdb: bool,
+    /// Bochs CPU model (`tigerlake` for VMX, `ryzen` for SVM).
+    #[arg(long, default_value = BOCHS_VMX_MODEL)]
+    pub bochs_cpu: String,
+    /// The ramdisk's boot.cmd `test=` (fault-* and panic provoke a failure).
+    #[arg(long, value_enum, default_value_t = TestMode::None)]
+    pub test: TestMode,
+    /// Extra arguments passed to QEMU as they are (after `--`).
+    #[arg(last = true)]
+    pub qemu_args: Vec<String>,
+}
+
+pub fn run(args: RunArgs) -> Result<i32> {
+    let which = Firmwares {
+        bios: !args.uefi,
+        uefi: args.uefi,
+    };
+    match args.emulator {
+        Emulator::Qemu => deps::ensure_packages(&deps::qemu_packages(args.uefi))?,
+        Emulator::Bochs => deps::ensure_packages(deps::BOCHS_PACKAGES)?,
+    }
+    let images = build::default_images(args.test, which)?;
+    match args.emulator {
+        Emulator::Qemu => run_qemu(&args, images),
+        Emulator::Bochs => run_bochs(&args, images),
+    }
+}
+
+fn run_qemu(args: &RunArgs, images: build::Images) -> Result<i32> {
+    let accel = emulator::choose_accel(args.accel)?;
+    let (image, uefi_firmware) = if args.uefi {
+        (
+            images.uefi.context("no UEFI image")?,
+            Some(emulator::ovmf()?),
+        )
+    } else {
+        (images.bios.context("no BIOS image")?, None)
+    };
+    let cfg = QemuConfig {
+        image,
+        uefi_firmware,
+        smp: args.smp,
+        memory_mib: args.memory,
+        accel,
+        serial: Serial::Terminal,
+        gdb: args.gdb,
+        extra: args.qemu_args.clone(),
+    };
+    let mut cmd = cfg.command();
+    if args.gdb {
+        let elf = target_dir().join("x86_64-unknown-none/release/hypervisor");
+        eprintln!("xtask: QEMU waits for gdb on localhost:1234; in another terminal:");
+        eprintln!(
+            "    gdb {} -ex 'target remote localhost:1234'",
+            elf.display()
+        );
+    }
+    eprintln!("xtask: serial console below; Ctrl-A X quits QEMU");
+    eprintln!("$ {}", util::display_command(&cmd));
+    let status = cmd
+        .status()
+        .context("cannot start qemu-system-x86_64 (`cargo xtask deps` installs it)")?;
+    Ok(match status.code() {
+        Some(QEMU_EXIT_SUCCESS) => {
+            eprintln!("xtask: the hypervisor reported success (QEMU status 33)");
+            0
+        }
+        Some(QEMU_EXIT_FAILURE) => {
+            eprintln!("xtask: the hypervisor reported failure (QEMU status 35)");
+            1
+        }
+        Some(code) => code,
+        None => 1,
+    })
+}
+
+fn run_bochs(args: &RunArgs, images: build::Images) -> Result<i32> {
+    if args.uefi {
+        bail!("--uefi: the Bochs BIOS boots the BIOS image only");
+    }
+    if !args.qemu_args.is_empty() {
+        bail!("extra arguments after `--` are QEMU arguments; Bochs takes none");
+    }
+    let dir = target_dir().join("run-bochs");
+    let serial_log = dir.join("serial.log");
+    let cfg = BochsConfig {
+        image: images.bios.context("no BIOS image")?,
+        cpu_model: args.bochs_cpu.clone(),
+        smp: args.smp,
+        memory_mib: args.memory,
+        serial_log: serial_log.clone(),
+        dir: dir.clone(),
+    };
+    let mut cmd = cfg.prepare(true)?;
+    // Bochs's own chatter (banner, debugger) goes to a file; the terminal shows
+    // the serial console only.
+    let out_path = dir.join("bochs.out");
+    let out = std::fs::File::create(&out_path)
+        .with_context(|| format!("creating {}", out_path.display()))?;
+    cmd.stdout(out.try_clone()?).stderr(out);
+    eprintln!(
+        "xtask: Bochs, cpu model {}; serial console (COM1: {}) below; Bochs output: {}, log: {}",
+        args.bochs_cpu,
+        serial_log.display(),
+        out_path.display(),
+        dir.join("bochs.log").display()
+    );
+    eprintln!("$ {}", util::display_command(&cmd));
+    let mut child = util::spawn_group(&mut cmd)?;
+    // Follow the COM1 file until Bochs exits (it ends on the kernel's write of
+    // "Shutdown" to port 0x8900; its exit status says nothing about the kernel).
+    let mut file = std::fs::File::open(&serial_log).context("opening the serial log")?;
+    let mut pos = 0u64;
+    let mut stdout = std::io::stdout();
+    let mut buf = Vec::new();
+    loop {
+        let done = child.try_wait()?.is_some();
+        buf.clear();
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_to_end(&mut buf)?;
+        pos += buf.len() as u64;
+        stdout.write_all(&buf)?;
+        stdout.flush()?;
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    util::kill_leftovers(&child);
+    let log = std::fs::read_to_string(&serial_log).unwrap_or_default();
+    Ok(if log.contains("EXIT: success") { 0 } else { 1 })
+}
