@@ -9,7 +9,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use hypervisor::common::event_channel::{
-    do_event_channel_op, EvtchnDomain, EvtchnEnv, EvtchnTarget, FIFO_BUILT_IN,
+    do_event_channel_op, EvtchnDomain, EvtchnEnv, FIFO_BUILT_IN,
 };
 use hypervisor::common::guest_access::{GuestAccess, GuestMemory};
 use std::time::Duration;
@@ -74,11 +74,19 @@ impl EvtchnEnv for Env {
     fn caller_is_privileged(&self) -> bool {
         false
     }
-    fn domain(&mut self, id: DomId) -> Option<EvtchnTarget<'_>> {
-        (id == DomId(1)).then_some(EvtchnTarget {
-            evtchn: &mut self.evtchn,
-            mem: &mut self.mem,
-        })
+    fn domain_exists(&self, id: DomId) -> bool {
+        id == DomId(1)
+    }
+    fn with_domain(
+        &mut self,
+        id: DomId,
+        f: &mut dyn FnMut(&mut EvtchnDomain, &mut dyn GuestMemory),
+    ) -> bool {
+        if id != DomId(1) {
+            return false;
+        }
+        f(&mut self.evtchn, &mut self.mem);
+        true
     }
     fn controller_pause_count(&self, _: DomId) -> u32 {
         0

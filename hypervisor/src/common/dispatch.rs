@@ -405,24 +405,23 @@ mod tests {
     fn fifo_is_gated_per_domain() {
         let mut w = World::new();
         let plain = w.domu(0);
-        let fifo = w.domu(XEN_DOMCTL_CDF_evtchn_fifo);
         let mut ic = evtchn_init_control::new_zeroed();
         ic.control_gfn = 0xf_ffff_ffff; // not backed
-        let r_plain = w.call(
-            plain,
-            __HYPERVISOR_event_channel_op,
-            EVTCHNOP_init_control.into(),
-            &ic,
-        );
-        let r_fifo = w.call(
-            fifo,
-            __HYPERVISOR_event_channel_op,
-            EVTCHNOP_init_control.into(),
-            &ic,
-        );
-        assert_eq!(r_plain, ENOSYS, "no permission: as Xen before 4.4");
+        let init = EVTCHNOP_init_control.into();
+        let r_plain = w.call(plain, __HYPERVISOR_event_channel_op, init, &ic);
         if cfg!(feature = "evtchn-fifo") {
+            assert_eq!(r_plain, ENOSYS, "no permission: as Xen before 4.4");
+            let fifo = w.domu(XEN_DOMCTL_CDF_evtchn_fifo);
+            let r_fifo = w.call(fifo, __HYPERVISOR_event_channel_op, init, &ic);
             assert_eq!(r_fifo, EINVAL, "permitted: the bad gfn is looked at");
+        } else {
+            assert_eq!(
+                r_plain, -95,
+                "compiled out: -EOPNOTSUPP (Xen 4.21 CONFIG_EVTCHN_FIFO=n)"
+            );
+            let mut cfg = baseline();
+            cfg.flags |= XEN_DOMCTL_CDF_evtchn_fifo;
+            assert_eq!(w.env.create(&cfg, 0).0, EINVAL, "the flag is refused");
         }
     }
 

@@ -50,6 +50,76 @@ pub fn read_gpa_obj<T: FromBytes + IntoBytes>(m: &dyn GuestMemory, gpa: u64) -> 
     Ok(v)
 }
 
+/// Machine memory by frame number: how `common/` reaches the contents of a frame
+/// (the bare-metal side goes through the physical-memory map; host tests use
+/// [`fake::FakeMachine`]). Shared by every domain, hence `&self` and `Sync`.
+pub trait MachineMemory: Send + Sync {
+    /// Copy out of frame `mfn` from byte `offset`; `false` if it is not RAM.
+    fn read(&self, mfn: u64, offset: usize, buf: &mut [u8]) -> bool;
+    /// Copy into frame `mfn` at byte `offset`; `false` if it is not RAM.
+    fn write(&self, mfn: u64, offset: usize, buf: &[u8]) -> bool;
+    /// Atomic compare-and-exchange of the aligned `u32` at `offset`; the value found.
+    fn cmpxchg_u32(&self, mfn: u64, offset: usize, old: u32, new: u32) -> Option<u32>;
+}
+
+/// A domain's guest-physical memory as the hypervisor sees it: its host p2m
+/// over machine memory (Xen's `get_page_from_gfn` on the host p2m: altp2m access
+/// restrictions bind the guest, not the hypervisor). Unmapped gfns are `-EFAULT`.
+pub struct GuestRam<'a> {
+    pub p2m: &'a crate::common::memory::P2m,
+    pub machine: &'a dyn MachineMemory,
+}
+
+impl GuestRam<'_> {
+    /// Split `[gpa, gpa + len)` at page boundaries: (mfn, offset, range in buf).
+    fn for_each_page(
+        &self,
+        gpa: u64,
+        len: usize,
+        mut f: impl FnMut(u64, usize, core::ops::Range<usize>) -> bool,
+    ) -> XenResult<()> {
+        let end = gpa.checked_add(len as u64).ok_or(Errno::EFAULT)?;
+        let mut cur = gpa;
+        while cur < end {
+            let page_end = ((cur >> 12) + 1) << 12;
+            let chunk_end = page_end.min(end);
+            let e = self.p2m.host_entry(cur >> 12).ok_or(Errno::EFAULT)?;
+            let range = (cur - gpa) as usize..(chunk_end - gpa) as usize;
+            if !f(e.mfn, (cur & 0xfff) as usize, range) {
+                return Err(Errno::EFAULT);
+            }
+            cur = chunk_end;
+        }
+        Ok(())
+    }
+}
+
+impl GuestMemory for GuestRam<'_> {
+    fn read_gpa(&self, gpa: u64, buf: &mut [u8]) -> XenResult<()> {
+        let machine = self.machine;
+        self.for_each_page(gpa, buf.len(), |mfn, off, r| {
+            machine.read(mfn, off, &mut buf[r])
+        })
+    }
+
+    fn write_gpa(&mut self, gpa: u64, buf: &[u8]) -> XenResult<()> {
+        let machine = self.machine;
+        self.for_each_page(gpa, buf.len(), |mfn, off, r| {
+            machine.write(mfn, off, &buf[r])
+        })
+    }
+
+    fn cmpxchg_u32(&mut self, gpa: u64, old: u32, new: u32) -> XenResult<u32> {
+        if !gpa.is_multiple_of(4) {
+            return Err(Errno::EFAULT);
+        }
+        let e = self.p2m.host_entry(gpa >> 12).ok_or(Errno::EFAULT)?;
+        self.machine
+            .cmpxchg_u32(e.mfn, (gpa & 0xfff) as usize, old, new)
+            .ok_or(Errno::EFAULT)
+    }
+}
+
 /// Fake guest memory for host tests: a flat byte array starting at GPA/GVA 0,
 /// optionally with holes; anything outside is `-EFAULT`.
 #[cfg(test)]
@@ -177,75 +247,5 @@ pub mod fake {
             })
             .flatten()
         }
-    }
-}
-
-/// Machine memory by frame number: how `common/` reaches the contents of a frame
-/// (the bare-metal side goes through the physical-memory map; host tests use
-/// [`fake::FakeMachine`]). Shared by every domain, hence `&self` and `Sync`.
-pub trait MachineMemory: Send + Sync {
-    /// Copy out of frame `mfn` from byte `offset`; `false` if it is not RAM.
-    fn read(&self, mfn: u64, offset: usize, buf: &mut [u8]) -> bool;
-    /// Copy into frame `mfn` at byte `offset`; `false` if it is not RAM.
-    fn write(&self, mfn: u64, offset: usize, buf: &[u8]) -> bool;
-    /// Atomic compare-and-exchange of the aligned `u32` at `offset`; the value found.
-    fn cmpxchg_u32(&self, mfn: u64, offset: usize, old: u32, new: u32) -> Option<u32>;
-}
-
-/// A domain's guest-physical memory as the hypervisor sees it: its host p2m
-/// over machine memory (Xen's `get_page_from_gfn` on the host p2m: altp2m access
-/// restrictions bind the guest, not the hypervisor). Unmapped gfns are `-EFAULT`.
-pub struct GuestRam<'a> {
-    pub p2m: &'a crate::common::memory::P2m,
-    pub machine: &'a dyn MachineMemory,
-}
-
-impl GuestRam<'_> {
-    /// Split `[gpa, gpa + len)` at page boundaries: (mfn, offset, range in buf).
-    fn for_each_page(
-        &self,
-        gpa: u64,
-        len: usize,
-        mut f: impl FnMut(u64, usize, core::ops::Range<usize>) -> bool,
-    ) -> XenResult<()> {
-        let end = gpa.checked_add(len as u64).ok_or(Errno::EFAULT)?;
-        let mut cur = gpa;
-        while cur < end {
-            let page_end = ((cur >> 12) + 1) << 12;
-            let chunk_end = page_end.min(end);
-            let e = self.p2m.host_entry(cur >> 12).ok_or(Errno::EFAULT)?;
-            let range = (cur - gpa) as usize..(chunk_end - gpa) as usize;
-            if !f(e.mfn, (cur & 0xfff) as usize, range) {
-                return Err(Errno::EFAULT);
-            }
-            cur = chunk_end;
-        }
-        Ok(())
-    }
-}
-
-impl GuestMemory for GuestRam<'_> {
-    fn read_gpa(&self, gpa: u64, buf: &mut [u8]) -> XenResult<()> {
-        let machine = self.machine;
-        self.for_each_page(gpa, buf.len(), |mfn, off, r| {
-            machine.read(mfn, off, &mut buf[r])
-        })
-    }
-
-    fn write_gpa(&mut self, gpa: u64, buf: &[u8]) -> XenResult<()> {
-        let machine = self.machine;
-        self.for_each_page(gpa, buf.len(), |mfn, off, r| {
-            machine.write(mfn, off, &buf[r])
-        })
-    }
-
-    fn cmpxchg_u32(&mut self, gpa: u64, old: u32, new: u32) -> XenResult<u32> {
-        if !gpa.is_multiple_of(4) {
-            return Err(Errno::EFAULT);
-        }
-        let e = self.p2m.host_entry(gpa >> 12).ok_or(Errno::EFAULT)?;
-        self.machine
-            .cmpxchg_u32(e.mfn, (gpa & 0xfff) as usize, old, new)
-            .ok_or(Errno::EFAULT)
     }
 }
