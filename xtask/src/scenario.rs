@@ -36,7 +36,7 @@ pub struct Scenario {
     pub emulator: Emulator,
     pub firmware: Firmware,
     pub smp: u32,
-    /// Bochs CPU model (`tigerlake`, `ryzen`); QEMU always uses TCG's EPYC.
+    /// Bochs CPU model (`tigerlake`, `ryzen`); QEMU always uses TCG's `max`.
     pub bochs_model: &'static str,
     pub test: TestMode,
     pub timeout: Duration,
@@ -120,7 +120,7 @@ pub fn all() -> Vec<Scenario> {
             required: QEMU_BOOT_1CPU,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
-            about: "QEMU TCG (EPYC: SVM+NPT), SeaBIOS, 1 CPU: full boot report",
+            about: "QEMU TCG (-cpu max: AMD SVM+NPT), SeaBIOS, 1 CPU: full boot report",
         },
         Scenario {
             name: "qemu-uefi",
