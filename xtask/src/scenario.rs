@@ -95,6 +95,15 @@ const BOCHS_VMX_BOOT: &[&str] = &[
     "EXIT: success",
 ];
 
+const BOCHS_VMX_2CPU: &[&str] = &[
+    "virt: VMX ept=1",
+    "acpi: 2 cpus, lapic 0x",
+    "cpu1 online (apic id 1)",
+    "apic timer: ticking (* ticks)",
+    "READY: 2/2 cpus online",
+    "EXIT: success",
+];
+
 const BOCHS_SVM_BOOT: &[&str] = &[
     "memory: * MiB usable in * regions",
     "virt: SVM npt=1",
@@ -210,6 +219,20 @@ pub fn all() -> Vec<Scenario> {
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
             about: "Bochs (tigerlake: VMX+EPT), Bochs BIOS, 1 CPU: full boot report",
+        },
+        Scenario {
+            name: "bochs-bios-smp2",
+            emulator: Emulator::Bochs,
+            firmware: Firmware::Bios,
+            smp: 2,
+            bochs_model: BOCHS_VMX_MODEL,
+            test: TestMode::None,
+            timeout: secs(180),
+            silence: secs(40),
+            required: BOCHS_VMX_2CPU,
+            forbidden: HEALTHY_FORBIDDEN,
+            outcome: Outcome::Success,
+            about: "Bochs (tigerlake), 2 CPUs: the AP comes online under VMX's CPU model",
         },
         Scenario {
             name: "bochs-ryzen",
