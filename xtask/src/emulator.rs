@@ -155,7 +155,7 @@ pub struct QemuConfig {
     pub memory_mib: u32,
     pub accel: Accel,
     pub serial: Serial,
-    /// Start the gdbstub on :1234 and wait for the debugger (`-s -S`).
+    /// Start the gdbstub on 127.0.0.1:1234 and wait for the debugger.
     pub gdb: bool,
     pub extra: Vec<String>,
 }
@@ -186,7 +186,8 @@ impl QemuConfig {
             }
         }
         if self.gdb {
-            push(&["-s", "-S"]);
+            // Like `-s -S`, but listening on loopback only.
+            push(&["-gdb", "tcp:127.0.0.1:1234", "-S"]);
         }
         args.extend(self.extra.iter().cloned());
         args
@@ -374,7 +375,7 @@ mod tests {
         assert!(args.starts_with("-accel kvm -cpu host,+vmx "), "{args}");
         assert!(args.contains("-bios /usr/share/ovmf/OVMF.fd"), "{args}");
         assert!(args.contains("-serial mon:stdio"), "{args}");
-        assert!(args.contains("-s -S"), "{args}");
+        assert!(args.contains("-gdb tcp:127.0.0.1:1234 -S"), "{args}");
     }
 
     #[test]

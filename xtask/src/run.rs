@@ -33,7 +33,7 @@ pub struct RunArgs {
     /// QEMU accelerator: auto picks KVM only where /dev/kvm offers nested VMX.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
-    /// Start QEMU's gdbstub on localhost:1234 and wait for the debugger.
+    /// Start QEMU's gdbstub on 127.0.0.1:1234 and wait for the debugger.
     #[arg(long)]
     pub gdb: bool,
     /// Bochs CPU model (`tigerlake` for VMX, `ryzen` for SVM).
@@ -86,9 +86,9 @@ fn run_qemu(args: &RunArgs, images: build::Images) -> Result<i32> {
     let mut cmd = cfg.command();
     if args.gdb {
         let elf = target_dir().join("x86_64-unknown-none/release/hypervisor");
-        eprintln!("xtask: QEMU waits for gdb on localhost:1234; in another terminal:");
+        eprintln!("xtask: QEMU waits for gdb on 127.0.0.1:1234; in another terminal:");
         eprintln!(
-            "    gdb {} -ex 'target remote localhost:1234'",
+            "    gdb {} -ex 'target remote 127.0.0.1:1234'",
             elf.display()
         );
     }
