@@ -39,7 +39,8 @@ pub fn target_dir() -> PathBuf {
 pub fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(project_root()).env_remove("RUSTC_BOOTSTRAP");
+    cmd.current_dir(project_root())
+        .env_remove("RUSTC_BOOTSTRAP");
     cmd
 }
 
