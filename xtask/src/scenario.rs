@@ -63,7 +63,7 @@ const QEMU_BOOT_1CPU: &[&str] = &[
     "cpu0 online (apic id 0)",
     "apic timer: * Hz calibrated",
     "apic timer: ticking (* ticks)",
-    "ramdisk: 2 entries",
+    "ramdisk: {entries} entries",
     "ramdisk: boot.cmd (* bytes)",
     "ramdisk: README (* bytes)",
     "READY: 1/1 cpus online, * ms since reset",
@@ -77,7 +77,7 @@ const QEMU_BOOT_2CPU: &[&str] = &[
     "cpu1 online (apic id 1)",
     "apic timer: * Hz calibrated",
     "apic timer: ticking (* ticks)",
-    "ramdisk: 2 entries",
+    "ramdisk: {entries} entries",
     "READY: 2/2 cpus online, * ms since reset",
     "EXIT: success",
 ];
@@ -89,7 +89,7 @@ const BOCHS_VMX_BOOT: &[&str] = &[
     "cpu0 online (apic id 0)",
     "apic timer: * Hz calibrated",
     "apic timer: ticking (* ticks)",
-    "ramdisk: 2 entries",
+    "ramdisk: {entries} entries",
     "ramdisk: boot.cmd (* bytes)",
     "READY: 1/1 cpus online",
     "EXIT: success",
@@ -293,13 +293,20 @@ impl Verdict {
     }
 }
 
+/// Fills in a pattern's placeholders: `{entries}` is the number of files in
+/// the ramdisk the scenario booted (boot.cmd, README and the guests).
+pub fn expand(pattern: &str, ramdisk_entries: usize) -> String {
+    pattern.replace("{entries}", &ramdisk_entries.to_string())
+}
+
 /// Judges one finished boot from its serial log and how the emulator ended.
-pub fn judge(scenario: &Scenario, log: &str, end: End) -> Verdict {
+pub fn judge(scenario: &Scenario, log: &str, end: End, ramdisk_entries: usize) -> Verdict {
     let mut failures = Vec::new();
     let lines: Vec<&str> = log.lines().collect();
 
     let mut next = 0;
     for pattern in scenario.required {
+        let pattern = &expand(pattern, ramdisk_entries);
         match lines[next..].iter().position(|l| line_matches(l, pattern)) {
             Some(i) => next += i + 1,
             None => {
@@ -387,23 +394,23 @@ INFO: bootloader line without timestamp
 
     #[test]
     fn a_good_boot_passes() {
-        let v = judge(&scenario("qemu-bios"), GOOD_BOOT, End::Exited(Some(33)));
+        let v = judge(&scenario("qemu-bios"), GOOD_BOOT, End::Exited(Some(33)), 2);
         assert!(v.passed(), "{:?}", v.failures);
     }
 
     #[test]
     fn wrong_exit_status_timeout_and_missing_lines_fail() {
         let s = scenario("qemu-bios");
-        let v = judge(&s, GOOD_BOOT, End::Exited(Some(35)));
+        let v = judge(&s, GOOD_BOOT, End::Exited(Some(35)), 2);
         assert_eq!(v.failures, ["QEMU exit status 35, expected 33"]);
-        let v = judge(&s, GOOD_BOOT, End::TimedOut);
+        let v = judge(&s, GOOD_BOOT, End::TimedOut, 2);
         assert!(v.failures[0].starts_with("timed out"), "{:?}", v.failures);
         let truncated: String = GOOD_BOOT
             .lines()
             .take(5)
             .map(|l| format!("{l}\n"))
             .collect();
-        let v = judge(&s, &truncated, End::Exited(Some(33)));
+        let v = judge(&s, &truncated, End::Exited(Some(33)), 2);
         assert!(
             v.failures.iter().any(|f| f.contains("READY")),
             "{:?}",
@@ -412,19 +419,27 @@ INFO: bootloader line without timestamp
     }
 
     #[test]
+    fn the_ramdisk_entry_count_follows_the_guests() {
+        let s = scenario("qemu-bios");
+        assert!(judge(&s, GOOD_BOOT, End::Exited(Some(33)), 2).passed());
+        let v = judge(&s, GOOD_BOOT, End::Exited(Some(33)), 3);
+        assert_eq!(v.failures, ["`ramdisk: 3 entries` not found"]);
+    }
+
+    #[test]
     fn order_and_forbidden_lines_count() {
         let s = scenario("qemu-bios");
         let swapped = GOOD_BOOT
             .replace("virt: SVM", "XX")
             .replace("EXIT: success", "EXIT: success\nvirt: SVM npt=1");
-        let v = judge(&s, &swapped, End::Exited(Some(33)));
+        let v = judge(&s, &swapped, End::Exited(Some(33)), 2);
         assert!(
             v.failures.iter().any(|f| f.contains("out of order")),
             "{:?}",
             v.failures
         );
         let faulty = format!("{GOOD_BOOT}[ 1.0] ERROR cpu0: EXCEPTION: #GP (vector 13)\n");
-        let v = judge(&s, &faulty, End::Exited(Some(33)));
+        let v = judge(&s, &faulty, End::Exited(Some(33)), 2);
         assert!(
             v.failures
                 .iter()
@@ -443,20 +458,20 @@ INFO: bootloader line without timestamp
 [    0.1] ERROR cpu0:   0xffff800000001234
 [    0.1] ERROR cpu0: EXIT: failure (exception)
 ";
-        assert!(judge(&s, log, End::Exited(Some(35))).passed());
-        assert!(!judge(&s, log, End::Exited(Some(33))).passed());
-        assert!(!judge(&s, "", End::Exited(Some(35))).passed());
+        assert!(judge(&s, log, End::Exited(Some(35)), 2).passed());
+        assert!(!judge(&s, log, End::Exited(Some(33)), 2).passed());
+        assert!(!judge(&s, "", End::Exited(Some(35)), 2).passed());
     }
 
     #[test]
     fn bochs_is_judged_from_the_log_alone() {
         let s = scenario("bochs-bios");
         let log = GOOD_BOOT.replace("virt: SVM npt=1", "virt: VMX ept=1 vpid=1");
-        assert!(judge(&s, &log, End::Exited(Some(1))).passed());
-        assert!(judge(&s, &log, End::Lingered).passed());
-        assert!(!judge(&s, &log, End::TimedOut).passed());
-        assert!(!judge(&s, &log, End::Silent).passed());
-        assert!(!judge(&s, GOOD_BOOT, End::Exited(Some(0))).passed());
+        assert!(judge(&s, &log, End::Exited(Some(1)), 2).passed());
+        assert!(judge(&s, &log, End::Lingered, 2).passed());
+        assert!(!judge(&s, &log, End::TimedOut, 2).passed());
+        assert!(!judge(&s, &log, End::Silent, 2).passed());
+        assert!(!judge(&s, GOOD_BOOT, End::Exited(Some(0)), 2).passed());
     }
 
     #[test]
