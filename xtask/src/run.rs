@@ -56,15 +56,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
         Emulator::Qemu => deps::ensure_packages(&deps::qemu_packages(args.uefi))?,
         Emulator::Bochs => deps::ensure_packages(deps::BOCHS_PACKAGES)?,
     }
-    let images = build::default_images(args.test, which)?;
     match args.emulator {
-        Emulator::Qemu => run_qemu(&args, images),
-        Emulator::Bochs => run_bochs(&args, images),
+        Emulator::Qemu => {
+            // Decide (and complain about --accel kvm) before building anything.
+            let accel = emulator::choose_accel(args.accel)?;
+            let images = build::default_images(args.test, which)?;
+            run_qemu(&args, accel, images)
+        }
+        Emulator::Bochs => {
+            let images = build::default_images(args.test, which)?;
+            run_bochs(&args, images)
+        }
     }
 }
 
-fn run_qemu(args: &RunArgs, images: build::Images) -> Result<i32> {
-    let accel = emulator::choose_accel(args.accel)?;
+fn run_qemu(args: &RunArgs, accel: emulator::Accel, images: build::Images) -> Result<i32> {
     let (image, uefi_firmware) = if args.uefi {
         (
             images.uefi.context("no UEFI image")?,
