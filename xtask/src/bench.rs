@@ -96,7 +96,8 @@ pub fn run(boots: u32) -> Result<()> {
             extra: Vec::new(),
         }
         .command();
-        cmd.stdout(std::process::Stdio::null());
+        let out = std::fs::File::create(dir.join(format!("boot-{i}.emulator.out")))?;
+        cmd.stdout(out.try_clone()?).stderr(out);
         let started = Instant::now();
         let mut child = util::spawn_group(&mut cmd)?;
         let ending = util::wait_or_kill(

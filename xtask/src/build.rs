@@ -101,6 +101,8 @@ pub fn image_builder() -> Result<PathBuf> {
 #[derive(Debug, Clone, Default)]
 pub struct Images {
     pub ramdisk: PathBuf,
+    /// How many files the ramdisk holds (the kernel lists them at boot).
+    pub ramdisk_entries: usize,
     pub bios: Option<PathBuf>,
     pub uefi: Option<PathBuf>,
 }
@@ -131,12 +133,14 @@ pub fn images(
 ) -> Result<Images> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let ramdisk_path = out_dir.join("ramdisk.cpio");
-    let archive = ramdisk::archive(&ramdisk::standard_entries(test, guests))?;
+    let entries = ramdisk::standard_entries(test, guests);
+    let archive = ramdisk::archive(&entries)?;
     std::fs::write(&ramdisk_path, archive)
         .with_context(|| format!("writing {}", ramdisk_path.display()))?;
 
     let mut images = Images {
         ramdisk: ramdisk_path.clone(),
+        ramdisk_entries: entries.len(),
         ..Images::default()
     };
     let mut cmd = Command::new(image_builder);

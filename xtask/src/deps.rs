@@ -221,7 +221,13 @@ fn host_packages(mode: Mode, reqs: &[Requirement]) -> Result<()> {
 
 /// rust-src and llvm-tools (the image builder) and the bare-metal target.
 fn rust_components(mode: Mode) -> Result<()> {
-    let sysroot = Command::new("rustc")
+    // The rustc beside the cargo that runs us (the pinned toolchain's).
+    let rustc = std::env::var_os("CARGO")
+        .map(std::path::PathBuf::from)
+        .and_then(|cargo| cargo.parent().map(|dir| dir.join("rustc")))
+        .filter(|rustc| rustc.is_file())
+        .unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc)
         .args(["--print", "sysroot"])
         .current_dir(util::project_root())
         .output()?;

@@ -28,6 +28,7 @@ use crate::ramdisk::TestMode;
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Build, image, run and test the hypervisor"
 )]
 struct Cli {

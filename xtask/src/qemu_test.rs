@@ -88,7 +88,7 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
         }
         .context("image set lacks the scenario's firmware")?;
         eprintln!("xtask: qemu-test {} ... ({})", s.name, s.about);
-        match run_one(s, image, &root) {
+        match run_one(s, image, set.ramdisk_entries, &root) {
             Ok((verdict, log, took)) => {
                 if verdict.passed() {
                     tally.passed += 1;
@@ -120,6 +120,7 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
 fn run_one(
     s: &Scenario,
     image: &Path,
+    ramdisk_entries: usize,
     root: &Path,
 ) -> Result<(scenario::Verdict, PathBuf, Duration)> {
     let dir = root.join(s.name);
@@ -202,7 +203,7 @@ fn run_one(
     };
     let log_bytes = std::fs::read(&serial_log).unwrap_or_default();
     let log = String::from_utf8_lossy(&log_bytes);
-    let mut verdict = scenario::judge(s, &log, end);
+    let mut verdict = scenario::judge(s, &log, end, ramdisk_entries);
     if log_bytes.is_empty() {
         verdict.failures.push(format!(
             "the serial log is empty; emulator output: {}",

@@ -33,7 +33,7 @@ pub struct RunArgs {
     /// QEMU accelerator: auto picks KVM only where /dev/kvm offers nested VMX.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
-    /// Start QEMU's gdbstub on localhost:1234 and wait for the debugger.
+    /// Start QEMU's gdbstub on 127.0.0.1:1234 and wait for the debugger.
     #[arg(long)]
     pub gdb: bool,
     /// Bochs CPU model (`tigerlake` for VMX, `ryzen` for SVM).
@@ -56,15 +56,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
         Emulator::Qemu => deps::ensure_packages(&deps::qemu_packages(args.uefi))?,
         Emulator::Bochs => deps::ensure_packages(deps::BOCHS_PACKAGES)?,
     }
-    let images = build::default_images(args.test, which)?;
     match args.emulator {
-        Emulator::Qemu => run_qemu(&args, images),
-        Emulator::Bochs => run_bochs(&args, images),
+        Emulator::Qemu => {
+            // Decide (and complain about --accel kvm) before building anything.
+            let accel = emulator::choose_accel(args.accel)?;
+            let images = build::default_images(args.test, which)?;
+            run_qemu(&args, accel, images)
+        }
+        Emulator::Bochs => {
+            let images = build::default_images(args.test, which)?;
+            run_bochs(&args, images)
+        }
     }
 }
 
-fn run_qemu(args: &RunArgs, images: build::Images) -> Result<i32> {
-    let accel = emulator::choose_accel(args.accel)?;
+fn run_qemu(args: &RunArgs, accel: emulator::Accel, images: build::Images) -> Result<i32> {
     let (image, uefi_firmware) = if args.uefi {
         (
             images.uefi.context("no UEFI image")?,
@@ -86,9 +92,9 @@ fn run_qemu(args: &RunArgs, images: build::Images) -> Result<i32> {
     let mut cmd = cfg.command();
     if args.gdb {
         let elf = target_dir().join("x86_64-unknown-none/release/hypervisor");
-        eprintln!("xtask: QEMU waits for gdb on localhost:1234; in another terminal:");
+        eprintln!("xtask: QEMU waits for gdb on 127.0.0.1:1234; in another terminal:");
         eprintln!(
-            "    gdb {} -ex 'target remote localhost:1234'",
+            "    gdb {} -ex 'target remote 127.0.0.1:1234'",
             elf.display()
         );
     }

@@ -36,7 +36,7 @@ pub struct Scenario {
     pub emulator: Emulator,
     pub firmware: Firmware,
     pub smp: u32,
-    /// Bochs CPU model (`tigerlake`, `ryzen`); QEMU always uses TCG's EPYC.
+    /// Bochs CPU model (`tigerlake`, `ryzen`); QEMU always uses TCG's `max`.
     pub bochs_model: &'static str,
     pub test: TestMode,
     pub timeout: Duration,
@@ -63,7 +63,7 @@ const QEMU_BOOT_1CPU: &[&str] = &[
     "cpu0 online (apic id 0)",
     "apic timer: * Hz calibrated",
     "apic timer: ticking (* ticks)",
-    "ramdisk: 2 entries",
+    "ramdisk: {entries} entries",
     "ramdisk: boot.cmd (* bytes)",
     "ramdisk: README (* bytes)",
     "READY: 1/1 cpus online, * ms since reset",
@@ -77,7 +77,7 @@ const QEMU_BOOT_2CPU: &[&str] = &[
     "cpu1 online (apic id 1)",
     "apic timer: * Hz calibrated",
     "apic timer: ticking (* ticks)",
-    "ramdisk: 2 entries",
+    "ramdisk: {entries} entries",
     "READY: 2/2 cpus online, * ms since reset",
     "EXIT: success",
 ];
@@ -89,9 +89,18 @@ const BOCHS_VMX_BOOT: &[&str] = &[
     "cpu0 online (apic id 0)",
     "apic timer: * Hz calibrated",
     "apic timer: ticking (* ticks)",
-    "ramdisk: 2 entries",
+    "ramdisk: {entries} entries",
     "ramdisk: boot.cmd (* bytes)",
     "READY: 1/1 cpus online",
+    "EXIT: success",
+];
+
+const BOCHS_VMX_2CPU: &[&str] = &[
+    "virt: VMX ept=1",
+    "acpi: 2 cpus, lapic 0x",
+    "cpu1 online (apic id 1)",
+    "apic timer: ticking (* ticks)",
+    "READY: 2/2 cpus online",
     "EXIT: success",
 ];
 
@@ -116,11 +125,11 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::None,
             timeout: secs(60),
-            silence: secs(20),
+            silence: secs(30),
             required: QEMU_BOOT_1CPU,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
-            about: "QEMU TCG (EPYC: SVM+NPT), SeaBIOS, 1 CPU: full boot report",
+            about: "QEMU TCG (-cpu max: AMD SVM+NPT), SeaBIOS, 1 CPU: full boot report",
         },
         Scenario {
             name: "qemu-uefi",
@@ -130,7 +139,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::None,
             timeout: secs(90),
-            silence: secs(20),
+            silence: secs(30),
             required: QEMU_BOOT_1CPU,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
@@ -144,7 +153,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::None,
             timeout: secs(60),
-            silence: secs(20),
+            silence: secs(30),
             required: QEMU_BOOT_2CPU,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
@@ -158,7 +167,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::FaultPagefault,
             timeout: secs(60),
-            silence: secs(20),
+            silence: secs(30),
             required: &[
                 "EXCEPTION: #PF (vector 14) error=0x* rip=0x* cr2=0x",
                 "backtrace:",
@@ -177,7 +186,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::FaultUd,
             timeout: secs(60),
-            silence: secs(20),
+            silence: secs(30),
             required: &["EXCEPTION: #UD (vector 6)", "backtrace:", "EXIT: failure ("],
             forbidden: &["EXIT: success"],
             outcome: Outcome::Failure,
@@ -191,7 +200,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: "",
             test: TestMode::Panic,
             timeout: secs(60),
-            silence: secs(20),
+            silence: secs(30),
             required: &["PANIC: ", "EXIT: failure ("],
             forbidden: &["EXIT: success"],
             outcome: Outcome::Failure,
@@ -205,11 +214,25 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: BOCHS_VMX_MODEL,
             test: TestMode::None,
             timeout: secs(180),
-            silence: secs(40),
+            silence: secs(60),
             required: BOCHS_VMX_BOOT,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
             about: "Bochs (tigerlake: VMX+EPT), Bochs BIOS, 1 CPU: full boot report",
+        },
+        Scenario {
+            name: "bochs-bios-smp2",
+            emulator: Emulator::Bochs,
+            firmware: Firmware::Bios,
+            smp: 2,
+            bochs_model: BOCHS_VMX_MODEL,
+            test: TestMode::None,
+            timeout: secs(180),
+            silence: secs(60),
+            required: BOCHS_VMX_2CPU,
+            forbidden: HEALTHY_FORBIDDEN,
+            outcome: Outcome::Success,
+            about: "Bochs (tigerlake), 2 CPUs: the AP comes online under VMX's CPU model",
         },
         Scenario {
             name: "bochs-ryzen",
@@ -219,7 +242,7 @@ pub fn all() -> Vec<Scenario> {
             bochs_model: BOCHS_SVM_MODEL,
             test: TestMode::None,
             timeout: secs(180),
-            silence: secs(40),
+            silence: secs(60),
             required: BOCHS_SVM_BOOT,
             forbidden: HEALTHY_FORBIDDEN,
             outcome: Outcome::Success,
@@ -270,13 +293,20 @@ impl Verdict {
     }
 }
 
+/// Fills in a pattern's placeholders: `{entries}` is the number of files in
+/// the ramdisk the scenario booted (boot.cmd, README and the guests).
+pub fn expand(pattern: &str, ramdisk_entries: usize) -> String {
+    pattern.replace("{entries}", &ramdisk_entries.to_string())
+}
+
 /// Judges one finished boot from its serial log and how the emulator ended.
-pub fn judge(scenario: &Scenario, log: &str, end: End) -> Verdict {
+pub fn judge(scenario: &Scenario, log: &str, end: End, ramdisk_entries: usize) -> Verdict {
     let mut failures = Vec::new();
     let lines: Vec<&str> = log.lines().collect();
 
     let mut next = 0;
     for pattern in scenario.required {
+        let pattern = &expand(pattern, ramdisk_entries);
         match lines[next..].iter().position(|l| line_matches(l, pattern)) {
             Some(i) => next += i + 1,
             None => {
@@ -364,23 +394,23 @@ INFO: bootloader line without timestamp
 
     #[test]
     fn a_good_boot_passes() {
-        let v = judge(&scenario("qemu-bios"), GOOD_BOOT, End::Exited(Some(33)));
+        let v = judge(&scenario("qemu-bios"), GOOD_BOOT, End::Exited(Some(33)), 2);
         assert!(v.passed(), "{:?}", v.failures);
     }
 
     #[test]
     fn wrong_exit_status_timeout_and_missing_lines_fail() {
         let s = scenario("qemu-bios");
-        let v = judge(&s, GOOD_BOOT, End::Exited(Some(35)));
+        let v = judge(&s, GOOD_BOOT, End::Exited(Some(35)), 2);
         assert_eq!(v.failures, ["QEMU exit status 35, expected 33"]);
-        let v = judge(&s, GOOD_BOOT, End::TimedOut);
+        let v = judge(&s, GOOD_BOOT, End::TimedOut, 2);
         assert!(v.failures[0].starts_with("timed out"), "{:?}", v.failures);
         let truncated: String = GOOD_BOOT
             .lines()
             .take(5)
             .map(|l| format!("{l}\n"))
             .collect();
-        let v = judge(&s, &truncated, End::Exited(Some(33)));
+        let v = judge(&s, &truncated, End::Exited(Some(33)), 2);
         assert!(
             v.failures.iter().any(|f| f.contains("READY")),
             "{:?}",
@@ -389,19 +419,27 @@ INFO: bootloader line without timestamp
     }
 
     #[test]
+    fn the_ramdisk_entry_count_follows_the_guests() {
+        let s = scenario("qemu-bios");
+        assert!(judge(&s, GOOD_BOOT, End::Exited(Some(33)), 2).passed());
+        let v = judge(&s, GOOD_BOOT, End::Exited(Some(33)), 3);
+        assert_eq!(v.failures, ["`ramdisk: 3 entries` not found"]);
+    }
+
+    #[test]
     fn order_and_forbidden_lines_count() {
         let s = scenario("qemu-bios");
         let swapped = GOOD_BOOT
             .replace("virt: SVM", "XX")
             .replace("EXIT: success", "EXIT: success\nvirt: SVM npt=1");
-        let v = judge(&s, &swapped, End::Exited(Some(33)));
+        let v = judge(&s, &swapped, End::Exited(Some(33)), 2);
         assert!(
             v.failures.iter().any(|f| f.contains("out of order")),
             "{:?}",
             v.failures
         );
         let faulty = format!("{GOOD_BOOT}[ 1.0] ERROR cpu0: EXCEPTION: #GP (vector 13)\n");
-        let v = judge(&s, &faulty, End::Exited(Some(33)));
+        let v = judge(&s, &faulty, End::Exited(Some(33)), 2);
         assert!(
             v.failures
                 .iter()
@@ -420,20 +458,20 @@ INFO: bootloader line without timestamp
 [    0.1] ERROR cpu0:   0xffff800000001234
 [    0.1] ERROR cpu0: EXIT: failure (exception)
 ";
-        assert!(judge(&s, log, End::Exited(Some(35))).passed());
-        assert!(!judge(&s, log, End::Exited(Some(33))).passed());
-        assert!(!judge(&s, "", End::Exited(Some(35))).passed());
+        assert!(judge(&s, log, End::Exited(Some(35)), 2).passed());
+        assert!(!judge(&s, log, End::Exited(Some(33)), 2).passed());
+        assert!(!judge(&s, "", End::Exited(Some(35)), 2).passed());
     }
 
     #[test]
     fn bochs_is_judged_from_the_log_alone() {
         let s = scenario("bochs-bios");
         let log = GOOD_BOOT.replace("virt: SVM npt=1", "virt: VMX ept=1 vpid=1");
-        assert!(judge(&s, &log, End::Exited(Some(1))).passed());
-        assert!(judge(&s, &log, End::Lingered).passed());
-        assert!(!judge(&s, &log, End::TimedOut).passed());
-        assert!(!judge(&s, &log, End::Silent).passed());
-        assert!(!judge(&s, GOOD_BOOT, End::Exited(Some(0))).passed());
+        assert!(judge(&s, &log, End::Exited(Some(1)), 2).passed());
+        assert!(judge(&s, &log, End::Lingered, 2).passed());
+        assert!(!judge(&s, &log, End::TimedOut, 2).passed());
+        assert!(!judge(&s, &log, End::Silent, 2).passed());
+        assert!(!judge(&s, GOOD_BOOT, End::Exited(Some(0)), 2).passed());
     }
 
     #[test]

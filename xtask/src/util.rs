@@ -32,10 +32,15 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// A `cargo` command for the same toolchain that runs this xtask.
+///
+/// `RUSTC_BOOTSTRAP` is removed from its environment even if the user exported
+/// it: workspace builds (and so `ci`) must prove that no nightly feature crept in.
+/// Only the image builder's build sets it again (see docs/toolchain.md).
 pub fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(project_root());
+    cmd.current_dir(project_root())
+        .env_remove("RUSTC_BOOTSTRAP");
     cmd
 }
 
