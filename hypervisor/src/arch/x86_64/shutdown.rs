@@ -22,6 +22,7 @@ pub fn exit(code: ExitCode, reason: &str) -> ! {
         ExitCode::Success => 0x10,
         ExitCode::Failure => 0x11,
     };
+    drain_com1();
     // SAFETY: port 0xF4 is the isa-debug-exit device the xtask configures; on a
     // machine without it the write is ignored. Port 0x8900 is Bochs' shutdown port,
     // likewise ignored elsewhere. We are ending the machine, so no state matters.
@@ -33,6 +34,19 @@ pub fn exit(code: ExitCode, reason: &str) -> ! {
         }
     }
     halt_forever()
+}
+
+/// Wait (bounded) until COM1's transmitter is empty, so that an emulator that
+/// ends the moment we write its exit port (Bochs) has sent the last line.
+fn drain_com1() {
+    let mut lsr = Port::<u8>::new(0x3FD);
+    for _ in 0..1_000_000 {
+        // SAFETY: 0x3FD is COM1's line status register: reading it has no side effect.
+        if unsafe { lsr.read() } & 0x40 != 0 {
+            break;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// `cli; hlt` forever.
