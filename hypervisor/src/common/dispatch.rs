@@ -311,6 +311,14 @@ mod tests {
             )
         }
 
+        fn evtchn<T: IntoBytes + Immutable>(&mut self, domid: domid_t, cmd: u32, arg: &T) -> i64 {
+            self.call(domid, __HYPERVISOR_event_channel_op, cmd.into(), arg)
+        }
+
+        fn hvm<T: IntoBytes + Immutable>(&mut self, domid: domid_t, op: u32, arg: &T) -> i64 {
+            self.call(domid, __HYPERVISOR_hvm_op, op.into(), arg)
+        }
+
         /// A running domU with one vCPU and its shared_info mapped at SHINFO_GFN
         /// (what XENMEM_add_to_physmap will do).
         fn domu(&mut self, extra_flags: u32) -> domid_t {
@@ -351,43 +359,19 @@ mod tests {
         let mut au = evtchn_alloc_unbound::new_zeroed();
         au.dom = a;
         au.remote_dom = 0;
-        assert_eq!(
-            w.call(
-                0,
-                __HYPERVISOR_event_channel_op,
-                EVTCHNOP_alloc_unbound.into(),
-                &au
-            ),
-            0
-        );
+        assert_eq!(w.evtchn(0, EVTCHNOP_alloc_unbound, &au), 0);
         let pa = w.env.get::<evtchn_alloc_unbound>(ARG_GVA).port;
         assert_eq!(pa, 1);
 
         let mut bi = evtchn_bind_interdomain::new_zeroed();
         bi.remote_dom = a;
         bi.remote_port = pa;
-        assert_eq!(
-            w.call(
-                0,
-                __HYPERVISOR_event_channel_op,
-                EVTCHNOP_bind_interdomain.into(),
-                &bi
-            ),
-            0
-        );
+        assert_eq!(w.evtchn(0, EVTCHNOP_bind_interdomain, &bi), 0);
         let p0 = w.env.get::<evtchn_bind_interdomain>(ARG_GVA).local_port;
 
         w.ext.actions.clear();
         let send = evtchn_send { port: p0 };
-        assert_eq!(
-            w.call(
-                0,
-                __HYPERVISOR_event_channel_op,
-                EVTCHNOP_send.into(),
-                &send
-            ),
-            0
-        );
+        assert_eq!(w.evtchn(0, EVTCHNOP_send, &send), 0);
         let s = w.shared_info(a);
         assert_eq!(
             s.evtchn_pending[0] & (1 << pa),
@@ -407,12 +391,11 @@ mod tests {
         let plain = w.domu(0);
         let mut ic = evtchn_init_control::new_zeroed();
         ic.control_gfn = 0xf_ffff_ffff; // not backed
-        let init = EVTCHNOP_init_control.into();
-        let r_plain = w.call(plain, __HYPERVISOR_event_channel_op, init, &ic);
+        let r_plain = w.evtchn(plain, EVTCHNOP_init_control, &ic);
         if cfg!(feature = "evtchn-fifo") {
             assert_eq!(r_plain, ENOSYS, "no permission: as Xen before 4.4");
             let fifo = w.domu(XEN_DOMCTL_CDF_evtchn_fifo);
-            let r_fifo = w.call(fifo, __HYPERVISOR_event_channel_op, init, &ic);
+            let r_fifo = w.evtchn(fifo, EVTCHNOP_init_control, &ic);
             assert_eq!(r_fifo, EINVAL, "permitted: the bad gfn is looked at");
         } else {
             assert_eq!(
@@ -435,25 +418,9 @@ mod tests {
             vector: 0xf3,
             _implicit0: [0; 3],
         };
-        assert_eq!(
-            w.call(
-                plain,
-                __HYPERVISOR_hvm_op,
-                HVMOP_set_evtchn_upcall_vector.into(),
-                &uv
-            ),
-            ENOSYS
-        );
+        assert_eq!(w.hvm(plain, HVMOP_set_evtchn_upcall_vector, &uv), ENOSYS);
         w.ext.actions.clear();
-        assert_eq!(
-            w.call(
-                up,
-                __HYPERVISOR_hvm_op,
-                HVMOP_set_evtchn_upcall_vector.into(),
-                &uv
-            ),
-            0
-        );
+        assert_eq!(w.hvm(up, HVMOP_set_evtchn_upcall_vector, &uv), 0);
         assert!(w
             .ext
             .actions
@@ -463,15 +430,9 @@ mod tests {
         p.domid = DOMID_SELF;
         p.index = HVM_PARAM_ALTP2M;
         p.value = 1;
-        assert_eq!(
-            w.call(plain, __HYPERVISOR_hvm_op, HVMOP_set_param.into(), &p),
-            EPERM
-        );
+        assert_eq!(w.hvm(plain, HVMOP_set_param, &p), EPERM);
         p.domid = plain;
-        assert_eq!(
-            w.call(0, __HYPERVISOR_hvm_op, HVMOP_set_param.into(), &p),
-            0
-        );
+        assert_eq!(w.hvm(0, HVMOP_set_param, &p), 0);
         assert_eq!(
             w.env
                 .hv
@@ -491,28 +452,12 @@ mod tests {
         let mut au = evtchn_alloc_unbound::new_zeroed();
         au.dom = DOMID_SELF;
         au.remote_dom = a;
-        assert_eq!(
-            w.call(
-                0,
-                __HYPERVISOR_event_channel_op,
-                EVTCHNOP_alloc_unbound.into(),
-                &au
-            ),
-            0
-        );
+        assert_eq!(w.evtchn(0, EVTCHNOP_alloc_unbound, &au), 0);
         let p0 = w.env.get::<evtchn_alloc_unbound>(ARG_GVA).port;
         let mut bi = evtchn_bind_interdomain::new_zeroed();
         bi.remote_dom = 0;
         bi.remote_port = p0;
-        assert_eq!(
-            w.call(
-                a,
-                __HYPERVISOR_event_channel_op,
-                EVTCHNOP_bind_interdomain.into(),
-                &bi
-            ),
-            0
-        );
+        assert_eq!(w.evtchn(a, EVTCHNOP_bind_interdomain, &bi), 0);
         let op = domctl_op(xen_public_abi::domctl::XEN_DOMCTL_destroydomain, a);
         w.env.put(ARG_GVA, &op);
         let rc = do_hypercall(
@@ -527,15 +472,7 @@ mod tests {
         let mut st = evtchn_status::new_zeroed();
         st.dom = DOMID_SELF;
         st.port = p0;
-        assert_eq!(
-            w.call(
-                0,
-                __HYPERVISOR_event_channel_op,
-                EVTCHNOP_status.into(),
-                &st
-            ),
-            0
-        );
+        assert_eq!(w.evtchn(0, EVTCHNOP_status, &st), 0);
         assert_eq!(
             w.env.get::<evtchn_status>(ARG_GVA).status,
             EVTCHNSTAT_unbound
