@@ -21,8 +21,8 @@ use xen_public_abi::hvm::hvm_op::{
 use xen_public_abi::hvm::params::{HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_TYPE_VECTOR};
 use xen_public_abi::memory::{xen_add_to_physmap, XENMAPSPACE_shared_info, XENMEM_add_to_physmap};
 use xen_public_abi::xen::{
-    shared_info, DOMID_SELF, __HYPERVISOR_event_channel_op, __HYPERVISOR_hvm_op,
-    __HYPERVISOR_memory_op,
+    __HYPERVISOR_event_channel_op, __HYPERVISOR_hvm_op, __HYPERVISOR_memory_op, shared_info,
+    DOMID_SELF,
 };
 
 use crate::idt::{self, TrapFrame, UPCALL_VECTOR};
@@ -39,6 +39,7 @@ static mut SHARED_INFO: Page = Page([0; 4096]);
 static mut CONTROL_BLOCK: Page = Page([0; 4096]);
 static mut EVENT_ARRAY: [Page; FIFO_PAGES] = [Page([0; 4096]), Page([0; 4096])];
 
+#[allow(clippy::declare_interior_mutable_const)] // array initialiser only
 const ZERO: AtomicU32 = AtomicU32::new(0);
 /// Events received per port.
 static RECEIVED: [AtomicU32; MAX_PORTS] = [ZERO; MAX_PORTS];
@@ -498,4 +499,25 @@ pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: as above.
     unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
     r
+}
+
+/// `EVTCHNOP_bind_ipi(vcpu)`.
+pub fn bind_ipi(vcpu: u32) -> Result<u32, i64> {
+    let mut b = evtchn_bind_ipi { vcpu, port: 0 };
+    match evtchn_op(EVTCHNOP_bind_ipi, &mut b) {
+        0 => Ok(b.port),
+        rc => Err(rc),
+    }
+}
+
+/// `EVTCHNOP_status(DOMID_SELF, port)`: the `EVTCHNSTAT_*` value.
+pub fn status(port: u32) -> Result<u32, i64> {
+    use zerocopy::FromZeros;
+    let mut st = evtchn_status::new_zeroed();
+    st.dom = DOMID_SELF;
+    st.port = port;
+    match evtchn_op(EVTCHNOP_status, &mut st) {
+        0 => Ok(st.status),
+        rc => Err(rc),
+    }
 }

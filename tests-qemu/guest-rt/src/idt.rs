@@ -46,6 +46,7 @@ pub struct TrapFrame {
 /// A handler for one vector.
 pub type Handler = fn(&mut TrapFrame);
 
+#[allow(clippy::declare_interior_mutable_const)] // array initialiser only
 const NONE: AtomicUsize = AtomicUsize::new(0);
 static HANDLERS: [AtomicUsize; 256] = [NONE; 256];
 
