@@ -154,7 +154,7 @@ pub fn use_hypercall_page(on: bool) {
 /// The hypercall page bytes (valid after [`install_hypercall_page`]).
 pub fn hypercall_page() -> &'static [u8; 4096] {
     // SAFETY: the page is only written by the hypervisor (on WRMSR), never by us.
-    unsafe { &*(&raw const HYPERCALL_PAGE.0) }
+    unsafe { &*((&raw const HYPERCALL_PAGE) as *const [u8; 4096]) }
 }
 
 /// Issues hypercall `nr` with up to five arguments; returns RAX.
