@@ -62,7 +62,10 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
     let kernel = build::hypervisor()?;
     // Guests only go into the ramdisks of scenarios with a domains.cfg: the
     // boot-only scenarios keep their two-entry ramdisk.
-    let guests = if scenarios.iter().any(|s| s.domains.is_some()) {
+    let guests = if scenarios
+        .iter()
+        .any(|s| s.domains.is_some() || s.guest_kernel.is_some())
+    {
         build::guests()?
     } else {
         Vec::new()
@@ -108,7 +111,12 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
         }
         .context("image set lacks the scenario's firmware")?;
         eprintln!("xtask: qemu-test {} ... ({})", s.name, s.about);
-        match run_one(s, image, &root) {
+        let outcome = match s.guest_kernel {
+            Some(cmdline) => guest_kernel_path(&guests, &root)
+                .and_then(|elf| run_one(s, &elf, Some((&elf, cmdline)), &root)),
+            None => run_one(s, image, None, &root),
+        };
+        match outcome {
             Ok((verdict, log, took)) => {
                 if verdict.passed() {
                     tally.passed += 1;
@@ -136,10 +144,21 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
     Ok(tally)
 }
 
-/// Boots one scenario; returns its verdict, its serial log path and how long it took.
+/// Writes the test guest ELF (the first guest entry) for direct `-kernel` boots.
+fn guest_kernel_path(guests: &[crate::ramdisk::Entry], root: &Path) -> Result<PathBuf> {
+    let guest = guests.first().context("no test guest was built")?;
+    let path = root.join(format!("{}.elf", guest.name));
+    std::fs::write(&path, &guest.data).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Boots one scenario; returns its verdict, its serial log path and how long it
+/// took. `kernel`: boot this PVH ELF with this command line instead (QEMU
+/// `-kernel`/`-append`; the disk is then only attached, never booted).
 fn run_one(
     s: &Scenario,
     image: &Path,
+    kernel: Option<(&Path, &str)>,
     root: &Path,
 ) -> Result<(scenario::Verdict, PathBuf, Duration)> {
     let dir = root.join(s.name);
@@ -162,7 +181,15 @@ fn run_one(
             accel: Accel::Tcg,
             serial: Serial::File(serial_log.clone()),
             gdb: false,
-            extra: Vec::new(),
+            extra: match kernel {
+                Some((elf, cmdline)) => vec![
+                    "-kernel".into(),
+                    elf.display().to_string(),
+                    "-append".into(),
+                    cmdline.into(),
+                ],
+                None => Vec::new(),
+            },
         }
         .command(),
         Emulator::Bochs => {

@@ -52,6 +52,9 @@ pub struct Scenario {
     /// `tests-qemu/scenarios/<name>/domains.cfg` for the ramdisk (with the
     /// guest images), or none for a hypervisor-only boot.
     pub domains: Option<&'static str>,
+    /// `Some(cmdline)`: no hypervisor: QEMU boots the test guest ELF itself
+    /// (`-kernel testguest -append cmdline`, PVH), to check the guest runtime.
+    pub guest_kernel: Option<&'static str>,
     /// Runs only when named (`cargo xtask qemu-test <name>`): the hypervisor
     /// side it needs has not landed on this branch yet.
     pub opt_in: bool,
@@ -129,6 +132,7 @@ pub fn all() -> Vec<Scenario> {
             anywhere: &[],
             forbidden: HEALTHY_FORBIDDEN,
             domains: None,
+            guest_kernel: None,
             opt_in: false,
             outcome: Outcome::Success,
             about: "QEMU TCG (EPYC: SVM+NPT), SeaBIOS, 1 CPU: full boot report",
@@ -146,6 +150,7 @@ pub fn all() -> Vec<Scenario> {
             anywhere: &[],
             forbidden: HEALTHY_FORBIDDEN,
             domains: None,
+            guest_kernel: None,
             opt_in: false,
             outcome: Outcome::Success,
             about: "QEMU TCG, OVMF (UEFI), 1 CPU: full boot report",
@@ -163,6 +168,7 @@ pub fn all() -> Vec<Scenario> {
             anywhere: &[],
             forbidden: HEALTHY_FORBIDDEN,
             domains: None,
+            guest_kernel: None,
             opt_in: false,
             outcome: Outcome::Success,
             about: "QEMU TCG, SeaBIOS, 2 CPUs: the AP comes online",
@@ -184,6 +190,7 @@ pub fn all() -> Vec<Scenario> {
             anywhere: &[],
             forbidden: &["EXIT: success"],
             domains: None,
+            guest_kernel: None,
             opt_in: false,
             outcome: Outcome::Failure,
             about:
@@ -202,6 +209,7 @@ pub fn all() -> Vec<Scenario> {
             anywhere: &[],
             forbidden: &["EXIT: success"],
             domains: None,
+            guest_kernel: None,
             opt_in: false,
             outcome: Outcome::Failure,
             about: "boot.cmd test=fault-ud: the #UD is reported and QEMU ends with status 35",
@@ -219,6 +227,7 @@ pub fn all() -> Vec<Scenario> {
             anywhere: &[],
             forbidden: &["EXIT: success"],
             domains: None,
+            guest_kernel: None,
             opt_in: false,
             outcome: Outcome::Failure,
             about: "boot.cmd test=panic: the panic message is printed and QEMU ends with status 35",
@@ -236,6 +245,7 @@ pub fn all() -> Vec<Scenario> {
             anywhere: &[],
             forbidden: HEALTHY_FORBIDDEN,
             domains: None,
+            guest_kernel: None,
             opt_in: false,
             outcome: Outcome::Success,
             about: "Bochs (tigerlake: VMX+EPT), Bochs BIOS, 1 CPU: full boot report",
@@ -253,9 +263,35 @@ pub fn all() -> Vec<Scenario> {
             anywhere: &[],
             forbidden: HEALTHY_FORBIDDEN,
             domains: None,
+            guest_kernel: None,
             opt_in: false,
             outcome: Outcome::Success,
             about: "Bochs (ryzen: SVM+NPT, NRIPS), Bochs BIOS: a second SVM implementation",
+        },
+        Scenario {
+            name: "guest-rt-selftest",
+            emulator: Emulator::Qemu,
+            firmware: Firmware::Bios,
+            smp: 1,
+            bochs_model: "",
+            test: TestMode::None,
+            timeout: secs(60),
+            silence: secs(20),
+            required: &[
+                "guest-rt: not under Xen",
+                "testguest: role selftest",
+                "RESULT selftest.idt-int3 PASS",
+                "RESULT selftest.cpl3-round-trip PASS",
+                "SCENARIO selftest DONE",
+                "EXIT: success",
+            ],
+            anywhere: &[],
+            forbidden: GUEST_FORBIDDEN,
+            outcome: Outcome::Success,
+            domains: None,
+            guest_kernel: Some("role=selftest"),
+            opt_in: false,
+            about: "no hypervisor: QEMU boots the test guest itself (PVH -kernel): IDT, ring 3 and back",
         },
     ];
     for g in GUESTS {
@@ -429,6 +465,7 @@ fn guest_scenario(g: &GuestScenario, smp: u32) -> Scenario {
         forbidden: GUEST_FORBIDDEN,
         outcome: Outcome::Success,
         domains: Some(g.name),
+        guest_kernel: None,
         opt_in: g.opt_in,
         about: g.about,
     }

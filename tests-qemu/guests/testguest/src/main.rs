@@ -20,18 +20,7 @@ fn guest_main(boot: &Boot) -> ! {
     let role = boot.arg("role").unwrap_or("none");
     println!("testguest: role {} (cmdline \"{}\")", role, boot.cmdline);
     if role == "selftest" {
-        // Plain-QEMU check of the runtime: ring 3 entry and the exception path
-        // (VMMCALL at CPL3 without SVM is #UD, reported with the ring-3 RIP).
-        // Without SVM/VMX the ring-3 VMMCALL/VMCALL is #UD: fake its result and
-        // skip it, so the int 0x80 return path runs too.
-        guest_rt::idt::set_handler(6, |f| {
-            if f.cs & 3 == 3 {
-                f.rax = 0x1234;
-                f.rip += 3;
-            }
-        });
-        let rc = guest_rt::user::hypercall_at_cpl3(17);
-        println!("selftest: cpl3 round trip rc {:#x} (want 0x1234)", rc);
+        selftest();
     }
     if boot.xen_base.is_none() && role != "none" {
         println!("testguest: not under Xen; nothing to test");
@@ -55,4 +44,52 @@ fn guest_main(boot: &Boot) -> ! {
             xen::shutdown(SHUTDOWN_crash)
         }
     }
+}
+
+/// Plain-QEMU check of the runtime (`qemu-system-x86_64 -kernel testguest
+/// -append role=selftest`, the `guest-rt-selftest` scenario): the IDT (a
+/// handled `int3`), ring 3 entry and the DPL-3 return gate. Without SVM/VMX the
+/// ring-3 VMMCALL/VMCALL is #UD: the #UD handler fakes its result and skips it.
+/// Ends QEMU through isa-debug-exit (0x10: success, 0x11: failure).
+fn selftest() -> ! {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    use guest_rt::report::{check, done, failures};
+    static BREAKPOINTS: AtomicU32 = AtomicU32::new(0);
+    guest_rt::idt::set_handler(3, |_| {
+        BREAKPOINTS.fetch_add(1, Ordering::SeqCst);
+    });
+    // SAFETY: int3 goes to the handler just installed, which returns.
+    unsafe { core::arch::asm!("int3") };
+    let n = BREAKPOINTS.load(Ordering::SeqCst);
+    check(
+        "selftest",
+        "idt-int3",
+        n == 1,
+        format_args!("{} breakpoints", n),
+    );
+    guest_rt::idt::set_handler(6, |f| {
+        if f.cs & 3 == 3 {
+            f.rax = 0x1234;
+            f.rip += 3;
+        }
+    });
+    let rc = guest_rt::user::hypercall_at_cpl3(17);
+    check(
+        "selftest",
+        "cpl3-round-trip",
+        rc == 0x1234,
+        format_args!("rc {:#x}", rc),
+    );
+    done("selftest");
+    let ok = failures() == 0;
+    println!(
+        "EXIT: {}",
+        if ok { "success" } else { "failure (selftest)" }
+    );
+    let code: u8 = if ok { 0x10 } else { 0x11 };
+    // SAFETY: QEMU's isa-debug-exit port (the scenario configures it).
+    unsafe {
+        core::arch::asm!("out dx, al", in("dx") 0xf4u16, in("al") code, options(nomem, nostack));
+    }
+    xen::shutdown(SHUTDOWN_crash)
 }
