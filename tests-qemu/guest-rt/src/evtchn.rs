@@ -49,7 +49,9 @@ static ORDER_LEN: AtomicU32 = AtomicU32::new(0);
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static FIFO: AtomicBool = AtomicBool::new(false);
 static ARRAY_PAGES: AtomicU32 = AtomicU32::new(0);
-static EOI: AtomicBool = AtomicBool::new(false);
+/// How the per-vCPU upcall vector is EOIed: 0 none (callback vector), 1 xAPIC
+/// MMIO, 2 x2APIC MSR.
+static EOI: AtomicU8 = AtomicU8::new(0);
 /// FIFO: our local copy of each queue's head (Linux's `evtchn_fifo_queue`).
 static LOCAL_HEAD: [AtomicU32; 16] = [ZERO; 16];
 
@@ -122,10 +124,48 @@ pub fn set_upcall(how: Upcall) -> i64 {
                 HVMOP_set_evtchn_upcall_vector as u64,
                 &mut v,
             );
-            EOI.store(rc == 0, Ordering::SeqCst);
+            if rc == 0 {
+                EOI.store(lapic_eoi_mode(), Ordering::SeqCst);
+            }
             rc
         }
     }
+}
+
+/// # Safety
+/// `msr` must be an MSR the hypervisor lets the guest write.
+unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: per the caller.
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") value as u32,
+            in("edx") (value >> 32) as u32, options(nostack));
+    }
+}
+
+fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: only called for IA32_APIC_BASE, which every x86-64 CPU has.
+    unsafe {
+        core::arch::asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack));
+    }
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// The local APIC mode for EOIs: x2APIC (enabled here if the CPU offers it and
+/// it is off) or xAPIC MMIO, as Linux picks.
+fn lapic_eoi_mode() -> u8 {
+    const APIC_BASE: u32 = 0x1b;
+    const EN: u64 = 1 << 11;
+    const EXTD: u64 = 1 << 10;
+    if crate::xen::cpuid(1, 0)[2] & (1 << 21) == 0 {
+        return 1;
+    }
+    let base = rdmsr(APIC_BASE);
+    if base & EXTD == 0 {
+        // SAFETY: IA32_APIC_BASE with EN|EXTD: the architectural x2APIC switch.
+        unsafe { wrmsr(APIC_BASE, base | EN | EXTD) };
+    }
+    2
 }
 
 /// `EVTCHNOP_init_control` for vCPU 0 with our control-block page; on success
@@ -470,9 +510,12 @@ fn handle_fifo() {
 fn upcall(_frame: &mut TrapFrame) {
     UPCALLS.fetch_add(1, Ordering::SeqCst);
     handle_events();
-    if EOI.load(Ordering::SeqCst) {
-        // SAFETY: the xAPIC EOI register (the per-vCPU vector is a LAPIC vector).
-        unsafe { (0xfee0_00b0 as *mut u32).write_volatile(0) };
+    match EOI.load(Ordering::SeqCst) {
+        // SAFETY: the x2APIC EOI MSR (the per-vCPU vector is a LAPIC vector).
+        2 => unsafe { wrmsr(0x80b, 0) },
+        // SAFETY: the xAPIC EOI register, identity-mapped.
+        1 => unsafe { (0xfee0_00b0 as *mut u32).write_volatile(0) },
+        _ => {}
     }
 }
 
