@@ -298,6 +298,7 @@ pub fn all() -> Vec<Scenario> {
         for smp in [1, 2] {
             table.push(guest_scenario(g, smp));
         }
+        table.push(guest_scenario_bochs(g));
     }
     table
 }
@@ -444,6 +445,20 @@ const GUESTS: &[GuestScenario] = &[
         about: "isolation: a triple-faulting domU and one touching memory outside its p2m are crashed alone",
     },
 ];
+
+/// The Bochs `ryzen` variant (`<name>-bochs`, 1 CPU): a second SVM
+/// implementation, with NRIP save. Always opt-in (slow: minutes per run).
+fn guest_scenario_bochs(g: &GuestScenario) -> Scenario {
+    Scenario {
+        name: Box::leak(format!("{}-bochs", g.name).into_boxed_str()),
+        emulator: Emulator::Bochs,
+        bochs_model: BOCHS_SVM_MODEL,
+        timeout: Duration::from_secs(600),
+        silence: Duration::from_secs(120),
+        opt_in: true,
+        ..guest_scenario(g, 1)
+    }
+}
 
 fn guest_scenario(g: &GuestScenario, smp: u32) -> Scenario {
     let name: &'static str = if smp == 1 {
@@ -720,7 +735,7 @@ INFO: bootloader line without timestamp
             assert!(s.required.last() == Some(&"EXIT: success"), "{}", s.name);
             seen += 1;
         }
-        assert_eq!(seen, 2 * GUESTS.len());
+        assert_eq!(seen, 3 * GUESTS.len());
     }
 
     #[test]
