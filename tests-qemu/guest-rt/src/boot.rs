@@ -45,6 +45,9 @@ pvh_start32:
     xor eax, eax
     rep stosb
 
+    // PVH gives no stack (ESP is undefined): use ours before the first push.
+    mov esp, offset boot_stack_top
+
     mov edi, offset boot_pd
     xor ecx, ecx
 2:
