@@ -84,3 +84,13 @@ macro_rules! println {
     () => { $crate::console::print(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
+
+/// `println!` unless in quiet mode (domUs: their console lines are rate-limited).
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => {
+        if !$crate::report::quiet() {
+            $crate::println!($($arg)*);
+        }
+    };
+}

@@ -4,7 +4,7 @@
 
 use guest_rt::report::{check, done, expect_eq};
 use guest_rt::xen::{self, hypercall};
-use guest_rt::{println, user, Boot};
+use guest_rt::{user, Boot};
 use xen_public_abi::sched::{SHUTDOWN_poweroff, SHUTDOWN_reboot};
 use xen_public_abi::version::{XENVER_extraversion, XENVER_version};
 use xen_public_abi::xen::*;
@@ -110,7 +110,7 @@ pub fn dom0(boot: &Boot) -> ! {
     xen::shutdown(SHUTDOWN_poweroff)
 }
 
-pub fn domu(_boot: &Boot) -> ! {
+pub fn domu(boot: &Boot) -> ! {
     let rc = dom0::getdomaininfo(0).err().unwrap_or(0);
     expect_eq(S, "domu-domctl-eperm", rc, EPERM);
     expect_eq(
@@ -125,6 +125,6 @@ pub fn domu(_boot: &Boot) -> ! {
         hypercall(60, 0, 0, 0, 0, 0),
         ENOSYS,
     );
-    println!("errors: domU done, shutting down with SHUTDOWN_reboot");
-    xen::shutdown(SHUTDOWN_reboot)
+    let who = crate::hello::cat_name("d", boot.arg_u64("domid", 1) as u16);
+    guest_rt::report::domu_exit(S, &who, SHUTDOWN_reboot)
 }

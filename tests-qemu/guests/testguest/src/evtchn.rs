@@ -25,7 +25,7 @@ const ENOSYS: i64 = -38;
 fn setup_or_fail(who: &str, how: Upcall, try_fifo: bool) -> (Abi, i64) {
     match evtchn::setup(how, try_fifo) {
         Ok(r) => {
-            println!("evtchn: {} uses {:?} (init_control rc {})", who, r.0, r.1);
+            guest_rt::info!("evtchn: {} uses {:?} (init_control rc {})", who, r.0, r.1);
             r
         }
         Err((what, rc)) => {
@@ -131,14 +131,9 @@ fn per_vcpu_vector_rc() -> i64 {
 
 /// FIFO priorities: two IPI ports, the low-priority one raised first; the
 /// high-priority one must be handled first.
-fn fifo_priorities(domid: u16) {
+fn fifo_priorities() {
     let (Ok(low), Ok(high)) = (evtchn::bind_ipi(0), evtchn::bind_ipi(0)) else {
-        check(
-            S,
-            &crate::hello::cat_name("fifo-priority-d", domid),
-            false,
-            format_args!("bind_ipi failed"),
-        );
+        check(S, "fifo-priority", false, format_args!("bind_ipi failed"));
         return;
     };
     evtchn::ensure_port(low.max(high));
@@ -156,7 +151,7 @@ fn fifo_priorities(domid: u16) {
     });
     check(
         S,
-        &crate::hello::cat_name("fifo-priority-d", domid),
+        "fifo-priority",
         rl == 0 && rh == 0 && n >= 2 && order[0] == high && order[1] == low,
         format_args!(
             "set_priority {} {}, handled {:?} (low {}, high {})",
@@ -170,7 +165,7 @@ fn fifo_priorities(domid: u16) {
     let rc = evtchn::expand_array();
     check(
         S,
-        &crate::hello::cat_name("fifo-expand-array-d", domid),
+        "expand-array",
         rc == 0 && evtchn::array_pages() == 2,
         format_args!("expand_array {} pages {}", rc, evtchn::array_pages()),
     );
@@ -183,23 +178,18 @@ pub fn domu(boot: &Boot) -> ! {
     let peer = boot.arg_u64("peer_port", 1) as u32;
     let want_fifo = boot.arg("expect") == Some("fifo");
     let per_vcpu = boot.arg("upcall") == Some("pervcpu");
-    let name = |s: &str| crate::hello::cat_name(s, domid);
+    let who = crate::hello::cat_name("d", domid);
 
     let base = boot.xen_base.unwrap_or(0x4000_0000);
     let flag = cpuid(base + 4, 0)[0] & (1 << 6) != 0;
     check(
         S,
-        &name("upcall-vector-cpuid-flag-d"),
+        "cpuid-flag",
         flag == per_vcpu,
         format_args!("UPCALL_VECTOR flag {} (permitted: {})", flag, per_vcpu),
     );
     if !per_vcpu {
-        expect_eq(
-            S,
-            &name("upcall-vector-refused-d"),
-            per_vcpu_vector_rc(),
-            ENOSYS,
-        );
+        expect_eq(S, "vector-refused", per_vcpu_vector_rc(), ENOSYS);
     }
     let how = if per_vcpu {
         Upcall::PerVcpu
@@ -210,18 +200,18 @@ pub fn domu(boot: &Boot) -> ! {
     if want_fifo {
         check(
             S,
-            &name("fifo-d"),
+            "fifo",
             abi == Abi::Fifo,
             format_args!("init_control {}", init_rc),
         );
         if abi == Abi::Fifo {
-            fifo_priorities(domid);
+            fifo_priorities();
         }
     } else {
-        expect_eq(S, &name("init-control-enosys-d"), init_rc, ENOSYS);
+        expect_eq(S, "init-control-enosys", init_rc, ENOSYS);
         check(
             S,
-            &name("fallback-2level-d"),
+            "fallback-2level",
             abi == Abi::TwoLevel,
             format_args!("{:?}", abi),
         );
@@ -238,25 +228,22 @@ pub fn domu(boot: &Boot) -> ! {
     let Some(local) = local else {
         check(
             S,
-            &name("bind-interdomain-d"),
+            "bind",
             false,
             format_args!("dom0 port {} never bindable", peer),
         );
-        xen::shutdown(SHUTDOWN_poweroff);
+        guest_rt::report::domu_exit(S, &who, SHUTDOWN_poweroff);
     };
     if !want_fifo {
-        expect_eq(
-            S,
-            &name("set-priority-enosys-2level-d"),
-            evtchn::set_priority(local, 7),
-            ENOSYS,
-        );
+        expect_eq(S, "priority-enosys", evtchn::set_priority(local, 7), ENOSYS);
     }
     evtchn::ensure_port(local);
     evtchn::unmask(local);
-    println!(
+    guest_rt::info!(
         "evtchn: d{} bound local port {} to dom0 port {}",
-        domid, local, peer
+        domid,
+        local,
+        peer
     );
     let mut got = 0;
     for i in 1..=rounds {
@@ -268,14 +255,14 @@ pub fn domu(boot: &Boot) -> ! {
     }
     check(
         S,
-        &name("pong-d"),
+        "pong",
         got == rounds,
         format_args!("{} of {} events received", got, rounds),
     );
-    println!(
+    guest_rt::info!(
         "evtchn: d{} done after {} upcalls",
         domid,
         evtchn::upcalls()
     );
-    xen::shutdown(SHUTDOWN_poweroff)
+    guest_rt::report::domu_exit(S, &who, SHUTDOWN_poweroff)
 }

@@ -224,6 +224,5 @@ pub fn domu(boot: &Boot) -> ! {
         xen::xen_version(XENVER_version, 0),
         XEN_4_17,
     );
-    println!("hello: domU shuts down with SHUTDOWN_reboot");
-    xen::shutdown(SHUTDOWN_reboot)
+    guest_rt::report::domu_exit(S, &cat_name("d", domid as u16), SHUTDOWN_reboot)
 }

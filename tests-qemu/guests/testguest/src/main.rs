@@ -18,7 +18,9 @@ use xen_public_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
 #[no_mangle]
 fn guest_main(boot: &Boot) -> ! {
     let role = boot.arg("role").unwrap_or("none");
-    println!("testguest: role {} (cmdline \"{}\")", role, boot.cmdline);
+    // domU console output is rate-limited: domUs print one summary line.
+    guest_rt::report::set_quiet(role.ends_with("-domu"));
+    guest_rt::info!("testguest: role {} (cmdline \"{}\")", role, boot.cmdline);
     if role == "selftest" {
         selftest();
     }
