@@ -392,7 +392,7 @@ const GUESTS: &[GuestScenario] = &[
         anywhere: &[
             "RESULT evtchn.d1 PASS cpuid-flag vector-refused init-control-enosys fallback-2level priority-enosys pong",
             "RESULT evtchn.d2 PASS cpuid-flag vector-refused fifo fifo-priority expand-array pong",
-            "RESULT evtchn.d3 PASS cpuid-flag fifo pong",
+            "RESULT evtchn.d3 PASS cpuid-flag fifo fifo-priority expand-array pong",
         ],
         opt_in: true,
         about: "event channels: dom0 ping-pong with a 2-level domU (FIFO -ENOSYS), a FIFO domU, a per-vCPU-vector domU",
