@@ -1,6 +1,7 @@
 //! Arch-neutral core (like `xen/common/`): no `unsafe`, no vendor names, host-testable.
 #![forbid(unsafe_code)]
 
+pub mod boot_manifest;
 pub mod console_io;
 pub mod dispatch;
 pub mod domain;
