@@ -14,6 +14,7 @@ pub mod elf;
 pub mod frame;
 pub mod gdt;
 pub mod heap;
+pub mod hvm;
 pub mod idt;
 pub mod paging;
 pub mod percpu;

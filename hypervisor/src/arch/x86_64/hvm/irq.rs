@@ -1,0 +1,1 @@
+//! Event-channel upcall delivery and the minimal local APIC. (Being written.)
