@@ -11,8 +11,12 @@ pub mod guest_access;
 pub mod hvm;
 pub mod hypercall;
 pub mod memory;
+pub mod memory_op;
 pub mod page_alloc;
+pub mod sched;
 pub mod sched_op;
 #[cfg(test)]
 pub mod test_support;
+pub mod time;
+pub mod vcpu_op;
 pub mod xen_version;
