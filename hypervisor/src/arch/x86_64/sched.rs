@@ -1,0 +1,384 @@
+//! The per-CPU run loop: every physical CPU picks the next runnable vCPU from the
+//! shared round-robin queue (`common::sched`), runs it through the vCPU
+//! interface until its time slice ends (the APIC timer tick makes an exit) or
+//! it blocks, yields or its domain stops, and halts when nothing is runnable.
+//!
+//! Mirrors Xen 4.17's `schedule()` / `context_switch()` / `idle_loop()`
+//! (`xen/common/sched/core.c`, `xen/arch/x86/domain.c`) in one loop. The
+//! hypervisor state (`Hypervisor` + `XenExt` + run queue + the vCPUs'
+//! hardware halves) is one global behind a spin lock, taken per exit and never
+//! held while a vCPU runs: a running vCPU's hardware state is moved out of the
+//! table for the time it runs.
+//!
+//! End of run: when dom0 shuts down, `dom0 shutdown: <reason> (code <n>)` is
+//! logged and the emulator run ends (poweroff → success, anything else →
+//! failure).
+
+// Xen's names (`SHUTDOWN_poweroff`, ...) in match patterns.
+#![allow(non_upper_case_globals)]
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
+use xen_public_abi::sched::{
+    SHUTDOWN_crash, SHUTDOWN_poweroff, SHUTDOWN_reboot, SHUTDOWN_soft_reset, SHUTDOWN_suspend,
+    SHUTDOWN_watchdog,
+};
+use xen_public_abi::xen::domid_t;
+
+use super::domain_build::BuiltVcpu;
+use super::guest_mem::PHYS_MACHINE;
+use super::hvm::svm::npt::{KernelFrames, NptEncoder};
+use super::hvm::vcpu::{ExitOutcome, Vcpu, VmExit};
+use super::shutdown::{exit, ExitCode};
+use super::{apic, hvm, percpu, time};
+use crate::common::dispatch::{ArchAction, XenExt};
+use crate::common::hypercall::{Clock, Hypervisor};
+use crate::common::memory::{build_stage2, EntryEncoder, ViewId};
+use crate::common::sched::{self as core_sched, RunQueue, VcpuRef};
+use crate::common::time::{update_vcpu_time, update_wallclock, TimeScale};
+
+/// A vCPU's time slice: the round-robin quantum (Xen's credit scheduler uses
+/// 30 ms; we preempt at the next timer exit after 10 ms).
+const SLICE_NS: u64 = 10_000_000;
+
+/// System time: TSC ticks since reset scaled by the same [`TimeScale`] the
+/// guests' pvclock uses, so both agree exactly.
+pub struct TscClock {
+    pub scale: TimeScale,
+}
+
+impl Clock for TscClock {
+    fn now_ns(&self) -> u64 {
+        self.scale.scale(time::rdtsc())
+    }
+}
+
+/// A vCPU's stage-2 tables, built from its current p2m view.
+struct Stage2 {
+    view: ViewId,
+    generation: u64,
+    frames: KernelFrames,
+}
+
+/// The hardware half of one vCPU: `None` while a CPU runs it.
+struct Slot {
+    hw: Option<Box<dyn Vcpu>>,
+    stage2: Option<Stage2>,
+}
+
+/// Everything the CPUs share.
+pub struct HvState {
+    pub hv: Hypervisor,
+    pub ext: XenExt,
+    rq: RunQueue,
+    slots: BTreeMap<VcpuRef, Slot>,
+    scale: TimeScale,
+    /// Wall time at system time 0 (ns since the epoch), for `shared_info`.
+    boot_wall_ns: u64,
+}
+
+static STATE: Mutex<Option<HvState>> = Mutex::new(None);
+/// Set once the state is in place: the APs leave their idle loop.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// The stage-2 entry encoder of the backend in use.
+// INTEGRATION: once the VMX backend lands, pick its EPT encoder here from
+// `virt::guests_allowed()` (or have `hvm` offer `stage2_encoder()`).
+fn encoder() -> &'static dyn EntryEncoder {
+    &NptEncoder
+}
+
+/// Install the built domains and start scheduling on this CPU (the BSP). The
+/// APs join through [`ap_idle`].
+pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_ns: u64) -> ! {
+    let scale = TimeScale::from_hz(time::tsc_hz());
+    let mut slots = BTreeMap::new();
+    for b in vcpus {
+        slots.insert(
+            (b.domid, b.vcpu),
+            Slot {
+                hw: Some(b.hw),
+                stage2: None,
+            },
+        );
+    }
+    ext.actions.clear();
+    let mut st = HvState {
+        hv,
+        ext,
+        rq: RunQueue::new(),
+        slots,
+        scale,
+        boot_wall_ns,
+    };
+    let ids: Vec<domid_t> = st.hv.domains.ids().collect();
+    for id in ids {
+        if let Some(d) = st.hv.domains.get_mut(id) {
+            update_wallclock(d, &PHYS_MACHINE, boot_wall_ns);
+        }
+    }
+    *STATE.lock() = Some(st);
+    STARTED.store(true, Ordering::Release);
+    run_loop()
+}
+
+/// An AP's life after start-up: halt until [`start`] has run, then schedule.
+pub fn ap_idle() -> ! {
+    while !STARTED.load(Ordering::Acquire) {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+    apic::start_periodic();
+    run_loop()
+}
+
+/// What to do with the vCPU after an exit.
+enum Next {
+    Run,
+    Deschedule,
+}
+
+fn run_loop() -> ! {
+    let cpu = percpu::cpu_index();
+    if let Err(e) = hvm::cpu_enable() {
+        log::error!("cpu{cpu}: cannot run vCPUs: {e:?}");
+        loop {
+            x86_64::instructions::interrupts::enable_and_hlt();
+        }
+    }
+    loop {
+        let picked = {
+            let mut guard = STATE.lock();
+            let Some(st) = guard.as_mut() else {
+                drop(guard);
+                x86_64::instructions::interrupts::enable_and_hlt();
+                continue;
+            };
+            housekeeping(st);
+            pick(st)
+        };
+        let Some((who, mut hw)) = picked else {
+            // Nothing runnable: sleep until the next interrupt (the timer tick
+            // runs the timers; events from other CPUs make vCPUs runnable).
+            x86_64::instructions::interrupts::enable_and_hlt();
+            continue;
+        };
+        let started = time::rdtsc();
+        let slice_end = started + time::tsc_hz() * SLICE_NS / 1_000_000_000;
+        loop {
+            x86_64::instructions::interrupts::disable();
+            let exit = hw.run();
+            x86_64::instructions::interrupts::enable();
+            let mut guard = STATE.lock();
+            let Some(st) = guard.as_mut() else { break };
+            let next = after_exit(st, who, &mut *hw, exit, time::rdtsc() >= slice_end);
+            match next {
+                Next::Run => {
+                    prepare_entry(st, who, &mut *hw);
+                    drop(guard);
+                }
+                Next::Deschedule => {
+                    let ran = st.scale.scale(time::rdtsc().saturating_sub(started));
+                    st.rq.put(&mut st.hv, &st.ext, who, ran);
+                    if let Some(s) = st.slots.get_mut(&who) {
+                        s.hw = Some(hw);
+                    }
+                    housekeeping(st);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Timers, queued backend actions and the end-of-run rule.
+fn housekeeping(st: &mut HvState) {
+    core_sched::tick(&mut st.hv, &mut st.ext);
+    drain_actions(st);
+    check_dom0(st);
+}
+
+/// Pick a vCPU whose hardware half is free and make it ready to enter.
+fn pick(st: &mut HvState) -> Option<(VcpuRef, Box<dyn Vcpu>)> {
+    loop {
+        let who = st.rq.pick(&mut st.hv, &st.ext)?;
+        let hw = st.slots.get_mut(&who).and_then(|s| s.hw.take());
+        match hw {
+            Some(mut hw) => {
+                let now = st.hv.clock.now_ns();
+                let tsc = time::rdtsc();
+                if let Some(d) = st.hv.domains.get_mut(who.0) {
+                    update_vcpu_time(d, &PHYS_MACHINE, who.1, tsc, now, st.scale);
+                    // shared_info may have moved (add_to_physmap) since last time.
+                    update_wallclock(d, &PHYS_MACHINE, st.boot_wall_ns);
+                }
+                prepare_entry(st, who, &mut *hw);
+                return Some((who, hw));
+            }
+            None => {
+                // No hardware half (never built): take it out of the rotation.
+                log::error!("d{}v{}: no hardware vCPU, taken offline", who.0, who.1);
+                if let Some(c) = st.hv.domains.get_mut(who.0).and_then(|d| d.vcpu_mut(who.1)) {
+                    c.online = false;
+                    c.running = false;
+                }
+            }
+        }
+    }
+}
+
+/// Before entering the guest: the stage-2 tables of the vCPU's current view are
+/// up to date and installed, and pending events are offered for delivery.
+fn prepare_entry(st: &mut HvState, who: VcpuRef, hw: &mut dyn Vcpu) {
+    let Some(d) = st.hv.domains.get(who.0) else {
+        return;
+    };
+    let view = d.hvm.p2m.current_view(who.1);
+    let generation = d.hvm.p2m.generation(view);
+    let Some(slot) = st.slots.get_mut(&who) else {
+        return;
+    };
+    let fresh = slot
+        .stage2
+        .as_ref()
+        .is_some_and(|s| s.view == view && s.generation == generation);
+    if !fresh {
+        let mut frames = KernelFrames::default();
+        match build_stage2(&d.hvm.p2m, view, encoder(), &mut frames) {
+            Ok(root) => {
+                hw.set_stage2_root(root);
+                hw.flush_guest_tlb();
+                if let Some(mut old) = slot.stage2.replace(Stage2 {
+                    view,
+                    generation,
+                    frames,
+                }) {
+                    old.frames.free_all();
+                }
+            }
+            Err(e) => {
+                frames.free_all();
+                log::error!("d{}v{}: stage-2 tables: {e:?}", who.0, who.1);
+            }
+        }
+    }
+    deliver_events(st, who, hw);
+}
+
+/// Offer a raised event-channel upcall to the vCPU.
+// INTEGRATION: svm's `hvm/irq.rs` owns the delivery (callback vector from
+// HVM_PARAM_CALLBACK_IRQ or the per-vCPU upcall vector, interrupt window);
+// call it here once it lands.
+fn deliver_events(_st: &mut HvState, _who: VcpuRef, _hw: &mut dyn Vcpu) {}
+
+/// The exit handler's verdict turned into a scheduling decision.
+fn after_exit(
+    st: &mut HvState,
+    who: VcpuRef,
+    hw: &mut dyn Vcpu,
+    exit: VmExit,
+    slice_over: bool,
+) -> Next {
+    let outcome = handle_exit(st, who, hw, exit);
+    drain_actions(st);
+    let runnable = st
+        .hv
+        .domains
+        .get(who.0)
+        .and_then(|d| d.vcpu(who.1).map(|c| (d, c)))
+        .is_some_and(|(d, c)| d.is_runnable() && c.online && !c.paused_for_shutdown);
+    match outcome {
+        ExitOutcome::Continue if runnable && !slice_over => Next::Run,
+        ExitOutcome::Continue | ExitOutcome::Yield => Next::Deschedule,
+        ExitOutcome::Block => {
+            core_sched::block(&mut st.hv, &mut st.ext, who);
+            Next::Deschedule
+        }
+        ExitOutcome::Shutdown { .. } | ExitOutcome::Crashed => Next::Deschedule,
+    }
+}
+
+/// Hand the exit to the vendor-neutral handlers.
+// INTEGRATION: svm's `hvm::exit` handler takes over here (hypercalls with the
+// CPL check and `VcpuGuestAccess`, CPUID, MSRs, I/O, HLT → Block, NPF, triple
+// fault → crash). Until it lands, only the exits that are purely scheduling
+// are handled and everything else crashes the domain with a log line.
+fn handle_exit(st: &mut HvState, who: VcpuRef, hw: &mut dyn Vcpu, exit: VmExit) -> ExitOutcome {
+    match exit {
+        VmExit::ExtInterrupt | VmExit::InterruptWindow => ExitOutcome::Continue,
+        _ => {
+            let o = hvm::exit::handle_unimplemented(hw, exit);
+            if o == ExitOutcome::Crashed {
+                crash_domain(st, who.0, "unhandled exit");
+            }
+            o
+        }
+    }
+}
+
+/// `domain_crash()`: the domain stops, dom0 hears of it (`VIRQ_DOM_EXC`).
+fn crash_domain(st: &mut HvState, id: domid_t, why: &str) {
+    let Some(d) = st.hv.domains.get_mut(id) else {
+        return;
+    };
+    if d.shutdown.is_shutting_down {
+        return;
+    }
+    log::error!("d{id} crashed: {why}");
+    d.shutdown(SHUTDOWN_crash as u8);
+    use crate::common::hypercall::ExtHandlers;
+    st.ext
+        .domain_shutdown(&mut st.hv.domains, id, SHUTDOWN_crash);
+}
+
+/// Carry out what the handlers queued for the backends.
+fn drain_actions(st: &mut HvState) {
+    let actions = core::mem::take(&mut st.ext.actions);
+    for a in actions {
+        match a {
+            ArchAction::Crash { domid } => crash_domain(st, domid, "domain_crash requested"),
+            // The stage-2 tables are rebuilt from the p2m generation before the
+            // next entry; a rebuild flushes the guest TLB.
+            ArchAction::P2mChanged { .. } | ArchAction::FlushTlbs { .. } => {}
+            // The vCPU's `upcall_raised` flag carries it to `deliver_events`; a
+            // vCPU halted elsewhere is woken by the flag clearing `blocked`.
+            ArchAction::Upcall { .. } => {}
+            // INTEGRATION: the #VE emulation above the interface keeps this.
+            ArchAction::VeChanged { .. } => {}
+        }
+    }
+}
+
+fn reason_name(code: u32) -> &'static str {
+    match code {
+        SHUTDOWN_poweroff => "poweroff",
+        SHUTDOWN_reboot => "reboot",
+        SHUTDOWN_suspend => "suspend",
+        SHUTDOWN_crash => "crash",
+        SHUTDOWN_watchdog => "watchdog",
+        SHUTDOWN_soft_reset => "soft_reset",
+        _ => "unknown",
+    }
+}
+
+/// dom0 shut down: end the emulator run; other domains' shutdowns are logged
+/// once.
+fn check_dom0(st: &mut HvState) {
+    let Some(d0) = st.hv.domains.get(0) else {
+        return;
+    };
+    if !d0.shutdown.is_shutting_down {
+        return;
+    }
+    let code = d0.shutdown.code;
+    let name = reason_name(code);
+    log::info!("dom0 shutdown: {name} (code {code})");
+    if code == SHUTDOWN_poweroff {
+        exit(ExitCode::Success, "")
+    }
+    let why = alloc::format!("dom0 {name}");
+    exit(ExitCode::Failure, &why)
+}
