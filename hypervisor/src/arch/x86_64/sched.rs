@@ -18,7 +18,7 @@
 #![allow(non_upper_case_globals)]
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -79,6 +79,8 @@ pub struct HvState {
     scale: TimeScale,
     /// Wall time at system time 0 (ns since the epoch), for `shared_info`.
     boot_wall_ns: u64,
+    /// Domains whose shutdown has been logged.
+    reported: BTreeSet<domid_t>,
 }
 
 static STATE: Mutex<Option<HvState>> = Mutex::new(None);
@@ -114,6 +116,7 @@ pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_n
         slots,
         scale,
         boot_wall_ns,
+        reported: BTreeSet::new(),
     };
     let ids: Vec<domid_t> = st.hv.domains.ids().collect();
     for id in ids {
@@ -328,6 +331,7 @@ fn crash_domain(st: &mut HvState, id: domid_t, why: &str) {
         return;
     }
     log::error!("d{id} crashed: {why}");
+    st.reported.insert(id);
     d.shutdown(SHUTDOWN_crash as u8);
     use crate::common::hypercall::ExtHandlers;
     st.ext
@@ -365,8 +369,21 @@ fn reason_name(code: u32) -> &'static str {
 }
 
 /// dom0 shut down: end the emulator run; other domains' shutdowns are logged
-/// once.
+/// once (`d<id> shutdown: <reason>`), and only they stop.
 fn check_dom0(st: &mut HvState) {
+    let down: Vec<(domid_t, u32)> = st
+        .hv
+        .domains
+        .ids()
+        .filter(|&id| id != 0 && !st.reported.contains(&id))
+        .filter_map(|id| st.hv.domains.get(id))
+        .filter(|d| d.shutdown.is_shutting_down)
+        .map(|d| (d.domain_id, d.shutdown.code))
+        .collect();
+    for (id, code) in down {
+        log::info!("d{id} shutdown: {} (code {code})", reason_name(code));
+        st.reported.insert(id);
+    }
     let Some(d0) = st.hv.domains.get(0) else {
         return;
     };
