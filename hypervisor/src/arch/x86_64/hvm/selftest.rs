@@ -26,12 +26,17 @@ use super::vcpu::{ExitOutcome, InitialState, PagingState, Segment, Vcpu};
 use crate::arch::x86_64::{frame, paging, time};
 use crate::common::console_io::{Console, ConsoleSink};
 use crate::common::dispatch::XenExt;
+use crate::common::domain::Domain;
 use crate::common::domain::{DomainTable, HostCaps};
 use crate::common::domctl::create_vcpus;
 use crate::common::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
 use crate::common::hypercall::{Clock, Hypervisor, NoExt};
-use crate::common::memory::P2mAccess;
+use crate::common::memory::{P2mAccess, ViewId};
 use crate::common::page_alloc::{Mfn, PageAllocator};
+use xen_public_abi::hvm::hvm_op::{HVMOP_altp2m_switch_p2m, HVMOP_ALTP2M_INTERFACE_VERSION};
+use xen_public_abi::hvm::params::{XEN_ALTP2M_mixed, HVM_PARAM_ALTP2M};
+use xen_public_abi::memory::XENMEM_access_rwx;
+use xen_public_abi::xen::DOMID_SELF;
 use xen_public_abi::{Errno, XenResult};
 
 core::arch::global_asm!(
@@ -39,8 +44,10 @@ core::arch::global_asm!(
     ".global svm_selftest_guest_end",
     "svm_selftest_guest_start:",
     "mov r15, rbx",
-    "test r15, r15",
-    "jnz 8f",
+    "cmp r15, 1",
+    "je 8f",
+    "cmp r15, 2",
+    "je 9f",
     // The Xen CPUID leaves.
     "mov eax, 0x40000000",
     "xor ecx, ecx",
@@ -141,6 +148,30 @@ core::arch::global_asm!(
     "cli",
     "hlt",
     "mov qword ptr [0x5078], 1",
+    // Descriptor tables the test wrote (GDT with ring-3 segments, IDT).
+    "lgdt [0x7100]",
+    "lidt [0x7110]",
+    // The upcall (per-vCPU vector 0xF3, raised before the first entry) arrives
+    // once interrupts are on: an interrupt-window exit, then the injection.
+    "sti",
+    "nop",
+    "nop",
+    "cli",
+    // gfn 0xB is read-only in the altp2m view the vCPU runs on: #VE, whose handler
+    // switches to view 0, and the write is retried there.
+    "mov qword ptr [0xB000], 0x77",
+    "mov rax, [0xB000]",
+    "mov [0x50B8], rax",
+    // A hypercall from CPL 3 gets -EPERM.
+    "mov rax, rsp",
+    "push 0x2b",
+    "push rax",
+    "pushfq",
+    "push 0x23",
+    "lea rax, [rip + svm_selftest_user_code]",
+    "push rax",
+    "iretq",
+    "svm_selftest_after_user:",
     // sched_op(SCHEDOP_shutdown, &{ reason = SHUTDOWN_poweroff }).
     "mov dword ptr [0x7000], 0",
     "mov eax, 29",
@@ -152,6 +183,48 @@ core::arch::global_asm!(
     "8:",
     "mov qword ptr [0x300000], 1",
     "ud2",
+    // The other domU: no IDT, then an exception: triple fault.
+    "9:",
+    "lidt [0x7120]",
+    "int3",
+    "ud2",
+    ".global svm_selftest_user_code",
+    "svm_selftest_user_code:",
+    "mov eax, 17",
+    "xor edi, edi",
+    "xor esi, esi",
+    "vmmcall",
+    "mov [0x50C0], rax",
+    "int 0x80",
+    // int 0x80 (DPL 3 gate): back to ring 0, drop the frame.
+    ".global svm_selftest_int80",
+    "svm_selftest_int80:",
+    "add rsp, 40",
+    "jmp svm_selftest_after_user",
+    // #VE: record the information area, switch to view 0, free the area.
+    ".global svm_selftest_ve",
+    "svm_selftest_ve:",
+    "mov qword ptr [0x5090], 1",
+    "mov rax, [0xA018]",
+    "mov [0x5098], rax",
+    "mov eax, [0xA000]",
+    "mov [0x50A0], rax",
+    "mov eax, 34",
+    "mov edi, 25",
+    "mov esi, 0x7200",
+    "vmmcall",
+    "mov [0x50A8], rax",
+    "mov dword ptr [0xA004], 0",
+    "iretq",
+    // The event-channel upcall (per-vCPU vector): record, EOI the x2APIC.
+    ".global svm_selftest_upcall",
+    "svm_selftest_upcall:",
+    "mov qword ptr [0x50B0], 1",
+    "mov ecx, 0x80b",
+    "xor eax, eax",
+    "xor edx, edx",
+    "wrmsr",
+    "iretq",
     "2:",
     ".ascii \"svm-selftest: console_io from the guest\\n\"",
     "3:",
@@ -164,6 +237,22 @@ core::arch::global_asm!(
 unsafe extern "C" {
     static svm_selftest_guest_start: u8;
     static svm_selftest_guest_end: u8;
+    static svm_selftest_ve: u8;
+    static svm_selftest_upcall: u8;
+    static svm_selftest_int80: u8;
+}
+
+/// Guest-physical address of a symbol of the guest blob.
+fn guest_addr(sym: *const u8) -> u64 {
+    let start = &raw const svm_selftest_guest_start;
+    CODE_GPA + (sym as u64 - start as u64)
+}
+
+/// A 64-bit interrupt gate (type 0xE) to `target` in the 0x08 code segment.
+fn idt_gate(target: u64, dpl: u64) -> [u64; 2] {
+    let lo =
+        (target & 0xffff) | 0x08 << 16 | (0x8E | dpl << 5) << 40 | ((target >> 16) & 0xffff) << 48;
+    [lo, target >> 32]
 }
 
 const GUEST_FRAMES: u64 = 512;
@@ -171,6 +260,7 @@ const CODE_GPA: u64 = 0x10000;
 const RESULTS_GPA: u64 = 0x5000;
 const STACK_TOP: u64 = 0x80000;
 const ITERATIONS: u64 = 1000;
+const UPCALL_VECTOR: u8 = 0xF3;
 
 /// Machine memory through the physical map (frames this test gave the domains).
 struct PhysMap;
@@ -348,12 +438,13 @@ fn build(hv: &mut Hypervisor, machine: &PhysMap, domid: u16) -> Result<(), Strin
         machine,
     };
     // PML4[0] → PDPT at 0x2000, PDPT[0] → PD at 0x3000, PD: 512 × 2 MiB identity.
-    ram.write_gpa(0x1000, &(0x2000u64 | 3).to_le_bytes())
+    // User-accessible (U/S) so the CPL-3 step can run.
+    ram.write_gpa(0x1000, &(0x2000u64 | 7).to_le_bytes())
         .map_err(|_| "pml4")?;
-    ram.write_gpa(0x2000, &(0x3000u64 | 3).to_le_bytes())
+    ram.write_gpa(0x2000, &(0x3000u64 | 7).to_le_bytes())
         .map_err(|_| "pdpt")?;
     for i in 0..512u64 {
-        let e = (i << 21) | 0x83; // P, RW, PS
+        let e = (i << 21) | 0x87; // P, RW, U/S, PS
         ram.write_gpa(0x3000 + i * 8, &e.to_le_bytes())
             .map_err(|_| "pd")?;
     }
@@ -364,6 +455,94 @@ fn build(hv: &mut Hypervisor, machine: &PhysMap, domid: u16) -> Result<(), Strin
         core::slice::from_raw_parts(start, end as usize - start as usize)
     };
     ram.write_gpa(CODE_GPA, code).map_err(|_| "code")?;
+    // GDT at 0x9000: 0x08 code64, 0x10 code32, 0x18 data, 0x20 user code64,
+    // 0x28 user data. IDT at 0x8000: #VE, int 0x80 (DPL 3), the upcall vector.
+    let gdt: [u64; 6] = [
+        0,
+        0x00AF_9A00_0000_FFFF,
+        0x00CF_9A00_0000_FFFF,
+        0x00CF_9200_0000_FFFF,
+        0x00AF_FA00_0000_FFFF,
+        0x00CF_F200_0000_FFFF,
+    ];
+    for (i, e) in gdt.iter().enumerate() {
+        ram.write_gpa(0x9000 + 8 * i as u64, &e.to_le_bytes())
+            .map_err(|_| "gdt")?;
+    }
+    let (ve, upcall, int80) = (
+        guest_addr(&raw const svm_selftest_ve),
+        guest_addr(&raw const svm_selftest_upcall),
+        guest_addr(&raw const svm_selftest_int80),
+    );
+    for (vector, target, dpl) in [
+        (20u64, ve, 0),
+        (0x80, int80, 3),
+        (UPCALL_VECTOR as u64, upcall, 0),
+    ] {
+        let g = idt_gate(target, dpl);
+        ram.write_gpa(0x8000 + vector * 16, &g[0].to_le_bytes())
+            .map_err(|_| "idt")?;
+        ram.write_gpa(0x8008 + vector * 16, &g[1].to_le_bytes())
+            .map_err(|_| "idt")?;
+    }
+    // Pseudo-descriptors: GDTR at 0x7100, IDTR at 0x7110, an empty IDTR at 0x7120.
+    let mut d = [0u8; 10];
+    d[0..2].copy_from_slice(&(8 * gdt.len() as u16 - 1).to_le_bytes());
+    d[2..10].copy_from_slice(&0x9000u64.to_le_bytes());
+    ram.write_gpa(0x7100, &d).map_err(|_| "gdtr")?;
+    d[0..2].copy_from_slice(&0x0fffu16.to_le_bytes());
+    d[2..10].copy_from_slice(&0x8000u64.to_le_bytes());
+    ram.write_gpa(0x7110, &d).map_err(|_| "idtr")?;
+    // The TSS the initial TR points at is at gpa 0: RSP0 (offset 4) for int 0x80.
+    ram.write_gpa(4, &0x70000u64.to_le_bytes())
+        .map_err(|_| "tss")?;
+    // HVMOP_altp2m { version 1, cmd switch_p2m, domain DOMID_SELF, view 0 }.
+    let mut op = [0u8; 24];
+    op[0..4].copy_from_slice(&HVMOP_ALTP2M_INTERFACE_VERSION.to_le_bytes());
+    op[4..8].copy_from_slice(&HVMOP_altp2m_switch_p2m.to_le_bytes());
+    op[8..10].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    ram.write_gpa(0x7200, &op).map_err(|_| "altp2m op")?;
+    if domid == 0 {
+        setup_events_and_altp2m(d_of(hv, domid)?)?;
+    }
+    Ok(())
+}
+
+fn d_of(hv: &mut Hypervisor, domid: u16) -> Result<&mut Domain, String> {
+    hv.domains
+        .get_mut(domid)
+        .ok_or_else(|| String::from("domain vanished"))
+}
+
+/// dom0 of the test: the per-vCPU upcall vector with an upcall raised, and
+/// altp2m (mixed) with view 1 making gfn 0xB read-only with #VE enabled to the
+/// information page at gfn 0xA; vCPU 0 starts on view 1.
+fn setup_events_and_altp2m(d: &mut Domain) -> Result<(), String> {
+    fn e(what: &'static str) -> impl Fn(Errno) -> String {
+        move |x| format!("{what}: {x:?}")
+    }
+    d.hvm.vcpus[0].evtchn_upcall_vector = UPCALL_VECTOR;
+    d.vcpus[0].upcall_raised = true;
+    d.hvm
+        .set_param_raw(HVM_PARAM_ALTP2M, XEN_ALTP2M_mixed)
+        .map_err(e("altp2m param"))?;
+    d.hvm.p2m.enable_altp2m();
+    let idx = d
+        .hvm
+        .p2m
+        .init_next_altp2m(XENMEM_access_rwx)
+        .map_err(e("altp2m view"))?;
+    let view = ViewId::Alt(idx);
+    d.hvm.p2m.set_mem_access_one(view, 0xB, P2mAccess::R);
+    d.hvm
+        .p2m
+        .set_suppress_ve_one(view, 0xB, false)
+        .map_err(e("suppress ve"))?;
+    if !d.hvm.p2m.switch_vcpu_altp2m_by_id(0, idx) {
+        return Err(String::from("switch to the view refused"));
+    }
+    d.hvm.vcpus[0].veinfo_gfn = Some(0xA);
+    log::info!("svm-selftest: d0 on altp2m view {idx}, gfn 0xb read-only, #VE info at gfn 0xa");
     Ok(())
 }
 
@@ -454,7 +633,7 @@ pub fn run_selftest() -> bool {
         format!("{outcome:?}"),
     );
 
-    let mut r = [0u64; 18];
+    let mut r = [0u64; 25];
     if let Some(d) = hv.domains.get(0) {
         let ram = GuestRam {
             p2m: &d.hvm.p2m,
@@ -489,6 +668,20 @@ pub fn run_selftest() -> bool {
     check("console_io", r[10] == 0, format!("{}", r[10] as i64));
     check("enosys", r[11] as i64 == -38, format!("{}", r[11] as i64));
     check("hlt", r[15] == 1, format!("{}", r[15]));
+    check("upcall-vector", r[22] == 1, format!("{}", r[22]));
+    check(
+        "altp2m-ve",
+        r[18] == 1 && r[19] == 0xB000 && r[20] == 48 && r[21] == 0 && r[23] == 0x77,
+        format!(
+            "taken {} gpa {:#x} reason {} switch {} value {:#x}",
+            r[18], r[19], r[20], r[21] as i64, r[23]
+        ),
+    );
+    check(
+        "cpl3-eperm",
+        r[24] as i64 == -1,
+        format!("{}", r[24] as i64),
+    );
     let n = r[14].max(1);
     check("iterations", r[14] == ITERATIONS, format!("{}", r[14]));
     let (hc, cp) = (r[12] / n, r[13] / n);
@@ -535,7 +728,30 @@ pub fn run_selftest() -> bool {
         outcome == ExitOutcome::Crashed && crashed,
         format!("{outcome:?}"),
     );
-    let d0_intact = hv.domains.get(0).is_some_and(|d| d.shutdown.code == 0);
+    drop(vcpu);
+
+    // A domU that triple-faults is crashed alone.
+    if let Err(e) = build(&mut hv, &machine, 2) {
+        log::error!("svm-selftest: building d2: {e}");
+        return false;
+    }
+    let mut vcpu = match super::new_vcpu() {
+        Ok(v) => v,
+        Err(e) => {
+            log::error!("svm-selftest: no vCPU: {e:?}");
+            return false;
+        }
+    };
+    st.rbx = 2;
+    vcpu.set_initial_state(&st);
+    let outcome = run(&mut hv, &mut ext, &mut *vcpu, 2);
+    check(
+        "triple-fault-crash",
+        outcome == ExitOutcome::Crashed,
+        format!("{outcome:?}"),
+    );
+    let d0_intact = hv.domains.get(0).is_some_and(|d| d.shutdown.code == 0)
+        && hv.domains.get(1).is_some_and(|d| d.shutdown.is_shut_down);
     check("isolation", d0_intact, String::from("d0 state changed"));
     log::info!("svm-selftest: {}", if ok { "PASS" } else { "FAIL" });
     ok
