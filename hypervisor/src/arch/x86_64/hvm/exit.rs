@@ -24,7 +24,7 @@ use xen_public_abi::xen::domid_t;
 use super::irq::{self, VLapic, MSR_APIC_BASE, MSR_X2APIC_FIRST, MSR_X2APIC_LAST};
 use super::stage2;
 use super::vcpu::{CpuMode, Event, ExitOutcome, IoAccess, Reg, Vcpu, VmExit};
-use crate::common::dispatch::XenExt;
+use crate::common::dispatch::{ArchAction, XenExt};
 use crate::common::guest_access::{GuestAccess, GuestMemory, GuestRam};
 use crate::common::hvm::altp2m::{self, AccessOutcome, X86_EXC_VE};
 use crate::common::hypercall::{check_cpl, do_hypercall, Caller, Hypervisor};
@@ -91,6 +91,29 @@ pub fn crash_domain(
         }
     }
     ExitOutcome::Crashed
+}
+
+/// Work the hypercall handlers queued for the backends ([`XenExt::actions`]):
+/// crashes are carried out here; the vCPUs whose upcall was raised are returned
+/// for the scheduler to kick (they were already unblocked by the handler; one
+/// running on another CPU needs an IPI or waits for its next timer exit). p2m
+/// view changes, #VE notification changes and TLB flushes need nothing here:
+/// [`prepare_entry`] re-reads the vCPU's view and the view generations before
+/// every entry and installs (flushing) a rebuilt root.
+pub fn drain_actions(hv: &mut Hypervisor, ext: &mut XenExt) -> Vec<(domid_t, u32)> {
+    let mut kick = Vec::new();
+    for a in core::mem::take(&mut ext.actions) {
+        match a {
+            ArchAction::Crash { domid } => {
+                crash_domain(hv, ext, domid, "crashed by a hypercall handler (domain_crash)");
+            }
+            ArchAction::Upcall { domid, vcpu } => kick.push((domid, vcpu)),
+            ArchAction::P2mChanged { .. }
+            | ArchAction::VeChanged { .. }
+            | ArchAction::FlushTlbs { .. } => {}
+        }
+    }
+    kick
 }
 
 /// Before each entry: the domain still runs, the vCPU sits on the stage-2 root of

@@ -578,7 +578,7 @@ fn run(hv: &mut Hypervisor, ext: &mut XenExt, vcpu: &mut dyn Vcpu, domid: u16) -
             }
             o @ (ExitOutcome::Shutdown { .. } | ExitOutcome::Crashed) => return o,
         }
-        ext.actions.clear();
+        exit::drain_actions(hv, ext);
     }
     exit::crash_domain(hv, ext, domid, "selftest: did not finish within 1e6 exits")
 }
