@@ -224,6 +224,15 @@ fn run_test(test: TestAction) -> ! {
             log::info!("test: explicit panic");
             panic!("test panic requested by boot.cmd");
         }
+        TestAction::SvmSelftest => {
+            let ok = super::hvm::selftest::run_selftest();
+            x86_64::instructions::interrupts::disable();
+            apic::stop_timer();
+            if ok {
+                exit(ExitCode::Success, "")
+            }
+            exit(ExitCode::Failure, "svm-selftest failed")
+        }
     }
     x86_64::instructions::interrupts::disable();
     apic::stop_timer();
