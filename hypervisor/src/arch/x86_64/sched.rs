@@ -30,14 +30,14 @@ use xen_public_abi::sched::{
 use xen_public_abi::xen::domid_t;
 
 use super::domain_build::BuiltVcpu;
+use super::guest_mem::VcpuGuestAccess;
 use super::guest_mem::PHYS_MACHINE;
-use super::hvm::svm::npt::{KernelFrames, NptEncoder};
+use super::hvm::exit::{self as hvm_exit, ExitEnv, HvmVcpuState};
 use super::hvm::vcpu::{ExitOutcome, Vcpu, VmExit};
 use super::shutdown::{exit, ExitCode};
 use super::{apic, hvm, percpu, time};
-use crate::common::dispatch::{ArchAction, XenExt};
+use crate::common::dispatch::XenExt;
 use crate::common::hypercall::{Clock, Hypervisor};
-use crate::common::memory::{build_stage2, EntryEncoder, ViewId};
 use crate::common::sched::{self as core_sched, RunQueue, VcpuRef};
 use crate::common::time::{update_vcpu_time, update_wallclock, TimeScale};
 
@@ -57,17 +57,10 @@ impl Clock for TscClock {
     }
 }
 
-/// A vCPU's stage-2 tables, built from its current p2m view.
-struct Stage2 {
-    view: ViewId,
-    generation: u64,
-    frames: KernelFrames,
-}
-
-/// The hardware half of one vCPU: `None` while a CPU runs it.
+/// The hardware half of one vCPU and its vendor-neutral exit state: `None`
+/// while a CPU runs it.
 struct Slot {
-    hw: Option<Box<dyn Vcpu>>,
-    stage2: Option<Stage2>,
+    hw: Option<(Box<dyn Vcpu>, HvmVcpuState)>,
 }
 
 /// Everything the CPUs share.
@@ -87,13 +80,6 @@ static STATE: Mutex<Option<HvState>> = Mutex::new(None);
 /// Set once the state is in place: the APs leave their idle loop.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
-/// The stage-2 entry encoder of the backend in use.
-// INTEGRATION: once the VMX backend lands, pick its EPT encoder here from
-// `virt::guests_allowed()` (or have `hvm` offer `stage2_encoder()`).
-fn encoder() -> &'static dyn EntryEncoder {
-    &NptEncoder
-}
-
 /// Install the built domains and start scheduling on this CPU (the BSP). The
 /// APs join through [`ap_idle`].
 pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_ns: u64) -> ! {
@@ -103,8 +89,7 @@ pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_n
         slots.insert(
             (b.domid, b.vcpu),
             Slot {
-                hw: Some(b.hw),
-                stage2: None,
+                hw: Some((b.hw, HvmVcpuState::new(b.domid, b.vcpu))),
             },
         );
     }
@@ -163,7 +148,7 @@ fn run_loop() -> ! {
             housekeeping(st);
             pick(st)
         };
-        let Some((who, mut hw)) = picked else {
+        let Some((who, (mut hw, mut vst))) = picked else {
             // Nothing runnable: sleep until the next interrupt (the timer tick
             // runs the timers; events from other CPUs make vCPUs runnable).
             x86_64::instructions::interrupts::enable_and_hlt();
@@ -177,17 +162,22 @@ fn run_loop() -> ! {
             x86_64::instructions::interrupts::enable();
             let mut guard = STATE.lock();
             let Some(st) = guard.as_mut() else { break };
-            let next = after_exit(st, who, &mut *hw, exit, time::rdtsc() >= slice_end);
-            match next {
-                Next::Run => {
-                    prepare_entry(st, who, &mut *hw);
-                    drop(guard);
+            let slice_over = time::rdtsc() >= slice_end;
+            let mut next = after_exit(st, who, &mut *hw, &mut vst, exit, slice_over);
+            if matches!(next, Next::Run) {
+                if let Err(o) = hvm_exit::prepare_entry(&mut *hw, &mut st.hv, &mut st.ext, &mut vst)
+                {
+                    log::debug!("d{}v{}: not entering: {o:?}", who.0, who.1);
+                    next = Next::Deschedule;
                 }
+            }
+            match next {
+                Next::Run => drop(guard),
                 Next::Deschedule => {
                     let ran = st.scale.scale(time::rdtsc().saturating_sub(started));
                     st.rq.put(&mut st.hv, &st.ext, who, ran);
                     if let Some(s) = st.slots.get_mut(&who) {
-                        s.hw = Some(hw);
+                        s.hw = Some((hw, vst));
                     }
                     housekeeping(st);
                     break;
@@ -200,93 +190,68 @@ fn run_loop() -> ! {
 /// Timers, queued backend actions and the end-of-run rule.
 fn housekeeping(st: &mut HvState) {
     core_sched::tick(&mut st.hv, &mut st.ext);
-    drain_actions(st);
+    hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
     check_dom0(st);
 }
 
+/// A picked vCPU: its reference and its hardware half with the exit state.
+type Picked = (VcpuRef, (Box<dyn Vcpu>, HvmVcpuState));
+
 /// Pick a vCPU whose hardware half is free and make it ready to enter.
-fn pick(st: &mut HvState) -> Option<(VcpuRef, Box<dyn Vcpu>)> {
+fn pick(st: &mut HvState) -> Option<Picked> {
     loop {
         let who = st.rq.pick(&mut st.hv, &st.ext)?;
         let hw = st.slots.get_mut(&who).and_then(|s| s.hw.take());
-        match hw {
-            Some(mut hw) => {
-                let now = st.hv.clock.now_ns();
-                let tsc = time::rdtsc();
-                if let Some(d) = st.hv.domains.get_mut(who.0) {
-                    update_vcpu_time(d, &PHYS_MACHINE, who.1, tsc, now, st.scale);
-                    // shared_info may have moved (add_to_physmap) since last time.
-                    update_wallclock(d, &PHYS_MACHINE, st.boot_wall_ns);
-                }
-                prepare_entry(st, who, &mut *hw);
-                return Some((who, hw));
+        let Some((mut hw, mut vst)) = hw else {
+            // No hardware half (never built): take it out of the rotation.
+            log::error!("d{}v{}: no hardware vCPU, taken offline", who.0, who.1);
+            if let Some(c) = st.hv.domains.get_mut(who.0).and_then(|d| d.vcpu_mut(who.1)) {
+                c.online = false;
+                c.running = false;
             }
-            None => {
-                // No hardware half (never built): take it out of the rotation.
-                log::error!("d{}v{}: no hardware vCPU, taken offline", who.0, who.1);
-                if let Some(c) = st.hv.domains.get_mut(who.0).and_then(|d| d.vcpu_mut(who.1)) {
-                    c.online = false;
-                    c.running = false;
+            continue;
+        };
+        let now = st.hv.clock.now_ns();
+        let tsc = time::rdtsc();
+        if let Some(d) = st.hv.domains.get_mut(who.0) {
+            update_vcpu_time(d, &PHYS_MACHINE, who.1, tsc, now, st.scale);
+            // shared_info may have moved (add_to_physmap) since last time.
+            update_wallclock(d, &PHYS_MACHINE, st.boot_wall_ns);
+        }
+        match hvm_exit::prepare_entry(&mut *hw, &mut st.hv, &mut st.ext, &mut vst) {
+            Ok(()) => return Some((who, (hw, vst))),
+            Err(o) => {
+                log::debug!("d{}v{}: not entering: {o:?}", who.0, who.1);
+                st.rq.put(&mut st.hv, &st.ext, who, 0);
+                if let Some(s) = st.slots.get_mut(&who) {
+                    s.hw = Some((hw, vst));
                 }
+                return None;
             }
         }
     }
 }
-
-/// Before entering the guest: the stage-2 tables of the vCPU's current view are
-/// up to date and installed, and pending events are offered for delivery.
-fn prepare_entry(st: &mut HvState, who: VcpuRef, hw: &mut dyn Vcpu) {
-    let Some(d) = st.hv.domains.get(who.0) else {
-        return;
-    };
-    let view = d.hvm.p2m.current_view(who.1);
-    let generation = d.hvm.p2m.generation(view);
-    let Some(slot) = st.slots.get_mut(&who) else {
-        return;
-    };
-    let fresh = slot
-        .stage2
-        .as_ref()
-        .is_some_and(|s| s.view == view && s.generation == generation);
-    if !fresh {
-        let mut frames = KernelFrames::default();
-        match build_stage2(&d.hvm.p2m, view, encoder(), &mut frames) {
-            Ok(root) => {
-                hw.set_stage2_root(root);
-                hw.flush_guest_tlb();
-                if let Some(mut old) = slot.stage2.replace(Stage2 {
-                    view,
-                    generation,
-                    frames,
-                }) {
-                    old.frames.free_all();
-                }
-            }
-            Err(e) => {
-                frames.free_all();
-                log::error!("d{}v{}: stage-2 tables: {e:?}", who.0, who.1);
-            }
-        }
-    }
-    deliver_events(st, who, hw);
-}
-
-/// Offer a raised event-channel upcall to the vCPU.
-// INTEGRATION: svm's `hvm/irq.rs` owns the delivery (callback vector from
-// HVM_PARAM_CALLBACK_IRQ or the per-vCPU upcall vector, interrupt window);
-// call it here once it lands.
-fn deliver_events(_st: &mut HvState, _who: VcpuRef, _hw: &mut dyn Vcpu) {}
 
 /// The exit handler's verdict turned into a scheduling decision.
 fn after_exit(
     st: &mut HvState,
     who: VcpuRef,
     hw: &mut dyn Vcpu,
+    vst: &mut HvmVcpuState,
     exit: VmExit,
     slice_over: bool,
 ) -> Next {
-    let outcome = handle_exit(st, who, hw, exit);
-    drain_actions(st);
+    let outcome = {
+        let mut guest = VcpuGuestAccess::new(hw.stage2_root(), hw.paging_state());
+        let mut env = ExitEnv {
+            hv: &mut st.hv,
+            ext: &mut st.ext,
+            guest: &mut guest,
+            state: vst,
+        };
+        hvm_exit::handle(hw, exit, &mut env)
+    };
+    hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
     let runnable = st
         .hv
         .domains
@@ -301,58 +266,6 @@ fn after_exit(
             Next::Deschedule
         }
         ExitOutcome::Shutdown { .. } | ExitOutcome::Crashed => Next::Deschedule,
-    }
-}
-
-/// Hand the exit to the vendor-neutral handlers.
-// INTEGRATION: svm's `hvm::exit` handler takes over here (hypercalls with the
-// CPL check and `VcpuGuestAccess`, CPUID, MSRs, I/O, HLT → Block, NPF, triple
-// fault → crash). Until it lands, only the exits that are purely scheduling
-// are handled and everything else crashes the domain with a log line.
-fn handle_exit(st: &mut HvState, who: VcpuRef, hw: &mut dyn Vcpu, exit: VmExit) -> ExitOutcome {
-    match exit {
-        VmExit::ExtInterrupt | VmExit::InterruptWindow => ExitOutcome::Continue,
-        _ => {
-            let o = hvm::exit::handle_unimplemented(hw, exit);
-            if o == ExitOutcome::Crashed {
-                crash_domain(st, who.0, "unhandled exit");
-            }
-            o
-        }
-    }
-}
-
-/// `domain_crash()`: the domain stops, dom0 hears of it (`VIRQ_DOM_EXC`).
-fn crash_domain(st: &mut HvState, id: domid_t, why: &str) {
-    let Some(d) = st.hv.domains.get_mut(id) else {
-        return;
-    };
-    if d.shutdown.is_shutting_down {
-        return;
-    }
-    log::error!("d{id} crashed: {why}");
-    st.reported.insert(id);
-    d.shutdown(SHUTDOWN_crash as u8);
-    use crate::common::hypercall::ExtHandlers;
-    st.ext
-        .domain_shutdown(&mut st.hv.domains, id, SHUTDOWN_crash);
-}
-
-/// Carry out what the handlers queued for the backends.
-fn drain_actions(st: &mut HvState) {
-    let actions = core::mem::take(&mut st.ext.actions);
-    for a in actions {
-        match a {
-            ArchAction::Crash { domid } => crash_domain(st, domid, "domain_crash requested"),
-            // The stage-2 tables are rebuilt from the p2m generation before the
-            // next entry; a rebuild flushes the guest TLB.
-            ArchAction::P2mChanged { .. } | ArchAction::FlushTlbs { .. } => {}
-            // The vCPU's `upcall_raised` flag carries it to `deliver_events`; a
-            // vCPU halted elsewhere is woken by the flag clearing `blocked`.
-            ArchAction::Upcall { .. } => {}
-            // INTEGRATION: the #VE emulation above the interface keeps this.
-            ArchAction::VeChanged { .. } => {}
-        }
     }
 }
 
@@ -377,7 +290,8 @@ fn check_dom0(st: &mut HvState) {
         .ids()
         .filter(|&id| id != 0 && !st.reported.contains(&id))
         .filter_map(|id| st.hv.domains.get(id))
-        .filter(|d| d.shutdown.is_shutting_down)
+        // A crash was logged as `d<id> crashed: <why>` when it happened.
+        .filter(|d| d.shutdown.is_shutting_down && d.shutdown.code != SHUTDOWN_crash)
         .map(|d| (d.domain_id, d.shutdown.code))
         .collect();
     for (id, code) in down {
