@@ -116,9 +116,12 @@ pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_n
 
 /// An AP's life after start-up: halt until [`start`] has run, then schedule.
 pub fn ap_idle() -> ! {
+    // No tick yet (the BSP calibrates the APIC timer after the APs are up), so
+    // wait by spinning: this lasts from AP start-up to the end of domain building.
     while !STARTED.load(Ordering::Acquire) {
-        x86_64::instructions::interrupts::enable_and_hlt();
+        core::hint::spin_loop();
     }
+    // The tick wakes this CPU when idle and preempts its vCPUs.
     apic::start_periodic();
     run_loop()
 }
