@@ -224,6 +224,18 @@ pub fn boot(images: &[ramdisk::Entry<'_>], max_ram_page: u64) -> Result<(), Stri
         return Err("no dom0 was built".into());
     }
     log::info!("domains: {} built, {} vCPUs", hv.domains.len(), vcpus.len());
-    // INTEGRATION: wall time at boot from the CMOS RTC; the epoch until then.
-    super::sched::start(hv, ext, vcpus, 0)
+    // Wall time at system time 0: the RTC now, minus the time since reset.
+    let now_ns = super::time::rdtsc();
+    let now_ns = scale.scale(now_ns);
+    let boot_wall_ns = match super::rtc::unix_time() {
+        Some(s) => {
+            log::info!("rtc: {s} s since the epoch");
+            (s * 1_000_000_000).saturating_sub(now_ns)
+        }
+        None => {
+            log::warn!("rtc: unreadable, the guests' wallclock starts at the epoch");
+            0
+        }
+    };
+    super::sched::start(hv, ext, vcpus, boot_wall_ns)
 }

@@ -22,6 +22,7 @@ pub mod paging;
 pub mod percpu;
 pub mod pvh;
 pub mod ramdisk;
+pub mod rtc;
 pub mod sched;
 pub mod shutdown;
 pub mod smp;
