@@ -283,8 +283,8 @@ fn xen_leaf(env: &ExitEnv<'_>, leaf: u32, subleaf: u32) -> [u32; 4] {
             match subleaf {
                 // vtsc flags 0, TSC_MODE_DEFAULT, guest TSC kHz, incarnation 0.
                 0 => [0, 0, khz, 0],
-                // Host kHz.
-                2 => [khz, 0, 0, 0],
+                // Host kHz (`cpu_khz`) in ECX.
+                2 => [0, 0, khz, 0],
                 _ => [0; 4],
             }
         }
