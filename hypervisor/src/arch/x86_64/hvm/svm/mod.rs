@@ -317,7 +317,8 @@ impl SvmVcpu {
             | INTERCEPT2_VMSAVE
             | INTERCEPT2_STGI
             | INTERCEPT2_CLGI
-            | INTERCEPT2_SKINIT;
+            | INTERCEPT2_SKINIT
+            | INTERCEPT2_XSETBV;
         c.iopm_base_pa = iopm;
         c.msrpm_base_pa = msrpm;
         c.guest_asid = asid;
@@ -444,8 +445,9 @@ impl SvmVcpu {
                 }
             }
             // SVM instructions: the guest sees no SVM (CPUID hides it), so #UD, as
-            // Xen does without nested virtualization.
-            VMEXIT_VMRUN..=0x86 => {
+            // Xen does without nested virtualization. XSETBV likewise: CPUID
+            // hides XSAVE (XCR0 is not switched between vCPUs).
+            VMEXIT_VMRUN..=0x86 | VMEXIT_XSETBV => {
                 self.inject(Event::Exception {
                     vector: 6,
                     error_code: None,
