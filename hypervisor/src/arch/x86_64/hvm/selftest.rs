@@ -105,45 +105,58 @@ core::arch::global_asm!(
     "sub rcx, rsi",
     "mov dx, 0xe9",
     "rep outsb",
-    // 1000 null hypercalls, then 1000 CPUID exits, timed with rdtsc.
-    "mov r12, 1000",
-    "mov [0x5070], r12",
+    // 10 rounds of 100 null hypercalls then 100 CPUID exits, each batch timed
+    // with rdtsc; the fastest batch of each kind is kept (the host is shared).
+    "mov qword ptr [0x5060], -1",
+    "mov qword ptr [0x5068], -1",
+    "mov qword ptr [0x5070], 100",
+    "mov r14, 10",
+    "22:",
+    "mov r12, 100",
     "lfence",
     "rdtsc",
     "shl rdx, 32",
     "or rax, rdx",
     "mov r13, rax",
-    "6:",
+    "23:",
     "mov eax, 17",
     "xor edi, edi",
     "xor esi, esi",
     "vmmcall",
     "dec r12",
-    "jnz 6b",
+    "jnz 23b",
     "lfence",
     "rdtsc",
     "shl rdx, 32",
     "or rax, rdx",
     "sub rax, r13",
+    "cmp rax, [0x5060]",
+    "jae 24f",
     "mov [0x5060], rax",
-    "mov r12, 1000",
+    "24:",
+    "mov r12, 100",
     "lfence",
     "rdtsc",
     "shl rdx, 32",
     "or rax, rdx",
     "mov r13, rax",
-    "7:",
+    "25:",
     "xor eax, eax",
     "xor ecx, ecx",
     "cpuid",
     "dec r12",
-    "jnz 7b",
+    "jnz 25b",
     "lfence",
     "rdtsc",
     "shl rdx, 32",
     "or rax, rdx",
     "sub rax, r13",
+    "cmp rax, [0x5068]",
+    "jae 26f",
     "mov [0x5068], rax",
+    "26:",
+    "dec r14",
+    "jnz 22b",
     // HLT with interrupts off: the vCPU blocks; the loop wakes it.
     "cli",
     "hlt",
@@ -259,7 +272,8 @@ const GUEST_FRAMES: u64 = 512;
 const CODE_GPA: u64 = 0x10000;
 const RESULTS_GPA: u64 = 0x5000;
 const STACK_TOP: u64 = 0x80000;
-const ITERATIONS: u64 = 1000;
+/// Exits per timed batch (the fastest of 10 batches of each kind is kept).
+const ITERATIONS: u64 = 100;
 const UPCALL_VECTOR: u8 = 0xF3;
 
 /// Machine memory through the physical map (frames this test gave the domains).
