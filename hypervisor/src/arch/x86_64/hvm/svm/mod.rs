@@ -648,7 +648,9 @@ impl Vcpu for SvmVcpu {
                 if value & !(1 | 1 << 8 | 1 << 10 | 1 << 11) != 0 {
                     return Some(false);
                 }
-                s.efer = value | EFER_SVME;
+                // LMA is the processor's to set (CR0.PG with LME): writes keep it.
+                let lma = PagingState::EFER_LMA;
+                s.efer = (value & !lma) | (s.efer & lma) | EFER_SVME;
                 Some(true)
             }
             0x277 => {
