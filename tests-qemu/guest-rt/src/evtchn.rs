@@ -564,3 +564,19 @@ pub fn status(port: u32) -> Result<u32, i64> {
         rc => Err(rc),
     }
 }
+
+/// Clears `port`'s pending bit without handling it (discards a notification,
+/// e.g. the one Xen raises on the local port of every `bind_interdomain`).
+pub fn clear_pending(port: u32) {
+    match abi() {
+        Abi::TwoLevel if port < 4096 => {
+            two_level_word(PENDING_OFF, port).fetch_and(!(1u64 << (port % 64)), Ordering::SeqCst);
+        }
+        Abi::Fifo => {
+            if let Some(w) = fifo_word(port) {
+                atomic_word(w).fetch_and(!(1 << EVTCHN_FIFO_PENDING), Ordering::SeqCst);
+            }
+        }
+        _ => {}
+    }
+}
