@@ -55,13 +55,46 @@ pub fn hypervisor() -> Result<PathBuf> {
     Ok(elf)
 }
 
-/// The guest images that go into the ramdisk, as (name, ELF bytes).
+/// The guest ELF files built from `tests-qemu/` (ramdisk entry name = binary name).
+pub const GUEST_BINARIES: &[&str] = &["testguest"];
+
+/// Builds the test guests (`tests-qemu/`, its own workspace: `no_std` PVH images
+/// for `x86_64-unknown-none` with a static relocation model, see
+/// `tests-qemu/.cargo/config.toml`) into `target/guests/` and returns them as
+/// ramdisk entries (name, ELF bytes).
 ///
-/// There are no guests in the tree yet (tests-qemu/ only has its README), so the
-/// list is empty; when the guests exist, they are built here and each one
-/// becomes a ramdisk entry named after its binary.
+/// Cargo runs with `tests-qemu/` as its working directory so that directory's
+/// `.cargo/config.toml` applies.
 pub fn guests() -> Result<Vec<Entry>> {
-    Ok(Vec::new())
+    let dir = project_root().join("tests-qemu");
+    let target = target_dir().join("guests");
+    let mut cmd = util::cargo();
+    cmd.current_dir(&dir)
+        .args(["build", "--release", "--quiet", "--target", KERNEL_TARGET])
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
+    util::run(&mut cmd)?;
+    let mut entries = Vec::new();
+    for name in GUEST_BINARIES {
+        let elf = target.join(KERNEL_TARGET).join("release").join(name);
+        let data =
+            std::fs::read(&elf).with_context(|| format!("reading guest {}", elf.display()))?;
+        entries.push(Entry::new(*name, data));
+    }
+    Ok(entries)
+}
+
+/// The `domains.cfg` of scenario `name` (`tests-qemu/scenarios/<name>/domains.cfg`)
+/// as a ramdisk entry.
+pub fn domains_cfg(name: &str) -> Result<Entry> {
+    let path = project_root()
+        .join("tests-qemu/scenarios")
+        .join(name)
+        .join("domains.cfg");
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Entry::new("domains.cfg", text))
 }
 
 /// Builds `xtask/image-builder` (outside the workspace, own target dir) and

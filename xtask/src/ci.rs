@@ -84,6 +84,18 @@ fn image_builder_tests() -> Command {
     cmd
 }
 
+/// `cargo <args> --manifest-path tests-qemu/Cargo.toml`, run in `tests-qemu/`
+/// (its `.cargo/config.toml` sets the guests' target and relocation model), with
+/// the target dir `build::guests` uses.
+fn guests_cargo(args: &[&str]) -> Command {
+    let dir = util::project_root().join("tests-qemu");
+    let mut cmd = cargo(args);
+    cmd.current_dir(&dir)
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"));
+    cmd
+}
+
 /// `cargo <args> --manifest-path xtask/image-builder/Cargo.toml`.
 fn image_builder_cargo(args: &[&str]) -> Command {
     let mut cmd = cargo(args);
@@ -105,6 +117,10 @@ fn steps() -> Vec<Step> {
         Step {
             name: "fmt (image builder)",
             kind: Kind::Check(image_builder_cargo(&["fmt", "--check"])),
+        },
+        Step {
+            name: "fmt (test guests)",
+            kind: Kind::Check(guests_cargo(&["fmt", "--all", "--check"])),
         },
         Step {
             name: "clippy (host)",
@@ -129,6 +145,16 @@ fn steps() -> Vec<Step> {
                 "-D",
                 "warnings",
             ])),
+        },
+        Step {
+            name: "clippy (test guests, x86_64-unknown-none)",
+            kind: Kind::Check({
+                let mut cmd = guests_cargo(&["clippy", "--release", "--target", KERNEL_TARGET]);
+                cmd.arg("--target-dir")
+                    .arg(util::target_dir().join("guests"))
+                    .args(["--", "-D", "warnings"]);
+                cmd
+            }),
         },
         Step {
             name: "test (workspace, incl. ABI conformance)",

@@ -28,18 +28,20 @@ pub struct Tally {
     pub failed: u32,
 }
 
-/// Prints the scenario table.
+/// Prints the scenario table (opt-in ones marked).
 pub fn list() {
     for s in scenario::all() {
-        println!("{:<16} {}", s.name, s.about);
+        let mark = if s.opt_in { " (opt-in)" } else { "" };
+        println!("{:<22} {}{}", s.name, s.about, mark);
     }
 }
 
-/// Picks the scenarios whose names are in `filter` (all when empty).
+/// Picks the scenarios whose names are in `filter`; when it is empty, every
+/// scenario that is not opt-in (opt-in ones run only when named).
 pub fn select(filter: &[String]) -> Result<Vec<Scenario>> {
     let all = scenario::all();
     if filter.is_empty() {
-        return Ok(all);
+        return Ok(all.into_iter().filter(|s| !s.opt_in).collect());
     }
     let mut picked = Vec::new();
     for name in filter {
@@ -58,21 +60,42 @@ pub fn select(filter: &[String]) -> Result<Vec<Scenario>> {
 /// returns the tally (the caller prints the closing `N passed, N failed`).
 pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
     let kernel = build::hypervisor()?;
-    let guests = build::guests()?;
+    // Guests only go into the ramdisks of scenarios with a domains.cfg: the
+    // boot-only scenarios keep their two-entry ramdisk.
+    let guests = if scenarios
+        .iter()
+        .any(|s| s.domains.is_some() || s.guest_kernel.is_some())
+    {
+        build::guests()?
+    } else {
+        Vec::new()
+    };
     let builder = build::image_builder()?;
     let root = target_dir().join("qemu-test");
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
 
-    // One image set per boot.cmd variant, shared by the scenarios that use it.
-    let mut images: HashMap<TestMode, Images> = HashMap::new();
+    // One image set per (boot.cmd variant, domains.cfg), shared by the
+    // scenarios that use it.
+    let mut images: HashMap<(TestMode, Option<&str>), Images> = HashMap::new();
     for s in scenarios {
-        if let Entry::Vacant(slot) = images.entry(s.test) {
-            let dir = root.join("images").join(s.test.as_str());
+        if let Entry::Vacant(slot) = images.entry((s.test, s.domains)) {
+            let (dir, entries) = match s.domains {
+                None => (root.join("images").join(s.test.as_str()), Vec::new()),
+                Some(cfg) => {
+                    let mut entries = vec![build::domains_cfg(cfg)?];
+                    entries.extend(guests.iter().cloned());
+                    (
+                        root.join("images")
+                            .join(format!("{}-{}", s.test.as_str(), cfg)),
+                        entries,
+                    )
+                }
+            };
             slot.insert(build::images(
                 &builder,
                 &kernel,
                 s.test,
-                guests.clone(),
+                entries,
                 &dir,
                 Firmwares::BOTH,
             )?);
@@ -81,14 +104,20 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
 
     let mut tally = Tally::default();
     for s in scenarios {
-        let set = &images[&s.test];
+        let set = &images[&(s.test, s.domains)];
         let image = match s.firmware {
             Firmware::Bios => set.bios.as_ref(),
             Firmware::Uefi => set.uefi.as_ref(),
         }
         .context("image set lacks the scenario's firmware")?;
         eprintln!("xtask: qemu-test {} ... ({})", s.name, s.about);
-        match run_one(s, image, set.ramdisk_entries, &root) {
+        let entries = set.ramdisk_entries;
+        let outcome = match s.guest_kernel {
+            Some(cmdline) => guest_kernel_path(&guests, &root)
+                .and_then(|elf| run_one(s, &elf, entries, Some((&elf, cmdline)), &root)),
+            None => run_one(s, image, entries, None, &root),
+        };
+        match outcome {
             Ok((verdict, log, took)) => {
                 if verdict.passed() {
                     tally.passed += 1;
@@ -116,11 +145,22 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
     Ok(tally)
 }
 
-/// Boots one scenario; returns its verdict, its serial log path and how long it took.
+/// Writes the test guest ELF (the first guest entry) for direct `-kernel` boots.
+fn guest_kernel_path(guests: &[crate::ramdisk::Entry], root: &Path) -> Result<PathBuf> {
+    let guest = guests.first().context("no test guest was built")?;
+    let path = root.join(format!("{}.elf", guest.name));
+    std::fs::write(&path, &guest.data).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Boots one scenario; returns its verdict, its serial log path and how long it
+/// took. `kernel`: boot this PVH ELF with this command line instead (QEMU
+/// `-kernel`/`-append`; the disk is then only attached, never booted).
 fn run_one(
     s: &Scenario,
     image: &Path,
     ramdisk_entries: usize,
+    kernel: Option<(&Path, &str)>,
     root: &Path,
 ) -> Result<(scenario::Verdict, PathBuf, Duration)> {
     let dir = root.join(s.name);
@@ -143,7 +183,15 @@ fn run_one(
             accel: Accel::Tcg,
             serial: Serial::File(serial_log.clone()),
             gdb: false,
-            extra: Vec::new(),
+            extra: match kernel {
+                Some((elf, cmdline)) => vec![
+                    "-kernel".into(),
+                    elf.display().to_string(),
+                    "-append".into(),
+                    cmdline.into(),
+                ],
+                None => Vec::new(),
+            },
         }
         .command(),
         Emulator::Bochs => {

@@ -21,6 +21,8 @@ pub enum TestMode {
     FaultUd,
     /// Call `panic!`.
     Panic,
+    /// Run the hypervisor's built-in SVM test guest.
+    SvmSelftest,
 }
 
 impl TestMode {
@@ -31,6 +33,7 @@ impl TestMode {
             TestMode::FaultPagefault => "fault-pagefault",
             TestMode::FaultUd => "fault-ud",
             TestMode::Panic => "panic",
+            TestMode::SvmSelftest => "svm-selftest",
         }
     }
 }

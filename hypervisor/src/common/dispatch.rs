@@ -17,7 +17,7 @@ use super::event_channel::{self, EvtchnDomain, EvtchnEnv};
 use super::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
 use super::hvm::{self, DomainRef, HvmEnv};
 use super::hypercall::{Caller, Clock, ExtHandlers};
-use super::sched_op;
+use super::{memory_op, sched_op, vcpu_op};
 
 /// Something only the backend can do, queued by a handler for the vCPU loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +46,8 @@ pub struct XenExt {
     pub clock: Box<dyn Clock + Send>,
     /// Work for the backends, in the order it was asked for.
     pub actions: Vec<ArchAction>,
+    /// `max_page` for `XENMEM_maximum_ram_page` (set by the boot code).
+    pub max_ram_page: u64,
 }
 
 impl XenExt {
@@ -54,6 +56,7 @@ impl XenExt {
             machine,
             clock,
             actions: Vec::new(),
+            max_ram_page: 0,
         }
     }
 
@@ -217,6 +220,34 @@ impl ExtHandlers for XenExt {
         let mut env = self.evtchn_env(domains, caller.domid);
         env.caller_vcpu = caller.vcpu;
         hvm::do_hvm_op(&mut env, guest, op, arg)
+    }
+
+    fn memory_op(
+        &mut self,
+        domains: &mut DomainTable,
+        caller: Caller,
+        cmd: u64,
+        arg: u64,
+        guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        let mut env = memory_op::MemoryOpEnv {
+            machine: &*self.machine,
+            actions: &mut self.actions,
+            max_ram_page: self.max_ram_page,
+        };
+        memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest)
+    }
+
+    fn vcpu_op(
+        &mut self,
+        domains: &mut DomainTable,
+        caller: Caller,
+        cmd: u64,
+        vcpuid: u64,
+        arg: u64,
+        guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        vcpu_op::do_vcpu_op(self, domains, caller, cmd, vcpuid, arg, guest)
     }
 
     fn evtchn_port_poll(&mut self, d: &mut Domain, port: u32) -> XenResult<bool> {

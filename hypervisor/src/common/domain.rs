@@ -516,6 +516,8 @@ pub struct Vcpu {
     /// An event-channel upcall was raised for this vCPU (`vcpu_mark_events_pending`)
     /// and the backend has not injected it yet.
     pub upcall_raised: bool,
+    /// Timers and guest-registered areas of `VCPUOP_*` (`vcpu_op.rs`).
+    pub op: super::vcpu_op::VcpuOpState,
 }
 
 impl Vcpu {
@@ -585,6 +587,9 @@ pub struct Domain {
     pub evtchn: EvtchnDomain,
     /// HVM params, altp2m state and the p2m (`d->arch.hvm`, `d->arch.p2m`).
     pub hvm: HvmDomain,
+    /// The guest's E820 map (`d->arch.e820`) for `XENMEM_memory_map`; empty
+    /// until the domain builder sets it (then the op is `-ENOSYS`, as Xen).
+    pub memmap: Vec<super::memory_op::E820Entry>,
 }
 
 impl Domain {
@@ -620,6 +625,7 @@ impl Domain {
                 config.max_vcpus,
             ),
             hvm: HvmDomain::new(config.max_vcpus),
+            memmap: Vec::new(),
             config,
         }
     }

@@ -13,6 +13,13 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 pub trait GuestAccess {
     fn copy_from_guest(&mut self, gva: u64, buf: &mut [u8]) -> XenResult<()>;
     fn copy_to_guest(&mut self, gva: u64, buf: &[u8]) -> XenResult<()>;
+    /// The guest-physical address `gva` maps to now, for areas the guest
+    /// registers by virtual address (`VCPUOP_register_vcpu_time_memory_area`,
+    /// `VCPUOP_register_runstate_memory_area`). `None`: not mapped, or this
+    /// access cannot tell.
+    fn translate(&mut self, _gva: u64) -> Option<u64> {
+        None
+    }
 }
 
 /// One domain's guest-physical memory.
@@ -166,6 +173,9 @@ pub mod fake {
         }
         fn copy_to_guest(&mut self, gva: u64, buf: &[u8]) -> XenResult<()> {
             self.write_gpa(gva, buf)
+        }
+        fn translate(&mut self, gva: u64) -> Option<u64> {
+            self.range(gva, 1).ok().map(|_| gva)
         }
     }
 

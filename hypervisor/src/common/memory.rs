@@ -289,6 +289,11 @@ impl P2m {
         }
     }
 
+    /// The highest gfn the host view maps (`p2m->max_mapped_pfn`).
+    pub fn max_host_gfn(&self) -> Option<u64> {
+        self.host.last_key_value().map(|(g, _)| *g)
+    }
+
     /// The host view's entry for `gfn`.
     pub fn host_entry(&self, gfn: u64) -> Option<P2mEntry> {
         self.host.get(&gfn).copied()

@@ -54,6 +54,13 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
     };
     paging::set_phys_offset(phys_offset);
     let regions: &[_] = &boot_info.memory_regions;
+    // `max_page` (XENMEM_maximum_ram_page): one past the highest usable frame.
+    let max_ram_page = regions
+        .iter()
+        .filter(|r| r.kind == bootloader_api::info::MemoryRegionKind::Usable)
+        .map(|r| r.end.div_ceil(frame::FRAME_SIZE))
+        .max()
+        .unwrap_or(0);
     let stats = frame::init(regions).unwrap_or_else(|e| fail("memory", e));
     log::info!(
         "memory: {} MiB usable in {} regions ({} KiB frame bitmap)",
@@ -149,6 +156,7 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
     log::info!("apic timer: ticking ({ticks} ticks)");
 
     let mut test = TestAction::None;
+    let mut images = Vec::new();
     match ramdisk_va {
         None => log::info!("ramdisk: 0 entries (no ramdisk)"),
         Some(va) => {
@@ -169,6 +177,7 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
                             Err(_) => log::warn!("boot.cmd: not UTF-8 text, ignored"),
                         }
                     }
+                    images = entries;
                 }
             }
         }
@@ -186,6 +195,11 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
         (now - entry_tsc) * 1000 / time::tsc_hz()
     );
 
+    if test == TestAction::None && images.iter().any(|e| e.name == "domains.cfg") {
+        if let Err(why) = super::domain_build::boot(&images, max_ram_page) {
+            log::error!("domains: not started: {why}");
+        }
+    }
     run_test(test)
 }
 
@@ -209,6 +223,15 @@ fn run_test(test: TestAction) -> ! {
         TestAction::Panic => {
             log::info!("test: explicit panic");
             panic!("test panic requested by boot.cmd");
+        }
+        TestAction::SvmSelftest => {
+            let ok = super::hvm::selftest::run_selftest();
+            x86_64::instructions::interrupts::disable();
+            apic::stop_timer();
+            if ok {
+                exit(ExitCode::Success, "")
+            }
+            exit(ExitCode::Failure, "svm-selftest failed")
         }
     }
     x86_64::instructions::interrupts::disable();

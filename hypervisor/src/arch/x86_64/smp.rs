@@ -261,7 +261,6 @@ extern "C" fn ap_entry(index: u64) -> ! {
     log::info!("cpu{index} online (apic id {id})");
     slot.online.store(true, Ordering::Release);
     AP_STARTED.store(true, Ordering::Release);
-    loop {
-        x86_64::instructions::interrupts::enable_and_hlt();
-    }
+    // Idle until the domains are built, then run vCPUs.
+    super::sched::ap_idle()
 }

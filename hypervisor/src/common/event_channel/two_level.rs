@@ -92,6 +92,9 @@ pub struct SharedInfo {
     /// The private copy: a `shared_info` image (first page), then one
     /// `vcpu_info` per vCPU from 32 up.
     shadow: ShadowPage,
+    /// Per vCPU: where `VCPUOP_register_vcpu_info` put its `vcpu_info` (a GPA),
+    /// overriding the slot in `shared_info` or the shadow.
+    registered: Vec<Option<u64>>,
 }
 
 impl SharedInfo {
@@ -100,6 +103,7 @@ impl SharedInfo {
         SharedInfo {
             gpa: None,
             shadow: ShadowPage(vec![0; (PAGE_SIZE + extra) as usize]),
+            registered: vec![None; nr_vcpus as usize],
         }
     }
 
@@ -109,6 +113,9 @@ impl SharedInfo {
         let want = (PAGE_SIZE + extra) as usize;
         if self.shadow.0.len() < want {
             self.shadow.0.resize(want, 0);
+        }
+        if self.registered.len() < nr_vcpus as usize {
+            self.registered.resize(nr_vcpus as usize, None);
         }
     }
 
@@ -138,6 +145,9 @@ impl SharedInfo {
         mem: &'a mut dyn GuestMemory,
         v: u32,
     ) -> (&'a mut dyn GuestMemory, u64) {
+        if let Some(Some(at)) = self.registered.get(v as usize) {
+            return (mem, *at);
+        }
         if v >= XEN_LEGACY_MAX_VCPUS {
             let off = PAGE_SIZE + u64::from(v - XEN_LEGACY_MAX_VCPUS) * VCPU_INFO_SIZE;
             return (&mut self.shadow, off);
@@ -147,6 +157,9 @@ impl SharedInfo {
     }
 
     fn vcpu_info_ref<'a>(&'a self, mem: &'a dyn GuestMemory, v: u32) -> (&'a dyn GuestMemory, u64) {
+        if let Some(Some(at)) = self.registered.get(v as usize) {
+            return (mem, *at);
+        }
         if v >= XEN_LEGACY_MAX_VCPUS {
             let off = PAGE_SIZE + u64::from(v - XEN_LEGACY_MAX_VCPUS) * VCPU_INFO_SIZE;
             return (&self.shadow, off);
@@ -194,6 +207,88 @@ impl SharedInfo {
             self.gpa = old;
         }
         res
+    }
+
+    /// Where `VCPUOP_register_vcpu_info` placed vCPU `v`'s `vcpu_info`, if it did.
+    pub fn registered_vcpu_info(&self, v: u32) -> Option<u64> {
+        self.registered.get(v as usize).copied().flatten()
+    }
+
+    /// `map_vcpu_info()`'s move: vCPU `v`'s `vcpu_info` now lives at guest
+    /// physical `gpa` (which the caller has checked is in the domain's RAM and
+    /// does not cross a page). The current contents move there, then every
+    /// selector bit and `evtchn_upcall_pending` are set so that nothing is lost
+    /// (the guest sees a spurious upcall, as on Xen); the caller raises it.
+    /// `-EINVAL` if `v` already registered one or does not exist.
+    pub fn register_vcpu_info(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        v: u32,
+        gpa: u64,
+    ) -> XenResult<()> {
+        match self.registered.get(v as usize) {
+            Some(None) => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        let mut cur = [0u8; VCPU_INFO_SIZE as usize];
+        {
+            let (m, at) = self.vcpu_info_ref(mem, v);
+            m.read_gpa(at, &mut cur)?;
+        }
+        mem.write_gpa(gpa, &cur).map_err(|_| Errno::EINVAL)?;
+        self.registered[v as usize] = Some(gpa);
+        let (m, at) = self.vcpu_info(mem, v);
+        guest_bits::write_u32(m, at + VCPUINFO_PENDING_SEL, u32::MAX)?;
+        guest_bits::write_u32(m, at + VCPUINFO_PENDING_SEL + 4, u32::MAX)?;
+        test_and_set_bit(m, at + VCPUINFO_UPCALL_PENDING, 0)?;
+        Ok(())
+    }
+
+    /// Write `bytes` at `offset` inside vCPU `v`'s `vcpu_info`, wherever it is
+    /// (the pvclock record lives there).
+    pub fn write_vcpu_info(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        v: u32,
+        offset: u64,
+        bytes: &[u8],
+    ) -> XenResult<()> {
+        let (m, at) = self.vcpu_info(mem, v);
+        m.write_gpa(at + offset, bytes)
+    }
+
+    /// Read `buf.len()` bytes at `offset` inside vCPU `v`'s `vcpu_info`.
+    pub fn read_vcpu_info(
+        &self,
+        mem: &dyn GuestMemory,
+        v: u32,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> XenResult<()> {
+        let (m, at) = self.vcpu_info_ref(mem, v);
+        m.read_gpa(at + offset, buf)
+    }
+
+    /// Write `bytes` at `offset` inside `shared_info` (wallclock fields).
+    pub fn write_shared_info(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        offset: u64,
+        bytes: &[u8],
+    ) -> XenResult<()> {
+        let (m, base) = self.shinfo(mem);
+        m.write_gpa(base + offset, bytes)
+    }
+
+    /// Read from `shared_info` at `offset`.
+    pub fn read_shared_info(
+        &self,
+        mem: &dyn GuestMemory,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> XenResult<()> {
+        let (m, base) = self.shinfo_ref(mem);
+        m.read_gpa(base + offset, buf)
     }
 
     /// `vcpu_mark_events_pending`: set `evtchn_upcall_pending`; true when it

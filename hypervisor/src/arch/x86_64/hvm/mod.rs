@@ -1,0 +1,39 @@
+//! Hardware-assisted virtualization: the vendor-neutral vCPU interface
+//! ([`vcpu`]), the exit handlers above it ([`exit`]), event delivery ([`irq`]) and
+//! the AMD SVM backend ([`svm`]). The VMX backend (`vmx/`) implements the same
+//! interface. The backend is picked at run time from CPUID ([`super::virt`]).
+//!
+//! Mirrors `xen/arch/x86/hvm/` (`hvm.c`'s function table, `svm/`, `vmx/`).
+
+pub mod exit;
+pub mod irq;
+pub mod selftest;
+pub mod stage2;
+pub mod svm;
+pub mod vcpu;
+
+use alloc::boxed::Box;
+
+use super::virt::{self, VirtSupport};
+use vcpu::{Vcpu, VcpuError};
+
+/// Per-CPU enable of the detected backend (SVM: `EFER.SVME` and the host save
+/// area in `VM_HSAVE_PA`). Must run on every CPU that will run vCPUs, before the
+/// first [`Vcpu::run`] there; calling it again on the same CPU is harmless.
+pub fn cpu_enable() -> Result<(), VcpuError> {
+    match virt::guests_allowed().map_err(VcpuError::Unsupported)? {
+        VirtSupport::Svm(_) => svm::cpu_enable(),
+        VirtSupport::Vmx(_) => Err(VcpuError::Unsupported("VMX backend not built in yet")),
+        VirtSupport::None(why) => Err(VcpuError::Unsupported(why)),
+    }
+}
+
+/// A new vCPU of the detected backend, in the reset state (use
+/// [`Vcpu::set_initial_state`] before running it).
+pub fn new_vcpu() -> Result<Box<dyn Vcpu>, VcpuError> {
+    match virt::guests_allowed().map_err(VcpuError::Unsupported)? {
+        VirtSupport::Svm(caps) => svm::new_vcpu(*caps),
+        VirtSupport::Vmx(_) => Err(VcpuError::Unsupported("VMX backend not built in yet")),
+        VirtSupport::None(why) => Err(VcpuError::Unsupported(why)),
+    }
+}

@@ -1,0 +1,318 @@
+//! The per-CPU run loop: every physical CPU picks the next runnable vCPU from the
+//! shared round-robin queue (`common::sched`), runs it through the vCPU
+//! interface until its time slice ends (the APIC timer tick makes an exit) or
+//! it blocks, yields or its domain stops, and halts when nothing is runnable.
+//!
+//! Mirrors Xen 4.17's `schedule()` / `context_switch()` / `idle_loop()`
+//! (`xen/common/sched/core.c`, `xen/arch/x86/domain.c`) in one loop. The
+//! hypervisor state (`Hypervisor` + `XenExt` + run queue + the vCPUs'
+//! hardware halves) is one global behind a spin lock, taken per exit and never
+//! held while a vCPU runs: a running vCPU's hardware state is moved out of the
+//! table for the time it runs.
+//!
+//! End of run: when dom0 shuts down, `dom0 shutdown: <reason> (code <n>)` is
+//! logged and the emulator run ends (poweroff → success, anything else →
+//! failure).
+
+// Xen's names (`SHUTDOWN_poweroff`, ...) in match patterns.
+#![allow(non_upper_case_globals)]
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
+use xen_public_abi::sched::{
+    SHUTDOWN_crash, SHUTDOWN_poweroff, SHUTDOWN_reboot, SHUTDOWN_soft_reset, SHUTDOWN_suspend,
+    SHUTDOWN_watchdog,
+};
+use xen_public_abi::xen::domid_t;
+
+use super::domain_build::BuiltVcpu;
+use super::guest_mem::VcpuGuestAccess;
+use super::guest_mem::PHYS_MACHINE;
+use super::hvm::exit::{self as hvm_exit, ExitEnv, HvmVcpuState};
+use super::hvm::vcpu::{ExitOutcome, Vcpu, VmExit};
+use super::shutdown::{exit, ExitCode};
+use super::{apic, hvm, percpu, time};
+use crate::common::dispatch::XenExt;
+use crate::common::hypercall::{Clock, Hypervisor};
+use crate::common::sched::{self as core_sched, RunQueue, VcpuRef};
+use crate::common::time::{update_vcpu_time, update_wallclock, TimeScale};
+
+/// A vCPU's time slice: the round-robin quantum (Xen's credit scheduler uses
+/// 30 ms; we preempt at the next timer exit after 10 ms).
+const SLICE_NS: u64 = 10_000_000;
+
+/// System time: TSC ticks since reset scaled by the same [`TimeScale`] the
+/// guests' pvclock uses, so both agree exactly.
+pub struct TscClock {
+    pub scale: TimeScale,
+}
+
+impl Clock for TscClock {
+    fn now_ns(&self) -> u64 {
+        self.scale.scale(time::rdtsc())
+    }
+}
+
+/// The hardware half of one vCPU and its vendor-neutral exit state: `None`
+/// while a CPU runs it.
+struct Slot {
+    hw: Option<(Box<dyn Vcpu>, HvmVcpuState)>,
+}
+
+/// Everything the CPUs share.
+pub struct HvState {
+    pub hv: Hypervisor,
+    pub ext: XenExt,
+    rq: RunQueue,
+    slots: BTreeMap<VcpuRef, Slot>,
+    scale: TimeScale,
+    /// Wall time at system time 0 (ns since the epoch), for `shared_info`.
+    boot_wall_ns: u64,
+    /// Domains whose shutdown has been logged.
+    reported: BTreeSet<domid_t>,
+}
+
+static STATE: Mutex<Option<HvState>> = Mutex::new(None);
+/// Set once the state is in place: the APs leave their idle loop.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Install the built domains and start scheduling on this CPU (the BSP). The
+/// APs join through [`ap_idle`].
+pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_ns: u64) -> ! {
+    let scale = TimeScale::from_hz(time::tsc_hz());
+    let mut slots = BTreeMap::new();
+    for b in vcpus {
+        slots.insert(
+            (b.domid, b.vcpu),
+            Slot {
+                hw: Some((b.hw, HvmVcpuState::new(b.domid, b.vcpu))),
+            },
+        );
+    }
+    ext.actions.clear();
+    let mut st = HvState {
+        hv,
+        ext,
+        rq: RunQueue::new(),
+        slots,
+        scale,
+        boot_wall_ns,
+        reported: BTreeSet::new(),
+    };
+    let ids: Vec<domid_t> = st.hv.domains.ids().collect();
+    for id in ids {
+        if let Some(d) = st.hv.domains.get_mut(id) {
+            update_wallclock(d, &PHYS_MACHINE, boot_wall_ns);
+        }
+    }
+    *STATE.lock() = Some(st);
+    STARTED.store(true, Ordering::Release);
+    run_loop()
+}
+
+/// An AP's life after start-up: halt until [`start`] has run, then schedule.
+pub fn ap_idle() -> ! {
+    // No tick yet (the BSP calibrates the APIC timer after the APs are up), so
+    // wait by spinning: this lasts from AP start-up to the end of domain building.
+    while !STARTED.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    // The tick wakes this CPU when idle and preempts its vCPUs.
+    apic::start_periodic();
+    run_loop()
+}
+
+/// What to do with the vCPU after an exit.
+enum Next {
+    Run,
+    Deschedule,
+}
+
+fn run_loop() -> ! {
+    let cpu = percpu::cpu_index();
+    if let Err(e) = hvm::cpu_enable() {
+        log::error!("cpu{cpu}: cannot run vCPUs: {e:?}");
+        loop {
+            x86_64::instructions::interrupts::enable_and_hlt();
+        }
+    }
+    loop {
+        let picked = {
+            let mut guard = STATE.lock();
+            let Some(st) = guard.as_mut() else {
+                drop(guard);
+                x86_64::instructions::interrupts::enable_and_hlt();
+                continue;
+            };
+            housekeeping(st);
+            pick(st)
+        };
+        let Some((who, (mut hw, mut vst))) = picked else {
+            // Nothing runnable: sleep until the next interrupt (the timer tick
+            // runs the timers; events from other CPUs make vCPUs runnable).
+            x86_64::instructions::interrupts::enable_and_hlt();
+            continue;
+        };
+        let started = time::rdtsc();
+        let slice_end = started + time::tsc_hz() * SLICE_NS / 1_000_000_000;
+        loop {
+            x86_64::instructions::interrupts::disable();
+            let exit = hw.run();
+            x86_64::instructions::interrupts::enable();
+            let mut guard = STATE.lock();
+            let Some(st) = guard.as_mut() else { break };
+            let slice_over = time::rdtsc() >= slice_end;
+            let mut next = after_exit(st, who, &mut *hw, &mut vst, exit, slice_over);
+            if matches!(next, Next::Run) {
+                if let Err(o) = hvm_exit::prepare_entry(&mut *hw, &mut st.hv, &mut st.ext, &mut vst)
+                {
+                    log::debug!("d{}v{}: not entering: {o:?}", who.0, who.1);
+                    next = Next::Deschedule;
+                }
+            }
+            match next {
+                Next::Run => drop(guard),
+                Next::Deschedule => {
+                    let ran = st.scale.scale(time::rdtsc().saturating_sub(started));
+                    st.rq.put(&mut st.hv, &st.ext, who, ran);
+                    if let Some(s) = st.slots.get_mut(&who) {
+                        s.hw = Some((hw, vst));
+                    }
+                    housekeeping(st);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Timers, queued backend actions and the end-of-run rule.
+fn housekeeping(st: &mut HvState) {
+    core_sched::tick(&mut st.hv, &mut st.ext);
+    hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    check_dom0(st);
+}
+
+/// A picked vCPU: its reference and its hardware half with the exit state.
+type Picked = (VcpuRef, (Box<dyn Vcpu>, HvmVcpuState));
+
+/// Pick a vCPU whose hardware half is free and make it ready to enter.
+fn pick(st: &mut HvState) -> Option<Picked> {
+    loop {
+        let who = st.rq.pick(&mut st.hv, &st.ext)?;
+        let hw = st.slots.get_mut(&who).and_then(|s| s.hw.take());
+        let Some((mut hw, mut vst)) = hw else {
+            // No hardware half (never built): take it out of the rotation.
+            log::error!("d{}v{}: no hardware vCPU, taken offline", who.0, who.1);
+            if let Some(c) = st.hv.domains.get_mut(who.0).and_then(|d| d.vcpu_mut(who.1)) {
+                c.online = false;
+                c.running = false;
+            }
+            continue;
+        };
+        let now = st.hv.clock.now_ns();
+        let tsc = time::rdtsc();
+        if let Some(d) = st.hv.domains.get_mut(who.0) {
+            update_vcpu_time(d, &PHYS_MACHINE, who.1, tsc, now, st.scale);
+            // shared_info may have moved (add_to_physmap) since last time.
+            update_wallclock(d, &PHYS_MACHINE, st.boot_wall_ns);
+        }
+        match hvm_exit::prepare_entry(&mut *hw, &mut st.hv, &mut st.ext, &mut vst) {
+            Ok(()) => return Some((who, (hw, vst))),
+            Err(o) => {
+                log::debug!("d{}v{}: not entering: {o:?}", who.0, who.1);
+                st.rq.put(&mut st.hv, &st.ext, who, 0);
+                if let Some(s) = st.slots.get_mut(&who) {
+                    s.hw = Some((hw, vst));
+                }
+                return None;
+            }
+        }
+    }
+}
+
+/// The exit handler's verdict turned into a scheduling decision.
+fn after_exit(
+    st: &mut HvState,
+    who: VcpuRef,
+    hw: &mut dyn Vcpu,
+    vst: &mut HvmVcpuState,
+    exit: VmExit,
+    slice_over: bool,
+) -> Next {
+    let outcome = {
+        let mut guest = VcpuGuestAccess::new(hw.stage2_root(), hw.paging_state());
+        let mut env = ExitEnv {
+            hv: &mut st.hv,
+            ext: &mut st.ext,
+            guest: &mut guest,
+            state: vst,
+        };
+        hvm_exit::handle(hw, exit, &mut env)
+    };
+    hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    let runnable = st
+        .hv
+        .domains
+        .get(who.0)
+        .and_then(|d| d.vcpu(who.1).map(|c| (d, c)))
+        .is_some_and(|(d, c)| d.is_runnable() && c.online && !c.paused_for_shutdown);
+    match outcome {
+        ExitOutcome::Continue if runnable && !slice_over => Next::Run,
+        ExitOutcome::Continue | ExitOutcome::Yield => Next::Deschedule,
+        ExitOutcome::Block => {
+            core_sched::block(&mut st.hv, &mut st.ext, who);
+            Next::Deschedule
+        }
+        ExitOutcome::Shutdown { .. } | ExitOutcome::Crashed => Next::Deschedule,
+    }
+}
+
+fn reason_name(code: u32) -> &'static str {
+    match code {
+        SHUTDOWN_poweroff => "poweroff",
+        SHUTDOWN_reboot => "reboot",
+        SHUTDOWN_suspend => "suspend",
+        SHUTDOWN_crash => "crash",
+        SHUTDOWN_watchdog => "watchdog",
+        SHUTDOWN_soft_reset => "soft_reset",
+        _ => "unknown",
+    }
+}
+
+/// dom0 shut down: end the emulator run; other domains' shutdowns are logged
+/// once (`d<id> shutdown: <reason>`), and only they stop.
+fn check_dom0(st: &mut HvState) {
+    let down: Vec<(domid_t, u32)> = st
+        .hv
+        .domains
+        .ids()
+        .filter(|&id| id != 0 && !st.reported.contains(&id))
+        .filter_map(|id| st.hv.domains.get(id))
+        // A crash was logged as `d<id> crashed: <why>` when it happened.
+        .filter(|d| d.shutdown.is_shutting_down && d.shutdown.code != SHUTDOWN_crash)
+        .map(|d| (d.domain_id, d.shutdown.code))
+        .collect();
+    for (id, code) in down {
+        log::info!("d{id} shutdown: {} (code {code})", reason_name(code));
+        st.reported.insert(id);
+    }
+    let Some(d0) = st.hv.domains.get(0) else {
+        return;
+    };
+    if !d0.shutdown.is_shutting_down {
+        return;
+    }
+    let code = d0.shutdown.code;
+    let name = reason_name(code);
+    log::info!("dom0 shutdown: {name} (code {code})");
+    if code == SHUTDOWN_poweroff {
+        exit(ExitCode::Success, "")
+    }
+    let why = alloc::format!("dom0 {name}");
+    exit(ExitCode::Failure, &why)
+}

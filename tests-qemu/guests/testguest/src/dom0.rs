@@ -1,0 +1,65 @@
+//! Helpers for the dom0 orchestrator roles: domctl getdomaininfo and waiting
+//! for a domU to stop.
+
+use guest_rt::xen;
+use xen_public_abi::domctl::*;
+use xen_public_abi::xen::__HYPERVISOR_domctl;
+use zerocopy::FromZeros;
+
+/// What getdomaininfo said about a domain.
+#[derive(Clone, Copy, Debug)]
+pub struct Info {
+    pub domain: u16,
+    pub flags: u32,
+}
+
+impl Info {
+    /// Shut down (`XEN_DOMINF_shutdown`) or dying.
+    pub fn stopped(&self) -> bool {
+        self.flags & (XEN_DOMINF_shutdown | XEN_DOMINF_dying) != 0
+    }
+
+    /// The shutdown code (`SHUTDOWN_*`), valid when [`Info::stopped`].
+    pub fn code(&self) -> u32 {
+        (self.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask
+    }
+}
+
+/// `XEN_DOMCTL_getdomaininfo(domid)`; the returned domain must be `domid`
+/// (4.17 answers with the next existing domain at or above it).
+pub fn getdomaininfo(domid: u16) -> Result<Info, i64> {
+    let mut op = xen_domctl::new_zeroed();
+    op.cmd = XEN_DOMCTL_getdomaininfo;
+    op.interface_version = XEN_DOMCTL_INTERFACE_VERSION;
+    op.domain = domid;
+    // domctl takes the struct pointer as its only argument.
+    let rc = xen::hypercall(
+        __HYPERVISOR_domctl,
+        &mut op as *mut xen_domctl as u64,
+        0,
+        0,
+        0,
+        0,
+    );
+    if rc != 0 {
+        return Err(rc);
+    }
+    let info: xen_domctl_getdomaininfo = op.u.get();
+    Ok(Info {
+        domain: info.domain,
+        flags: info.flags,
+    })
+}
+
+/// Yields until domain `domid` is shut down or dying; `None` after `rounds` yields.
+pub fn wait_stopped(domid: u16, rounds: u64) -> Option<Info> {
+    for _ in 0..rounds {
+        if let Ok(info) = getdomaininfo(domid) {
+            if info.domain == domid && info.stopped() {
+                return Some(info);
+            }
+        }
+        xen::yield_now();
+    }
+    None
+}
