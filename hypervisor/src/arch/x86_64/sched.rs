@@ -193,8 +193,19 @@ fn run_loop() -> ! {
 /// Timers, queued backend actions and the end-of-run rule.
 fn housekeeping(st: &mut HvState) {
     core_sched::tick(&mut st.hv, &mut st.ext);
-    hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    let woken = hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    kick(&woken);
     check_dom0(st);
+}
+
+/// vCPUs got an event: make the other CPUs look again now rather than at their
+/// next tick (`vcpu_kick`). A halted CPU wakes and picks; a CPU running a guest
+/// takes an exit, which delivers the event before re-entry. (The tick's vector
+/// serves: its handler only counts and EOIs.)
+fn kick(woken: &[(domid_t, u32)]) {
+    if !woken.is_empty() && percpu::online_count() > 1 {
+        apic::send_ipi_all_but_self(apic::TIMER_VECTOR);
+    }
 }
 
 /// A picked vCPU: its reference and its hardware half with the exit state.
@@ -254,7 +265,8 @@ fn after_exit(
         };
         hvm_exit::handle(hw, exit, &mut env)
     };
-    hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    let woken = hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    kick(&woken);
     let runnable = st
         .hv
         .domains
