@@ -51,6 +51,9 @@ pub struct HvmVcpuState {
     port_line: Vec<u8>,
     /// TSC at the last entry (run-time accounting).
     pub entered_tsc: u64,
+    /// The gpa of the last stage-2 fault the p2m allowed (a repeat means the
+    /// tables cannot express the rights).
+    last_allowed_fault: Option<u64>,
 }
 
 impl HvmVcpuState {
@@ -61,6 +64,7 @@ impl HvmVcpuState {
             lapic: VLapic::new(vcpu_id),
             port_line: Vec::new(),
             entered_tsc: 0,
+            last_allowed_fault: None,
         }
     }
 }
@@ -156,6 +160,9 @@ pub fn prepare_entry(
 /// Handle one exit.
 pub fn handle(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let domid = env.state.domid;
+    if !matches!(exit, VmExit::Stage2Fault { .. }) {
+        env.state.last_allowed_fault = None;
+    }
     match exit {
         VmExit::Hypercall => hypercall(vcpu, env),
         VmExit::Cpuid => {
@@ -545,11 +552,24 @@ fn stage2_fault(
     let Some(d) = env.hv.domains.get_mut(domid) else {
         return ExitOutcome::Crashed;
     };
+    let prev_allowed = env.state.last_allowed_fault.take();
     let outcome = altp2m::check_access(&mut d.hvm, vcpu_id, gpa, gla, access);
     match outcome {
         AccessOutcome::Allowed => {
             // The tables are older than the p2m (rebuilt at the next entry) or a
-            // stale translation: flush and retry.
+            // stale translation: flush and retry. The same fault again right after
+            // that is rights the stage-2 format cannot express (NPT has no write-
+            // or execute-only pages: the encoder maps them not-present); say so
+            // instead of faulting forever.
+            if prev_allowed == Some(gpa) {
+                let view = d.hvm.p2m.current_view(vcpu_id);
+                let a = d.hvm.p2m.effective_entry(view, gpa >> 12).map(|e| e.access);
+                let why = format!(
+                    "gpa {gpa:#x} keeps faulting with access {a:?} in {view:?}, which this CPU's stage-2 tables cannot express"
+                );
+                return crash_domain(env.hv, env.ext, domid, &why);
+            }
+            env.state.last_allowed_fault = Some(gpa);
             vcpu.flush_guest_tlb();
             ExitOutcome::Continue
         }
