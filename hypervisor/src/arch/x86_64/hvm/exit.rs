@@ -18,8 +18,8 @@ use alloc::vec::Vec;
 
 use xen_public_abi::arch_x86::cpuid::*;
 use xen_public_abi::domctl::XEN_DOMCTL_CDF_evtchn_upcall;
-use xen_public_abi::sched::SHUTDOWN_crash;
-use xen_public_abi::xen::domid_t;
+use xen_public_abi::sched::{SCHEDOP_yield, SHUTDOWN_crash};
+use xen_public_abi::xen::{__HYPERVISOR_sched_op, domid_t};
 
 use super::irq::{self, VLapic, MSR_APIC_BASE, MSR_X2APIC_FIRST, MSR_X2APIC_LAST};
 use super::stage2;
@@ -239,6 +239,7 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let vcpu_id = env.state.vcpu_id;
     vcpu.advance_rip();
     let mode = vcpu.mode();
+    let mut yielded = false;
     let ret = if mode == CpuMode::Virtual8086 {
         xen_public_abi::Errno::EPERM.as_ret()
     } else if let Some(r) = check_cpl(vcpu.cpl()) {
@@ -260,6 +261,7 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
             domid,
             vcpu: vcpu_id,
         };
+        yielded = nr as u32 == __HYPERVISOR_sched_op && args[0] as u32 == SCHEDOP_yield;
         do_hypercall(env.hv, env.ext, caller, nr, args, env.guest)
     };
     vcpu.set_reg(Reg::Rax, ret as u64);
@@ -273,6 +275,9 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     }
     if d.vcpu(vcpu_id).is_some_and(|v| v.blocked) {
         return ExitOutcome::Block;
+    }
+    if yielded {
+        return ExitOutcome::Yield;
     }
     ExitOutcome::Continue
 }
