@@ -159,6 +159,14 @@ fn wait_icr_idle() -> bool {
     false
 }
 
+/// Sends a fixed interrupt with `vector` to every other CPU (shorthand "all
+/// excluding self"): wakes halted CPUs and makes running guests exit.
+pub fn send_ipi_all_but_self(vector: u8) -> bool {
+    write(REG_ICR_HIGH, 0);
+    write(REG_ICR_LOW, 0x000C_4000 | vector as u32);
+    wait_icr_idle()
+}
+
 /// Sends an INIT IPI (assert) to `apic_id`.
 pub fn send_init(apic_id: u32) -> bool {
     write(REG_ICR_HIGH, apic_id << 24);

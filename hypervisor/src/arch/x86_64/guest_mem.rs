@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use xen_public_abi::{Errno, XenResult};
 
+use super::guest_walk::translate;
 use super::hvm::vcpu::PagingState;
 use super::paging;
 use crate::common::guest_access::{GuestAccess, GuestMemory, MachineMemory};
@@ -75,94 +76,6 @@ impl MachineMemory for PhysMachine {
 
 /// The shared instance.
 pub static PHYS_MACHINE: PhysMachine = PhysMachine;
-
-/// Page-table entry bits the walker looks at.
-const PTE_P: u64 = 1 << 0;
-const PTE_RW: u64 = 1 << 1;
-const PTE_PS: u64 = 1 << 7;
-const CR4_PSE: u64 = 1 << 4;
-const CR0_WP: u64 = 1 << 16;
-
-/// Translate guest-virtual `gva` to guest-physical with the vCPU's paging state,
-/// reading its page tables from `mem`. `write`: the access writes (needs RW on
-/// every level when CR0.WP is set, as for supervisor writes). `None`: the walk
-/// faults.
-pub fn translate(mem: &dyn GuestMemory, ps: &PagingState, gva: u64, write: bool) -> Option<u64> {
-    if !ps.paging() {
-        // Paging off: linear = physical (32-bit wrap outside long mode).
-        return Some(if ps.efer & PagingState::EFER_LMA != 0 {
-            gva
-        } else {
-            gva & 0xffff_ffff
-        });
-    }
-    let check_w = write && ps.cr0 & CR0_WP != 0;
-    let read64 = |gpa: u64| -> Option<u64> {
-        let mut b = [0u8; 8];
-        mem.read_gpa(gpa, &mut b).ok()?;
-        Some(u64::from_le_bytes(b))
-    };
-    let ok = |e: u64| e & PTE_P != 0 && (!check_w || e & PTE_RW != 0);
-    const ADDR: u64 = 0x000f_ffff_ffff_f000;
-
-    if ps.efer & PagingState::EFER_LMA != 0 {
-        // 4-level: PML4 → PDPT (1 GiB pages) → PD (2 MiB pages) → PT.
-        let mut table = ps.cr3 & ADDR;
-        for level in (1..=4u32).rev() {
-            let shift = 12 + 9 * (level - 1);
-            let idx = (gva >> shift) & 0x1ff;
-            let e = read64(table + idx * 8)?;
-            if !ok(e) {
-                return None;
-            }
-            if level == 1 || ((level == 2 || level == 3) && e & PTE_PS != 0) {
-                let page_mask = (1u64 << shift) - 1;
-                return Some((e & ADDR & !page_mask) | (gva & page_mask));
-            }
-            table = e & ADDR;
-        }
-        return None;
-    }
-    let gva = gva & 0xffff_ffff;
-    if ps.cr4 & PagingState::CR4_PAE != 0 {
-        // PAE: 4 PDPTEs at CR3 (32-byte aligned) → PD (2 MiB pages) → PT.
-        let pdpte = read64((ps.cr3 & 0xffff_ffe0) + ((gva >> 30) & 3) * 8)?;
-        if pdpte & PTE_P == 0 {
-            return None;
-        }
-        let pde = read64((pdpte & ADDR) + ((gva >> 21) & 0x1ff) * 8)?;
-        if !ok(pde) {
-            return None;
-        }
-        if pde & PTE_PS != 0 {
-            return Some((pde & ADDR & !0x1f_ffff) | (gva & 0x1f_ffff));
-        }
-        let pte = read64((pde & ADDR) + ((gva >> 12) & 0x1ff) * 8)?;
-        if !ok(pte) {
-            return None;
-        }
-        return Some((pte & ADDR) | (gva & 0xfff));
-    }
-    // 2-level 32-bit: PD → PT, 4 MiB pages with CR4.PSE (PSE-36 high bits).
-    let read32 = |gpa: u64| -> Option<u64> {
-        let mut b = [0u8; 4];
-        mem.read_gpa(gpa, &mut b).ok()?;
-        Some(u64::from(u32::from_le_bytes(b)))
-    };
-    let pde = read32((ps.cr3 & 0xffff_f000) + ((gva >> 22) & 0x3ff) * 4)?;
-    if !ok(pde) {
-        return None;
-    }
-    if pde & PTE_PS != 0 && ps.cr4 & CR4_PSE != 0 {
-        let base = (pde & 0xffc0_0000) | ((pde >> 13) & 0xff) << 32;
-        return Some(base | (gva & 0x3f_ffff));
-    }
-    let pte = read32((pde & 0xffff_f000) + ((gva >> 12) & 0x3ff) * 4)?;
-    if !ok(pte) {
-        return None;
-    }
-    Some((pte & 0xffff_f000) | (gva & 0xfff))
-}
 
 /// Guest-physical memory as the vCPU sees it now: through the stage-2 tables it
 /// runs on (built by `common::memory::build_stage2`: 4 levels, 4 KiB leaves).

@@ -15,6 +15,7 @@ pub mod elf;
 pub mod frame;
 pub mod gdt;
 pub mod guest_mem;
+pub mod guest_walk;
 pub mod heap;
 pub mod hvm;
 pub mod idt;

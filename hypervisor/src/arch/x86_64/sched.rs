@@ -193,8 +193,53 @@ fn run_loop() -> ! {
 /// Timers, queued backend actions and the end-of-run rule.
 fn housekeeping(st: &mut HvState) {
     core_sched::tick(&mut st.hv, &mut st.ext);
-    hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    let woken = hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    kick(&woken);
+    reap_destroyed(st);
     check_dom0(st);
+}
+
+/// Free the hardware halves and stage-2 trees of domains that were destroyed
+/// (`XEN_DOMCTL_destroydomain`), once none of their vCPUs is on a CPU (a running
+/// one is back within a tick: its domain is gone, so it is not entered again).
+///
+/// Known gap: `destroydomain` gives the domain's frames back at once, while a
+/// vCPU of it may still run on another CPU until its next exit (Xen pauses the
+/// domain and waits first).
+fn reap_destroyed(st: &mut HvState) {
+    let gone: BTreeSet<domid_t> = st
+        .slots
+        .keys()
+        .map(|(id, _)| *id)
+        .filter(|id| st.hv.domains.get(*id).is_none())
+        .collect();
+    let mut doms = BTreeSet::new();
+    for id in gone {
+        let busy = st
+            .slots
+            .iter()
+            .any(|((d, _), s)| *d == id && s.hw.is_none());
+        if busy {
+            continue;
+        }
+        st.slots.retain(|(d, _), _| *d != id);
+        doms.insert(id);
+    }
+    for id in doms {
+        hvm::stage2::domain_destroyed(id);
+        st.reported.remove(&id);
+        log::debug!("d{id}: vCPUs and stage-2 tables freed");
+    }
+}
+
+/// vCPUs got an event: make the other CPUs look again now rather than at their
+/// next tick (`vcpu_kick`). A halted CPU wakes and picks; a CPU running a guest
+/// takes an exit, which delivers the event before re-entry. (The tick's vector
+/// serves: its handler only counts and EOIs.)
+fn kick(woken: &[(domid_t, u32)]) {
+    if !woken.is_empty() && percpu::online_count() > 1 {
+        apic::send_ipi_all_but_self(apic::TIMER_VECTOR);
+    }
 }
 
 /// A picked vCPU: its reference and its hardware half with the exit state.
@@ -254,7 +299,8 @@ fn after_exit(
         };
         hvm_exit::handle(hw, exit, &mut env)
     };
-    hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    let woken = hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
+    kick(&woken);
     let runnable = st
         .hv
         .domains
