@@ -9,6 +9,7 @@ pub mod exit;
 pub mod irq;
 pub mod svm;
 pub mod vcpu;
+pub mod vmx;
 
 use alloc::boxed::Box;
 
@@ -21,7 +22,7 @@ use vcpu::{Vcpu, VcpuError};
 pub fn cpu_enable() -> Result<(), VcpuError> {
     match virt::guests_allowed().map_err(VcpuError::Unsupported)? {
         VirtSupport::Svm(_) => svm::cpu_enable(),
-        VirtSupport::Vmx(_) => Err(VcpuError::Unsupported("VMX backend not built in yet")),
+        VirtSupport::Vmx(_) => vmx::cpu_enable(),
         VirtSupport::None(why) => Err(VcpuError::Unsupported(why)),
     }
 }
@@ -31,7 +32,7 @@ pub fn cpu_enable() -> Result<(), VcpuError> {
 pub fn new_vcpu() -> Result<Box<dyn Vcpu>, VcpuError> {
     match virt::guests_allowed().map_err(VcpuError::Unsupported)? {
         VirtSupport::Svm(caps) => svm::new_vcpu(*caps),
-        VirtSupport::Vmx(_) => Err(VcpuError::Unsupported("VMX backend not built in yet")),
+        VirtSupport::Vmx(_) => vmx::new_vcpu(),
         VirtSupport::None(why) => Err(VcpuError::Unsupported(why)),
     }
 }
