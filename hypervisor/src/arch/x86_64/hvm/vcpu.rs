@@ -331,6 +331,13 @@ pub trait Vcpu: Send {
     /// to its stage-2 tables).
     fn flush_guest_tlb(&mut self);
 
+    /// MSRs the backend keeps in its control block (EFER without `SVME`, PAT, ...):
+    /// the value, or `None` if `msr` is not one of them.
+    fn msr(&self, msr: u32) -> Option<u64>;
+    /// Write such an MSR: `Some(true)` done, `Some(false)` invalid value (the
+    /// caller injects #GP), `None` not one of the backend's MSRs.
+    fn set_msr(&mut self, msr: u32, value: u64) -> Option<bool>;
+
     /// The 3-byte hypercall instruction (VMMCALL `0f 01 d9` / VMCALL `0f 01 c1`)
     /// the hypercall page is filled with.
     fn hypercall_insn(&self) -> [u8; 3];
