@@ -128,11 +128,19 @@ impl Stage2Frames for EptFrames {
     fn read(&self, table_pa: u64, index: usize) -> u64 {
         // SAFETY: `table_pa` is one of the frames this allocator handed out (the
         // builder reads only its own tables); index < 512 keeps it in the frame.
-        unsafe { (paging::phys_to_virt(table_pa) as *const u64).add(index % 512).read() }
+        unsafe {
+            (paging::phys_to_virt(table_pa) as *const u64)
+                .add(index % 512)
+                .read()
+        }
     }
 
     fn write(&mut self, table_pa: u64, index: usize, value: u64) {
         // SAFETY: as for `read`.
-        unsafe { (paging::phys_to_virt(table_pa) as *mut u64).add(index % 512).write(value) };
+        unsafe {
+            (paging::phys_to_virt(table_pa) as *mut u64)
+                .add(index % 512)
+                .write(value)
+        };
     }
 }

@@ -119,7 +119,10 @@ impl GuestFrames {
     fn write(&self, gpa: u64, bytes: &[u8]) {
         let mfn_pa = self.0[(gpa >> 12) as usize];
         let off = (gpa & 0xfff) as usize;
-        assert!(off + bytes.len() <= 4096, "selftest layout: write crosses a page");
+        assert!(
+            off + bytes.len() <= 4096,
+            "selftest layout: write crosses a page"
+        );
         // SAFETY: the frame is ours (allocated below) and the range stays inside it.
         unsafe {
             core::ptr::copy_nonoverlapping(
@@ -168,28 +171,26 @@ pub fn run() -> Result<(u32, u32), &'static str> {
         .map_err(|_| "suppress-#VE refused")?;
     let enc = EptEncoder::new();
     let mut tables = EptFrames::default();
-    let root0 =
-        build_stage2(&p2m, ViewId::Alt(0), &enc, &mut tables).map_err(|_| "EPT view 0")?;
+    let root0 = build_stage2(&p2m, ViewId::Alt(0), &enc, &mut tables).map_err(|_| "EPT view 0")?;
     let root1 =
         build_stage2(&p2m, ViewId::Alt(view1), &enc, &mut tables).map_err(|_| "EPT view 1")?;
 
     // Code, GDT (0x10 code, 0x18 data as in the PVH entry state), IDT (#VE gate).
-    // SAFETY: the four symbols are labels of the assembly above, in one section.
-    let (start, ve, ud2, end) = unsafe {
-        (
-            &raw const vmx_selftest_guest as usize,
-            &raw const vmx_selftest_ve_handler as usize,
-            &raw const vmx_selftest_ud2 as usize,
-            &raw const vmx_selftest_guest_end as usize,
-        )
-    };
+    // The four symbols are labels of the assembly above, in one section.
+    let (start, ve, ud2, end) = (
+        &raw const vmx_selftest_guest as usize,
+        &raw const vmx_selftest_ve_handler as usize,
+        &raw const vmx_selftest_ud2 as usize,
+        &raw const vmx_selftest_guest_end as usize,
+    );
     // SAFETY: [start, end) is the assembled guest in the kernel image's rodata.
     let code = unsafe { core::slice::from_raw_parts(start as *const u8, end - start) };
     mem.write(CODE, code);
     let gdt: [u64; 4] = [0, 0, 0x00CF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF];
     mem.write(GDT, &gdt.map(u64::to_le_bytes).concat());
     let handler = (CODE + (ve - start) as u64) as u32;
-    let gate = (0x10u64 << 16) | (handler as u64 & 0xffff)
+    let gate = (0x10u64 << 16)
+        | (handler as u64 & 0xffff)
         | ((handler as u64 & 0xffff_0000) | 0x8E00) << 32;
     mem.write(IDT + (VE_VECTOR * 8) as u64, &gate.to_le_bytes());
 
@@ -223,7 +224,11 @@ pub fn run() -> Result<(u32, u32), &'static str> {
         step += 1;
         match (step, exit) {
             (1, VmExit::Cpuid) => {
-                t.check("cpuid-exit", rax == 0x4000_0000, format_args!("eax {rax:#x}"));
+                t.check(
+                    "cpuid-exit",
+                    rax == 0x4000_0000,
+                    format_args!("eax {rax:#x}"),
+                );
                 vcpu.set_reg(Reg::Rax, 0x1122_3344);
                 vcpu.advance_rip();
             }
@@ -246,8 +251,13 @@ pub fn run() -> Result<(u32, u32), &'static str> {
             }
             (4, VmExit::Hypercall) => {
                 let r = |x| vcpu.reg(x);
-                let (value, count, gpa, reason, index) =
-                    (r(Reg::Rbx), r(Reg::Rcx), r(Reg::Rdx), r(Reg::Rsi), r(Reg::Rdi));
+                let (value, count, gpa, reason, index) = (
+                    r(Reg::Rbx),
+                    r(Reg::Rcx),
+                    r(Reg::Rdx),
+                    r(Reg::Rsi),
+                    r(Reg::Rdi),
+                );
                 t.check(
                     "vmfunc-switch-without-exit",
                     index == view1 as u64,
@@ -269,7 +279,15 @@ pub fn run() -> Result<(u32, u32), &'static str> {
                 t.check("hlt-exit", true, format_args!(""));
                 vcpu.advance_rip();
             }
-            (6, VmExit::Stage2Fault { gpa, access, present, .. }) => {
+            (
+                6,
+                VmExit::Stage2Fault {
+                    gpa,
+                    access,
+                    present,
+                    ..
+                },
+            ) => {
                 t.check(
                     "ept-violation-exit",
                     gpa == UNMAPPED_GPA && access.write && !present,
@@ -285,7 +303,10 @@ pub fn run() -> Result<(u32, u32), &'static str> {
                 t.check(
                     "exit-sequence",
                     false,
-                    format_args!("step {n}: unexpected {e:?} at rip {:#x}", vcpu.reg(Reg::Rip)),
+                    format_args!(
+                        "step {n}: unexpected {e:?} at rip {:#x}",
+                        vcpu.reg(Reg::Rip)
+                    ),
                 );
                 break;
             }
@@ -312,6 +333,10 @@ pub fn run() -> Result<(u32, u32), &'static str> {
     drop(bad);
     tables.free_all();
 
-    log::info!("vmx-selftest: DONE {} passed, {} failed", t.passed, t.failed);
+    log::info!(
+        "vmx-selftest: DONE {} passed, {} failed",
+        t.passed,
+        t.failed
+    );
     Ok((t.passed, t.failed))
 }

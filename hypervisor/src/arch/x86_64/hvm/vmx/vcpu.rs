@@ -34,6 +34,8 @@ const IA32_GS_BASE: u32 = 0xC000_0101;
 const IA32_SYSENTER_CS: u32 = 0x174;
 const IA32_SYSENTER_ESP: u32 = 0x175;
 const IA32_SYSENTER_EIP: u32 = 0x176;
+/// IA32_PAT's reset value.
+const GUEST_PAT_RESET: u64 = 0x0007_0406_0007_0406;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 const RFLAGS_IF: u64 = 1 << 9;
@@ -95,8 +97,8 @@ fn msr_bitmap(ctl: &Controls) -> Option<u64> {
         for msr in pass {
             // Read bitmap low/high at 0/1024, write bitmaps 2048 bytes later.
             let (base, bit) = match msr {
-                0..=0x1fff => (0, msr),
-                0xC000_0000..=0xC000_1fff => (1024, msr - 0xC000_0000),
+                0..=0x1FFF => (0, msr),
+                0xC000_0000..=0xC000_1FFF => (1024, msr - 0xC000_0000),
                 _ => continue,
             };
             for off in [base, base + 2048] {
@@ -143,7 +145,9 @@ fn write_host_state(ctl: &Controls) {
         let d = (gdt_base + (tr & !7) as u64) as *const u32;
         // SAFETY: TR names a TSS descriptor of the live GDT (gdt.rs), 16 bytes long.
         let (w0, w1, w2) = unsafe { (d.read(), d.add(1).read(), d.add(2).read()) };
-        ((w0 >> 16) as u64) | (((w1 & 0xff) as u64) << 16) | (((w1 >> 24) as u64) << 24)
+        ((w0 >> 16) as u64)
+            | (((w1 & 0xff) as u64) << 16)
+            | (((w1 >> 24) as u64) << 24)
             | ((w2 as u64) << 32)
     } else {
         0
@@ -230,6 +234,8 @@ pub struct VmxVcpu {
     altp2m: Altp2mHw,
     /// Preemption-timer value for the next entry (None: timer off).
     preemption: Option<u32>,
+    /// Guest IA32_PAT.
+    pat: u64,
 }
 
 // SAFETY: a VmxVcpu owns its VMCS frame; the VMCS is only touched by the one CPU
@@ -279,6 +285,7 @@ impl VmxVcpu {
             last: ExitInfo::default(),
             altp2m: Altp2mHw::default(),
             preemption: None,
+            pat: GUEST_PAT_RESET,
         };
         if let Err(e) = v::clear(vmcs) {
             log::error!("vmx: vmclear of a new VMCS: {e}");
@@ -356,7 +363,7 @@ impl VmxVcpu {
             v::set(v::VIRTUAL_PROCESSOR_ID, self.vpid as u64);
         }
         if self.ctl.entry & entry::LOAD_IA32_PAT != 0 {
-            v::set(v::GUEST_IA32_PAT, 0x0007_0406_0007_0406);
+            v::set(v::GUEST_IA32_PAT, GUEST_PAT_RESET);
         }
         v::set(v::GUEST_IA32_DEBUGCTL, 0);
         v::set(v::GUEST_DR7, 0x400);
@@ -371,11 +378,36 @@ impl VmxVcpu {
     /// Writes a whole starting state into the current VMCS.
     fn write_guest_state(&mut self, s: &InitialState) {
         let segs = [
-            (v::GUEST_ES_SELECTOR, v::GUEST_ES_BASE, v::GUEST_ES_LIMIT, v::GUEST_ES_AR_BYTES),
-            (v::GUEST_SS_SELECTOR, v::GUEST_SS_BASE, v::GUEST_SS_LIMIT, v::GUEST_SS_AR_BYTES),
-            (v::GUEST_DS_SELECTOR, v::GUEST_DS_BASE, v::GUEST_DS_LIMIT, v::GUEST_DS_AR_BYTES),
-            (v::GUEST_FS_SELECTOR, v::GUEST_FS_BASE, v::GUEST_FS_LIMIT, v::GUEST_FS_AR_BYTES),
-            (v::GUEST_GS_SELECTOR, v::GUEST_GS_BASE, v::GUEST_GS_LIMIT, v::GUEST_GS_AR_BYTES),
+            (
+                v::GUEST_ES_SELECTOR,
+                v::GUEST_ES_BASE,
+                v::GUEST_ES_LIMIT,
+                v::GUEST_ES_AR_BYTES,
+            ),
+            (
+                v::GUEST_SS_SELECTOR,
+                v::GUEST_SS_BASE,
+                v::GUEST_SS_LIMIT,
+                v::GUEST_SS_AR_BYTES,
+            ),
+            (
+                v::GUEST_DS_SELECTOR,
+                v::GUEST_DS_BASE,
+                v::GUEST_DS_LIMIT,
+                v::GUEST_DS_AR_BYTES,
+            ),
+            (
+                v::GUEST_FS_SELECTOR,
+                v::GUEST_FS_BASE,
+                v::GUEST_FS_LIMIT,
+                v::GUEST_FS_AR_BYTES,
+            ),
+            (
+                v::GUEST_GS_SELECTOR,
+                v::GUEST_GS_BASE,
+                v::GUEST_GS_LIMIT,
+                v::GUEST_GS_AR_BYTES,
+            ),
         ];
         for (sel, base, limit, ar) in segs {
             v::set(sel, s.data.selector as u64);
@@ -499,8 +531,13 @@ impl VmxVcpu {
         let cap = self.caps.ept_vpid;
         if cap & c::INVEPT != 0 {
             let single = cap & c::INVEPT_SINGLE != 0;
-            let mut eptps: alloc::vec::Vec<u64> =
-                self.altp2m.list.iter().copied().filter(|e| *e != 0).collect();
+            let mut eptps: alloc::vec::Vec<u64> = self
+                .altp2m
+                .list
+                .iter()
+                .copied()
+                .filter(|e| *e != 0)
+                .collect();
             if self.eptp != 0 {
                 eptps.push(self.eptp);
             }
@@ -538,10 +575,13 @@ impl VmxVcpu {
         self.cs_ar = v::read(v::GUEST_CS_AR_BYTES);
         self.ss_ar = v::read(v::GUEST_SS_AR_BYTES);
         self.interruptibility = v::read(v::GUEST_INTERRUPTIBILITY_INFO);
+        if self.ctl.exit & caps::exit::SAVE_IA32_PAT != 0 {
+            self.pat = v::read(v::GUEST_IA32_PAT);
+        }
         // The CPU stores EFER.LMA into the IA-32e-mode-guest entry control on exit.
         let entry_ctl = v::read(v::VM_ENTRY_CONTROLS) as u32;
-        self.ctl.entry = (self.ctl.entry & !entry::IA32E_MODE_GUEST)
-            | (entry_ctl & entry::IA32E_MODE_GUEST);
+        self.ctl.entry =
+            (self.ctl.entry & !entry::IA32E_MODE_GUEST) | (entry_ctl & entry::IA32E_MODE_GUEST);
         self.written_ctl = Some((self.ctl.proc, self.ctl.proc2, self.ctl.entry));
         if self.ctl.proc2 & proc2::ENABLE_VM_FUNCTIONS != 0 {
             // VMFUNC may have switched the view without an exit.
@@ -937,7 +977,9 @@ impl Vcpu for VmxVcpu {
                 };
                 (info, error_code.unwrap_or(0), len)
             }
-            Event::Interrupt { vector } => (vector as u32 | INTR_TYPE_EXT << 8 | INTR_INFO_VALID, 0, 0),
+            Event::Interrupt { vector } => {
+                (vector as u32 | INTR_TYPE_EXT << 8 | INTR_INFO_VALID, 0, 0)
+            }
             Event::Nmi => (2 | INTR_TYPE_NMI << 8 | INTR_INFO_VALID, 0, 0),
         };
         let _ = INTR_TYPE_SW_INT;
@@ -975,6 +1017,38 @@ impl Vcpu for VmxVcpu {
 
     fn flush_guest_tlb(&mut self) {
         self.flush = true;
+    }
+
+    fn msr(&self, msr: u32) -> Option<u64> {
+        match msr {
+            IA32_EFER => Some(self.efer),
+            IA32_PAT => Some(self.pat),
+            _ => None,
+        }
+    }
+
+    fn set_msr(&mut self, msr: u32, value: u64) -> Option<bool> {
+        match msr {
+            IA32_EFER => {
+                // SCE, LME, LMA (ignored: it follows LME and CR0.PG), NXE.
+                if value & !(1 | EFER_LME | EFER_LMA | (1 << 11)) != 0 {
+                    return Some(false);
+                }
+                Some(self.with_vmcs(|me| me.write_efer(value)).is_ok())
+            }
+            IA32_PAT => {
+                let valid = value
+                    .to_le_bytes()
+                    .iter()
+                    .all(|b| matches!(b, 0 | 1 | 4..=7));
+                if !valid {
+                    return Some(false);
+                }
+                self.pat = value;
+                Some(self.with_vmcs(|_| v::set(v::GUEST_IA32_PAT, value)).is_ok())
+            }
+            _ => None,
+        }
     }
 
     fn hypercall_insn(&self) -> [u8; 3] {
