@@ -94,6 +94,8 @@ pub enum TestAction {
     FaultUd,
     /// Explicit panic.
     Panic,
+    /// The VMX backend's built-in self-test guest (`hvm::vmx::selftest`).
+    VmxSelftest,
 }
 
 /// What `boot.cmd` asked for.
@@ -124,6 +126,7 @@ pub fn parse_boot_cmd(text: &str) -> BootCmd {
                     "fault-pagefault" => TestAction::FaultPageFault,
                     "fault-ud" => TestAction::FaultUd,
                     "panic" => TestAction::Panic,
+                    "vmx-selftest" => TestAction::VmxSelftest,
                     other => {
                         log::warn!("boot.cmd:{}: unknown value test={other}, ignored", n + 1);
                         cmd.test
