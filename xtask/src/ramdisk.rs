@@ -21,6 +21,8 @@ pub enum TestMode {
     FaultUd,
     /// Call `panic!`.
     Panic,
+    /// The VMX backend's built-in self-test guest (Bochs `tigerlake`).
+    VmxSelftest,
 }
 
 impl TestMode {
@@ -31,6 +33,7 @@ impl TestMode {
             TestMode::FaultPagefault => "fault-pagefault",
             TestMode::FaultUd => "fault-ud",
             TestMode::Panic => "panic",
+            TestMode::VmxSelftest => "vmx-selftest",
         }
     }
 }
