@@ -49,7 +49,7 @@ impl Default for EptEncoder {
 
 /// The EPT permission bits for `r`: write needs read; execute without read needs
 /// the execute-only capability.
-pub fn ept_rights(r: Rights, execute_only: bool) -> u64 {
+pub const fn ept_rights(r: Rights, execute_only: bool) -> u64 {
     let mut bits = 0;
     if r.read {
         bits |= EPT_R;
@@ -63,28 +63,63 @@ pub fn ept_rights(r: Rights, execute_only: bool) -> u64 {
     bits
 }
 
+/// A 4 KiB EPT leaf (SDM table 29-6): address, permissions, write-back memory type
+/// with "ignore PAT" where the page is present, suppress-#VE in bit 63.
+pub const fn leaf(mfn: u64, rights: Rights, suppress_ve: bool, execute_only: bool) -> u64 {
+    let perms = ept_rights(rights, execute_only);
+    let mut e = ((mfn << 12) & ADDR_MASK) | perms;
+    if perms != 0 {
+        e |= (EPT_MT_WB << 3) | EPT_IGNORE_PAT;
+    }
+    if suppress_ve {
+        e |= EPT_SUPPRESS_VE;
+    }
+    e
+}
+
+const fn rights(read: bool, write: bool, exec: bool) -> Rights {
+    Rights { read, write, exec }
+}
+
+// Compile-time checks of the encoding (the emulator notes' measured leaf for rwx
+// write-back is `pa | 7 | 6 << 3`; we add "ignore PAT").
+const _: () = {
+    assert!(
+        leaf(0x1234, rights(true, true, true), false, false) == 0x0123_4000 | 0x7 | 0x30 | 0x40
+    );
+    // Write without read cannot be expressed: narrowed to nothing, never widened.
+    assert!(ept_rights(rights(false, true, false), false) == 0);
+    assert!(ept_rights(rights(false, true, true), true) == EPT_X);
+    // Execute-only only with the capability.
+    assert!(ept_rights(rights(false, false, true), false) == 0);
+    assert!(ept_rights(rights(false, false, true), true) == EPT_X);
+    assert!(ept_rights(rights(true, false, true), false) == EPT_R | EPT_X);
+    // A no-access leaf is not present: no memory type, suppress-#VE as asked.
+    assert!(leaf(5, rights(false, false, false), true, false) == 0x5000 | EPT_SUPPRESS_VE);
+    assert!(leaf(5, rights(true, false, false), false, false) == 0x5000 | 1 | 0x70);
+    assert!(eptp(0x12_3456_7000) == 0x12_3456_7000 | 0x1e);
+};
+
 impl EntryEncoder for EptEncoder {
     fn table_entry(&self, table_pa: u64) -> u64 {
         (table_pa & ADDR_MASK) | EPT_R | EPT_W | EPT_X
     }
 
     fn leaf_entry(&self, mfn: u64, rights: Rights, suppress_ve: bool) -> u64 {
-        let perms = ept_rights(rights, self.execute_only);
-        let mut e = ((mfn << 12) & ADDR_MASK) | perms;
-        if perms != 0 {
-            e |= (EPT_MT_WB << 3) | EPT_IGNORE_PAT;
-        }
-        if suppress_ve {
-            e |= EPT_SUPPRESS_VE;
-        }
-        e
+        leaf(mfn, rights, suppress_ve, self.execute_only)
+    }
+
+    /// Not present, suppress #VE: a gfn the view does not map exits to the
+    /// hypervisor even where the guest enabled #VE.
+    fn empty_entry(&self) -> u64 {
+        EPT_SUPPRESS_VE
     }
 }
 
 /// The EPT pointer for a 4-level table rooted at `pml4`: write-back paging
 /// structures, walk length 4 (encoded as 3). Accessed/dirty flags stay off: the p2m
 /// keeps no use for them yet.
-pub fn eptp(pml4: u64) -> u64 {
+pub const fn eptp(pml4: u64) -> u64 {
     (pml4 & ADDR_MASK) | (3 << 3) | EPT_MT_WB
 }
 
@@ -94,11 +129,9 @@ pub fn supported() -> bool {
     cap & ept_cap::WALK_4 != 0 && cap & ept_cap::MEMTYPE_WB != 0
 }
 
-/// Real frames for the builder, reached through the physical map. A new EPT table's
-/// entries are all "not present, suppress #VE" rather than 0: a guest that enabled
-/// #VE must still take an EPT-violation exit (and be crashed, or have the access
-/// checked) when it touches a gfn its view does not map at all. Frames handed out
-/// are recorded so the caller can free them with the view.
+/// Real zeroed frames for the builder, reached through the physical map (the builder
+/// fills new tables with [`EptEncoder`]'s empty entry). Frames handed out are
+/// recorded so the caller can free them with the view.
 #[derive(Default)]
 pub struct EptFrames {
     pub frames: alloc::vec::Vec<u64>,
@@ -116,11 +149,6 @@ impl EptFrames {
 impl Stage2Frames for EptFrames {
     fn alloc_table(&mut self) -> Option<u64> {
         let pa = frame::alloc_zeroed()?;
-        let table = paging::phys_to_virt(pa) as *mut u64;
-        for i in 0..512 {
-            // SAFETY: `pa` is a fresh frame of ours; 512 u64 fill exactly 4 KiB.
-            unsafe { table.add(i).write(EPT_SUPPRESS_VE) };
-        }
         self.frames.push(pa);
         Some(pa)
     }
