@@ -23,6 +23,8 @@ pub enum TestMode {
     Panic,
     /// The VMX backend's built-in self-test guest (Bochs `tigerlake`).
     VmxSelftest,
+    /// Run the hypervisor's built-in SVM test guest.
+    SvmSelftest,
 }
 
 impl TestMode {
@@ -34,6 +36,7 @@ impl TestMode {
             TestMode::FaultUd => "fault-ud",
             TestMode::Panic => "panic",
             TestMode::VmxSelftest => "vmx-selftest",
+            TestMode::SvmSelftest => "svm-selftest",
         }
     }
 }

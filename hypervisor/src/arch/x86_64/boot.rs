@@ -223,6 +223,15 @@ fn run_test(test: TestAction) -> ! {
                 }
             }
         }
+        TestAction::SvmSelftest => {
+            let ok = super::hvm::selftest::run_selftest();
+            x86_64::instructions::interrupts::disable();
+            apic::stop_timer();
+            if ok {
+                exit(ExitCode::Success, "")
+            }
+            exit(ExitCode::Failure, "svm-selftest failed")
+        }
     }
     x86_64::instructions::interrupts::disable();
     apic::stop_timer();

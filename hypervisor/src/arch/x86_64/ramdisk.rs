@@ -96,6 +96,8 @@ pub enum TestAction {
     Panic,
     /// The VMX backend's built-in self-test guest (`hvm::vmx::selftest`).
     VmxSelftest,
+    /// Run the built-in SVM test guest (`hvm::selftest`).
+    SvmSelftest,
 }
 
 /// What `boot.cmd` asked for.
@@ -127,6 +129,7 @@ pub fn parse_boot_cmd(text: &str) -> BootCmd {
                     "fault-ud" => TestAction::FaultUd,
                     "panic" => TestAction::Panic,
                     "vmx-selftest" => TestAction::VmxSelftest,
+                    "svm-selftest" => TestAction::SvmSelftest,
                     other => {
                         log::warn!("boot.cmd:{}: unknown value test={other}, ignored", n + 1);
                         cmd.test

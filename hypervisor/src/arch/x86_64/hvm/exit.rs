@@ -1,10 +1,601 @@
-//! Vendor-neutral exit handlers: what a [`VmExit`] means for the guest.
-//! (Being written: see the branch history.)
+//! Vendor-neutral exit handling: what each [`VmExit`] means for the guest, and
+//! the work done before every entry (stage-2 root of the vCPU's current view,
+//! event delivery).
+//!
+//! Mirrors Xen's `xen/arch/x86/hvm/hvm.c` (`hvm_hypercall` dispatch and CPL check,
+//! `hvm_msr_read/write_intercept`, `hvm_hlt`, `hvm_hap_nested_page_fault`,
+//! `hvm_triple_fault`), `xen/arch/x86/cpuid.c` (the Xen leaves
+//! 0x40000000..0x40000005 of `cpuid_hypervisor_leaves`), `init_hypercall_page`
+//! (xen/arch/x86/domain.c) and the #VE emulation that upstream Xen does not have
+//! on SVM (altp2m on NPT is new ground here: `altp2m::check_access` +
+//! `altp2m::deliver_ve` + injecting vector 20).
+//!
+//! One run-loop step is: [`prepare_entry`] → `vcpu.run()` → [`handle`], whose
+//! [`ExitOutcome`] tells the scheduler what to do with the vCPU.
 
-use super::vcpu::{ExitOutcome, Vcpu, VmExit};
+use alloc::format;
+use alloc::vec::Vec;
 
-/// Placeholder until the handlers land: every exit crashes the domain.
-pub fn handle_unimplemented(_vcpu: &mut dyn Vcpu, exit: VmExit) -> ExitOutcome {
-    log::error!("exit {exit:?}: exit handlers not written yet");
+use xen_public_abi::arch_x86::cpuid::*;
+use xen_public_abi::domctl::XEN_DOMCTL_CDF_evtchn_upcall;
+use xen_public_abi::sched::SHUTDOWN_crash;
+use xen_public_abi::xen::domid_t;
+
+use super::irq::{self, VLapic, MSR_APIC_BASE, MSR_X2APIC_FIRST, MSR_X2APIC_LAST};
+use super::stage2;
+use super::vcpu::{CpuMode, Event, ExitOutcome, IoAccess, Reg, Vcpu, VmExit};
+use crate::common::dispatch::{ArchAction, XenExt};
+use crate::common::guest_access::{GuestAccess, GuestMemory, GuestRam};
+use crate::common::hvm::altp2m::{self, AccessOutcome, X86_EXC_VE};
+use crate::common::hypercall::{check_cpl, do_hypercall, Caller, Hypervisor};
+use crate::common::memory::{P2mAccess, Rights};
+use crate::common::xen_version::{XEN_MAJOR, XEN_MINOR};
+
+/// The hypercall-page MSR (`CPUID(0x40000002).EBX`).
+pub const MSR_XEN_HYPERCALL_PAGE: u32 = 0x4000_0000;
+/// Port 0xE9: the "Bochs/Xen debug port" early console (dom0 only).
+const PORT_E9: u16 = 0xE9;
+/// COM1's registers (dom0 only).
+const COM1: core::ops::RangeInclusive<u16> = 0x3F8..=0x3FF;
+
+const X86_EXC_UD: u8 = 6;
+const X86_EXC_GP: u8 = 13;
+const X86_EXC_MC: u8 = 18;
+
+/// What the vendor-neutral code keeps per vCPU besides the backend's state.
+pub struct HvmVcpuState {
+    pub domid: domid_t,
+    pub vcpu_id: u32,
+    pub lapic: VLapic,
+    /// A partial line written to port 0xE9 / COM1.
+    port_line: Vec<u8>,
+    /// TSC at the last entry (run-time accounting).
+    pub entered_tsc: u64,
+}
+
+impl HvmVcpuState {
+    pub fn new(domid: domid_t, vcpu_id: u32) -> HvmVcpuState {
+        HvmVcpuState {
+            domid,
+            vcpu_id,
+            lapic: VLapic::new(vcpu_id),
+            port_line: Vec::new(),
+            entered_tsc: 0,
+        }
+    }
+}
+
+/// What the handlers work on besides the vCPU.
+pub struct ExitEnv<'a> {
+    pub hv: &'a mut Hypervisor,
+    pub ext: &'a mut XenExt,
+    /// The calling vCPU's guest-virtual memory (hypercall arguments, string I/O).
+    pub guest: &'a mut dyn GuestAccess,
+    pub state: &'a mut HvmVcpuState,
+}
+
+/// `domain_crash()`: log why, shut the domain down with `SHUTDOWN_crash` (dom0 is
+/// told through `VIRQ_DOM_EXC`); only this domain stops.
+pub fn crash_domain(
+    hv: &mut Hypervisor,
+    ext: &mut XenExt,
+    domid: domid_t,
+    why: &str,
+) -> ExitOutcome {
+    log::warn!("d{domid} crashed: {why}");
+    if let Some(d) = hv.domains.get_mut(domid) {
+        if d.shutdown(SHUTDOWN_crash as u8) {
+            let code = d.shutdown.code;
+            use crate::common::hypercall::ExtHandlers;
+            ext.domain_shutdown(&mut hv.domains, domid, code);
+        }
+    }
     ExitOutcome::Crashed
+}
+
+/// Work the hypercall handlers queued for the backends ([`XenExt::actions`]):
+/// crashes are carried out here; the vCPUs whose upcall was raised are returned
+/// for the scheduler to kick (they were already unblocked by the handler; one
+/// running on another CPU needs an IPI or waits for its next timer exit). p2m
+/// view changes, #VE notification changes and TLB flushes need nothing here:
+/// [`prepare_entry`] re-reads the vCPU's view and the view generations before
+/// every entry and installs (flushing) a rebuilt root.
+pub fn drain_actions(hv: &mut Hypervisor, ext: &mut XenExt) -> Vec<(domid_t, u32)> {
+    let mut kick = Vec::new();
+    for a in core::mem::take(&mut ext.actions) {
+        match a {
+            ArchAction::Crash { domid } => {
+                crash_domain(hv, ext, domid, "crashed by a hypercall handler (domain_crash)");
+            }
+            ArchAction::Upcall { domid, vcpu } => kick.push((domid, vcpu)),
+            ArchAction::P2mChanged { .. }
+            | ArchAction::VeChanged { .. }
+            | ArchAction::FlushTlbs { .. } => {}
+        }
+    }
+    kick
+}
+
+/// Before each entry: the domain still runs, the vCPU sits on the stage-2 root of
+/// its current view (rebuilt if the view changed), pending events are injected or
+/// an interrupt window requested. `Err` is what the run loop should do instead of
+/// entering.
+pub fn prepare_entry(
+    vcpu: &mut dyn Vcpu,
+    hv: &mut Hypervisor,
+    ext: &mut XenExt,
+    st: &mut HvmVcpuState,
+) -> Result<(), ExitOutcome> {
+    let domid = st.domid;
+    let Some(d) = hv.domains.get(domid) else {
+        return Err(ExitOutcome::Crashed);
+    };
+    if d.shutdown.is_shutting_down {
+        return Err(ExitOutcome::Shutdown {
+            reason: d.shutdown.code,
+        });
+    }
+    let view = d.hvm.p2m.current_view(st.vcpu_id);
+    match stage2::root_for(domid, &d.hvm.p2m, view, vcpu.stage2_encoder()) {
+        Ok(root) if root != vcpu.stage2_root() => vcpu.set_stage2_root(root),
+        Ok(_) => {}
+        Err(e) => {
+            let why = format!("cannot build stage-2 tables for {view:?}: {e:?}");
+            return Err(crash_domain(hv, ext, domid, &why));
+        }
+    }
+    irq::deliver(vcpu, &mut hv.domains, ext, domid, st.vcpu_id, &mut st.lapic);
+    Ok(())
+}
+
+/// Handle one exit.
+pub fn handle(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitOutcome {
+    let domid = env.state.domid;
+    match exit {
+        VmExit::Hypercall => hypercall(vcpu, env),
+        VmExit::Cpuid => {
+            cpuid(vcpu, env);
+            vcpu.advance_rip();
+            ExitOutcome::Continue
+        }
+        VmExit::MsrRead => msr_read(vcpu, env),
+        VmExit::MsrWrite => msr_write(vcpu, env),
+        VmExit::Io(io) => port_io(vcpu, env, io),
+        VmExit::Hlt => {
+            vcpu.advance_rip();
+            let st = &mut *env.state;
+            if irq::has_pending(
+                &mut env.hv.domains,
+                env.ext,
+                domid,
+                st.vcpu_id,
+                &mut st.lapic,
+            ) {
+                return ExitOutcome::Continue;
+            }
+            if let Some(v) = env
+                .hv
+                .domains
+                .get_mut(domid)
+                .and_then(|d| d.vcpu_mut(st.vcpu_id))
+            {
+                v.blocked = true;
+            }
+            ExitOutcome::Block
+        }
+        VmExit::Stage2Fault {
+            gpa,
+            gla,
+            access,
+            present,
+        } => stage2_fault(vcpu, env, gpa, gla, access, present),
+        VmExit::Exception {
+            vector: X86_EXC_MC, ..
+        } => crash_domain(env.hv, env.ext, domid, "machine check while the guest ran"),
+        VmExit::Exception { vector, error_code } => {
+            // Reflect what we intercepted (#UD): the guest handles its own faults.
+            vcpu.inject(Event::Exception { vector, error_code });
+            ExitOutcome::Continue
+        }
+        VmExit::TripleFault => {
+            let rip = vcpu.reg(Reg::Rip);
+            let why = format!("triple fault (rip {rip:#x})");
+            crash_domain(env.hv, env.ext, domid, &why)
+        }
+        VmExit::ExtInterrupt | VmExit::InterruptWindow => ExitOutcome::Continue,
+        VmExit::Vmfunc => {
+            vcpu.inject(Event::Exception {
+                vector: X86_EXC_UD,
+                error_code: None,
+            });
+            ExitOutcome::Continue
+        }
+        VmExit::EntryFailed { raw } => {
+            let why = format!("the CPU refused to enter the guest (exit code {raw:#x})");
+            crash_domain(env.hv, env.ext, domid, &why)
+        }
+        VmExit::Unknown { raw, info1, info2 } => {
+            let why = format!("unhandled exit {raw:#x} (info {info1:#x} {info2:#x})");
+            crash_domain(env.hv, env.ext, domid, &why)
+        }
+    }
+}
+
+/// VMMCALL / VMCALL: CPL check, then the common dispatcher (Xen's `hvm_hypercall`).
+fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
+    let domid = env.state.domid;
+    let vcpu_id = env.state.vcpu_id;
+    vcpu.advance_rip();
+    let mode = vcpu.mode();
+    let ret = if mode == CpuMode::Virtual8086 {
+        xen_public_abi::Errno::EPERM.as_ret()
+    } else if let Some(r) = check_cpl(vcpu.cpl()) {
+        r
+    } else if mode != CpuMode::Long64 {
+        // The 32-bit (compat) structure layouts are not implemented.
+        log::debug!("d{domid}v{vcpu_id}: hypercall from 16/32-bit mode: -ENOSYS (no compat ABI)");
+        xen_public_abi::Errno::ENOSYS.as_ret()
+    } else {
+        let nr = vcpu.reg(Reg::Rax);
+        let args = [
+            vcpu.reg(Reg::Rdi),
+            vcpu.reg(Reg::Rsi),
+            vcpu.reg(Reg::Rdx),
+            vcpu.reg(Reg::R10),
+            vcpu.reg(Reg::R8),
+        ];
+        let caller = Caller {
+            domid,
+            vcpu: vcpu_id,
+        };
+        do_hypercall(env.hv, env.ext, caller, nr, args, env.guest)
+    };
+    vcpu.set_reg(Reg::Rax, ret as u64);
+    let Some(d) = env.hv.domains.get(domid) else {
+        return ExitOutcome::Crashed;
+    };
+    if d.shutdown.is_shutting_down {
+        return ExitOutcome::Shutdown {
+            reason: d.shutdown.code,
+        };
+    }
+    if d.vcpu(vcpu_id).is_some_and(|v| v.blocked) {
+        return ExitOutcome::Block;
+    }
+    ExitOutcome::Continue
+}
+
+/// The Xen leaves (base 0x40000000), `cpuid_hypervisor_leaves`.
+fn xen_leaf(env: &ExitEnv<'_>, leaf: u32, subleaf: u32) -> [u32; 4] {
+    let idx = leaf - XEN_CPUID_FIRST_LEAF;
+    match idx {
+        0 => [
+            XEN_CPUID_FIRST_LEAF + XEN_CPUID_MAX_NUM_LEAVES,
+            XEN_CPUID_SIGNATURE_EBX,
+            XEN_CPUID_SIGNATURE_ECX,
+            XEN_CPUID_SIGNATURE_EDX,
+        ],
+        1 => [(XEN_MAJOR << 16) | XEN_MINOR, 0, 0, 0],
+        // One hypercall page, MSR base; no PV feature bits for HVM.
+        2 => [1, MSR_XEN_HYPERCALL_PAGE, 0, 0],
+        3 => {
+            let khz = (crate::arch::x86_64::time::tsc_hz() / 1000) as u32;
+            match subleaf {
+                // vtsc flags 0, TSC_MODE_DEFAULT, guest TSC kHz, incarnation 0.
+                0 => [0, 0, khz, 0],
+                // Host kHz.
+                2 => [khz, 0, 0, 0],
+                _ => [0; 4],
+            }
+        }
+        4 if subleaf == 0 => {
+            let flags = env
+                .hv
+                .domains
+                .get(env.state.domid)
+                .map_or(0, |d| d.config.flags);
+            let mut eax = XEN_HVM_CPUID_VCPU_ID_PRESENT | XEN_HVM_CPUID_DOMID_PRESENT;
+            if flags & XEN_DOMCTL_CDF_evtchn_upcall != 0 {
+                eax |= XEN_HVM_CPUID_UPCALL_VECTOR;
+            }
+            [eax, env.state.vcpu_id, u32::from(env.state.domid), 0]
+        }
+        _ => [0; 4],
+    }
+}
+
+/// CPUID: the Xen leaves, or the host's answer with what the guest must not see
+/// (SVM, VMX, MONITOR, MCE/MCA, MTRR) cleared and the hypervisor bit, x2APIC and
+/// the vCPU's APIC id set.
+fn cpuid(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) {
+    let leaf = vcpu.reg(Reg::Rax) as u32;
+    let subleaf = vcpu.reg(Reg::Rcx) as u32;
+    let r = if (XEN_CPUID_FIRST_LEAF..XEN_CPUID_FIRST_LEAF + 0x100).contains(&leaf) {
+        xen_leaf(env, leaf, subleaf)
+    } else if (0x4000_0100..0x4001_0000).contains(&leaf) {
+        [0; 4]
+    } else {
+        let h = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+        let mut r = [h.eax, h.ebx, h.ecx, h.edx];
+        let id = env.state.vcpu_id;
+        match leaf {
+            1 => {
+                r[1] = (r[1] & 0x00ff_ffff) | (id << 24);
+                // Clear MONITOR(3), VMX(5); set x2APIC(21), hypervisor(31).
+                r[2] = (r[2] & !(1 << 3 | 1 << 5)) | 1 << 21 | 1 << 31;
+                // Clear MCE(7), MTRR(12), MCA(14), ACPI(22); APIC(9) stays.
+                r[3] &= !(1 << 7 | 1 << 12 | 1 << 14 | 1 << 22);
+            }
+            0xB | 0x1F => r[3] = id,
+            0x8000_0001 => r[2] &= !(1 << 2), // SVM
+            0x8000_000A => r = [0; 4],
+            _ => {}
+        }
+        r
+    };
+    vcpu.set_reg(Reg::Rax, r[0] as u64);
+    vcpu.set_reg(Reg::Rbx, r[1] as u64);
+    vcpu.set_reg(Reg::Rcx, r[2] as u64);
+    vcpu.set_reg(Reg::Rdx, r[3] as u64);
+}
+
+fn inject_gp(vcpu: &mut dyn Vcpu) -> ExitOutcome {
+    vcpu.inject(Event::Exception {
+        vector: X86_EXC_GP,
+        error_code: Some(0),
+    });
+    ExitOutcome::Continue
+}
+
+fn msr_read(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
+    let msr = vcpu.reg(Reg::Rcx) as u32;
+    let value = match msr {
+        MSR_XEN_HYPERCALL_PAGE => Some(0),
+        MSR_APIC_BASE => Some(env.state.lapic.apic_base),
+        MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => env.state.lapic.read_msr(msr),
+        // IA32_TSC.
+        0x10 => Some(crate::arch::x86_64::time::rdtsc()),
+        _ => vcpu.msr(msr),
+    };
+    let Some(v) = value else {
+        log::debug!(
+            "d{}v{}: rdmsr {msr:#x}: #GP",
+            env.state.domid,
+            env.state.vcpu_id
+        );
+        return inject_gp(vcpu);
+    };
+    vcpu.set_reg(Reg::Rax, v & 0xffff_ffff);
+    vcpu.set_reg(Reg::Rdx, v >> 32);
+    vcpu.advance_rip();
+    ExitOutcome::Continue
+}
+
+fn msr_write(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
+    let msr = vcpu.reg(Reg::Rcx) as u32;
+    let value = (vcpu.reg(Reg::Rdx) << 32) | (vcpu.reg(Reg::Rax) & 0xffff_ffff);
+    let ok = match msr {
+        MSR_XEN_HYPERCALL_PAGE => write_hypercall_page(vcpu, env, value),
+        MSR_APIC_BASE => env.state.lapic.write_apic_base(value),
+        MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => env.state.lapic.write_msr(msr, value),
+        _ => vcpu.set_msr(msr, value).unwrap_or(false),
+    };
+    if !ok {
+        log::debug!(
+            "d{}v{}: wrmsr {msr:#x} <- {value:#x}: #GP",
+            env.state.domid,
+            env.state.vcpu_id
+        );
+        return inject_gp(vcpu);
+    }
+    vcpu.advance_rip();
+    ExitOutcome::Continue
+}
+
+/// The hypercall page, as `init_hypercall_page` fills it: 0xCC everywhere, then
+/// per 32-byte slot `i`: `mov $i, %eax; <hypercall insn>; ret`; slot 23
+/// (`__HYPERVISOR_iret`) is `ud2` for HVM guests.
+pub fn hypercall_page(insn: [u8; 3]) -> [u8; 4096] {
+    let mut page = [0xCCu8; 4096];
+    for i in 0..128usize {
+        let s = &mut page[i * 32..i * 32 + 32];
+        if i == 23 {
+            s[0] = 0x0f;
+            s[1] = 0x0b;
+            continue;
+        }
+        s[0] = 0xb8;
+        s[1..5].copy_from_slice(&(i as u32).to_le_bytes());
+        s[5..8].copy_from_slice(&insn);
+        s[8] = 0xc3;
+    }
+    page
+}
+
+/// WRMSR of the hypercall-page MSR: page index (bits 11:0) 0, a RAM gfn of the
+/// domain; anything else is #GP.
+fn write_hypercall_page(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>, value: u64) -> bool {
+    if value & 0xfff != 0 {
+        return false;
+    }
+    let Some(d) = env.hv.domains.get(env.state.domid) else {
+        return false;
+    };
+    let page = hypercall_page(vcpu.hypercall_insn());
+    let mut ram = GuestRam {
+        p2m: &d.hvm.p2m,
+        machine: &*env.ext.machine,
+    };
+    let ok = ram.write_gpa(value, &page).is_ok();
+    log::debug!(
+        "d{}v{}: hypercall page at {value:#x}: {}",
+        env.state.domid,
+        env.state.vcpu_id,
+        if ok { "written" } else { "not RAM, #GP" }
+    );
+    ok
+}
+
+/// Port I/O: port 0xE9 and COM1 for dom0 (its console), reads of anything else
+/// all-ones and writes dropped, as Xen does for unclaimed ports.
+fn port_io(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>, io: IoAccess) -> ExitOutcome {
+    let domid = env.state.domid;
+    let is_dom0 = env.hv.domains.get(domid).is_some_and(|d| d.is_privileged);
+    let console = is_dom0 && (io.port == PORT_E9 || io.port == *COM1.start());
+    if io.string {
+        if !(io.write && console && io.size == 1) {
+            let why = format!("string port I/O on port {:#x} is not emulated", io.port);
+            return crash_domain(env.hv, env.ext, domid, &why);
+        }
+        // OUTSB to the console: RCX bytes (or one) from RSI, flat DS, DF = 0.
+        let long = vcpu.mode() == CpuMode::Long64;
+        let mask = if long { u64::MAX } else { 0xffff_ffff };
+        let count = if io.rep { vcpu.reg(Reg::Rcx) & mask } else { 1 };
+        let src = vcpu.reg(Reg::Rsi) & mask;
+        let n = count.min(4096) as usize;
+        let mut buf = alloc::vec![0u8; n];
+        if env.guest.copy_from_guest(src, &mut buf).is_err() {
+            let why = format!("outsb from unreadable address {src:#x}");
+            return crash_domain(env.hv, env.ext, domid, &why);
+        }
+        for b in buf {
+            console_byte(env.state, b);
+        }
+        vcpu.set_reg(Reg::Rsi, src.wrapping_add(n as u64) & mask);
+        if io.rep {
+            vcpu.set_reg(Reg::Rcx, (count - n as u64) & mask);
+            if count > n as u64 {
+                // Continue the REP next time (RIP not advanced).
+                return ExitOutcome::Continue;
+            }
+        }
+        vcpu.advance_rip();
+        return ExitOutcome::Continue;
+    }
+    let size_mask = match io.size {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => 0xffff_ffff,
+    };
+    if io.write {
+        if console {
+            console_byte(env.state, vcpu.reg(Reg::Rax) as u8);
+        }
+    } else {
+        let v: u64 = if is_dom0 && io.port == 0x3FD {
+            0x60 // COM1 LSR: transmitter empty
+        } else if is_dom0 && COM1.contains(&io.port) {
+            0
+        } else {
+            size_mask
+        };
+        let rax = vcpu.reg(Reg::Rax);
+        vcpu.set_reg(Reg::Rax, (rax & !size_mask) | (v & size_mask));
+    }
+    vcpu.advance_rip();
+    ExitOutcome::Continue
+}
+
+/// A byte of dom0's port console: lines are logged as `d<id>: <text>`.
+fn console_byte(st: &mut HvmVcpuState, b: u8) {
+    if b == b'\n' || st.port_line.len() >= 256 {
+        let line = core::mem::take(&mut st.port_line);
+        log::info!(
+            "d{}: {}",
+            st.domid,
+            alloc::string::String::from_utf8_lossy(&line)
+        );
+        if b == b'\n' {
+            return;
+        }
+    }
+    if b != b'\r' {
+        st.port_line.push(b);
+    }
+}
+
+/// NPF / EPT violation: an altp2m access check first (#VE emulation, mem_access
+/// relaxation), otherwise an access outside the domain's memory crashes it.
+fn stage2_fault(
+    vcpu: &mut dyn Vcpu,
+    env: &mut ExitEnv<'_>,
+    gpa: u64,
+    gla: Option<u64>,
+    access: Rights,
+    present: bool,
+) -> ExitOutcome {
+    let domid = env.state.domid;
+    let vcpu_id = env.state.vcpu_id;
+    let Some(d) = env.hv.domains.get_mut(domid) else {
+        return ExitOutcome::Crashed;
+    };
+    let outcome = altp2m::check_access(&mut d.hvm, vcpu_id, gpa, gla, access);
+    match outcome {
+        AccessOutcome::Allowed => {
+            // The tables are older than the p2m (rebuilt at the next entry) or a
+            // stale translation: flush and retry.
+            vcpu.flush_guest_tlb();
+            ExitOutcome::Continue
+        }
+        AccessOutcome::Retry => ExitOutcome::Continue,
+        AccessOutcome::NotMapped => {
+            let rip = vcpu.reg(Reg::Rip);
+            let why = format!(
+                "{} access to gpa {gpa:#x} outside its memory (rip {rip:#x}, {})",
+                rights_str(access),
+                if present { "present" } else { "not present" }
+            );
+            crash_domain(env.hv, env.ext, domid, &why)
+        }
+        AccessOutcome::VirtualizationException(ve) => {
+            let mut ram = GuestRam {
+                p2m: &d.hvm.p2m,
+                machine: &*env.ext.machine,
+            };
+            if altp2m::deliver_ve(&mut ram, &ve) {
+                log::debug!(
+                    "d{domid}v{vcpu_id}: #VE for gpa {gpa:#x} (view {})",
+                    ve.eptp_index
+                );
+                vcpu.inject(Event::Exception {
+                    vector: X86_EXC_VE,
+                    error_code: None,
+                });
+                return ExitOutcome::Continue;
+            }
+            // #VE information area busy: an ordinary violation.
+            relax(env, domid, vcpu_id, gpa, access, ve.eptp_index)
+        }
+        AccessOutcome::Report(ev) => relax(env, domid, vcpu_id, gpa, access, ev.altp2m_idx),
+    }
+}
+
+/// A mem_access violation with no vm_event listener (there is no ring yet): log
+/// it for dom0 and relax the entry to rwx, as Xen's `p2m_mem_access_check` does
+/// when no listener requires access checks.
+fn relax(
+    env: &mut ExitEnv<'_>,
+    domid: domid_t,
+    vcpu_id: u32,
+    gpa: u64,
+    access: Rights,
+    idx: u16,
+) -> ExitOutcome {
+    log::warn!(
+        "d{domid}v{vcpu_id}: mem_access violation: {} at gpa {gpa:#x} (altp2m view {idx}), no listener: access relaxed to rwx",
+        rights_str(access)
+    );
+    if let Some(d) = env.hv.domains.get_mut(domid) {
+        let view = d.hvm.p2m.current_view(vcpu_id);
+        d.hvm.p2m.upgrade_access(view, gpa >> 12, P2mAccess::RWX);
+    }
+    ExitOutcome::Continue
+}
+
+fn rights_str(r: Rights) -> &'static str {
+    match (r.read, r.write, r.exec) {
+        (_, true, _) => "write",
+        (_, _, true) => "execute",
+        _ => "read",
+    }
 }

@@ -7,6 +7,8 @@
 
 pub mod exit;
 pub mod irq;
+pub mod selftest;
+pub mod stage2;
 pub mod svm;
 pub mod vcpu;
 pub mod vmx;

@@ -8,7 +8,7 @@
 //! a vendor; the vendor-neutral exit handlers (`hvm/exit.rs`) take a
 //! `&mut dyn Vcpu` and a [`VmExit`] and return an [`ExitOutcome`].
 
-use crate::common::memory::Rights;
+use crate::common::memory::{EntryEncoder, Rights};
 
 /// A guest register reachable through [`Vcpu::reg`] / [`Vcpu::set_reg`].
 ///
@@ -123,6 +123,15 @@ impl Segment {
             attrib: 0xB | 1 << 4 | 1 << 7 | 1 << 14 | 1 << 15,
         }
     }
+    /// 64-bit ring-0 code segment (type 0xB, S, P, L, G).
+    pub const fn code64(selector: u16) -> Segment {
+        Segment {
+            selector,
+            base: 0,
+            limit: 0xFFFF_FFFF,
+            attrib: 0xB | 1 << 4 | 1 << 7 | 1 << 13 | 1 << 15,
+        }
+    }
     /// Flat 32-bit ring-0 data segment (type 3 read/write accessed, S, P, B, G).
     pub const fn flat_data32(selector: u16) -> Segment {
         Segment {
@@ -154,6 +163,7 @@ pub struct InitialState {
     pub rbx: u64,
     pub rflags: u64,
     pub cr0: u64,
+    pub cr3: u64,
     pub cr4: u64,
     pub efer: u64,
     pub cs: Segment,
@@ -171,6 +181,7 @@ impl InitialState {
             rflags: 0x2,
             // PE | ET (bit 4, hard-wired on modern CPUs).
             cr0: PagingState::CR0_PE | 1 << 4,
+            cr3: 0,
             cr4: 0,
             efer: 0,
             cs: Segment::flat_code32(0x10),
@@ -325,6 +336,9 @@ pub trait Vcpu: Send {
     /// altp2m views is installing another root. The backend flushes the guest TLB
     /// as the new root requires.
     fn set_stage2_root(&mut self, root_pa: u64);
+    /// The encoder of this backend's stage-2 entries (NPT / EPT), for the one
+    /// stage-2 builder in `common/memory.rs`.
+    fn stage2_encoder(&self) -> &'static dyn EntryEncoder;
     /// The stage-2 root currently installed (0: none yet).
     fn stage2_root(&self) -> u64;
     /// Flush this vCPU's guest TLB entries before the next entry (after a change

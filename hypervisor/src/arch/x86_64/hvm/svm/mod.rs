@@ -517,7 +517,7 @@ impl Vcpu for SvmVcpu {
         // SVM requires EFER.SVME in the guest's EFER (the guest never sees it).
         s.efer = st.efer | EFER_SVME;
         s.cr0 = st.cr0;
-        s.cr3 = 0;
+        s.cr3 = st.cr3;
         s.cr4 = st.cr4;
         s.cr2 = 0;
         s.dr6 = 0xFFFF_0FF0;
@@ -578,6 +578,10 @@ impl Vcpu for SvmVcpu {
     fn set_stage2_root(&mut self, root_pa: u64) {
         self.vmcb_mut().control.n_cr3 = root_pa;
         self.flush = true;
+    }
+
+    fn stage2_encoder(&self) -> &'static dyn crate::common::memory::EntryEncoder {
+        &npt::NptEncoder
     }
 
     fn stage2_root(&self) -> u64 {

@@ -8,10 +8,8 @@
 //! such rights map the page not-present and the fault path decides (the encoder
 //! grants fewer rights, never more). Mirrors Xen's `p2m-pt.c` entry flags.
 
-use alloc::vec::Vec;
-
-use crate::arch::x86_64::{frame, paging};
-use crate::common::memory::{EntryEncoder, Rights, Stage2Frames};
+use crate::arch::x86_64::paging;
+use crate::common::memory::{EntryEncoder, Rights};
 
 const P: u64 = 1 << 0;
 const RW: u64 = 1 << 1;
@@ -41,49 +39,6 @@ impl EntryEncoder for NptEncoder {
             e |= NX;
         }
         e
-    }
-}
-
-/// Table frames from the kernel's frame allocator, written through the physical
-/// map. Remembers what it allocated so a whole table tree can be freed.
-#[derive(Default)]
-pub struct KernelFrames {
-    pub allocated: Vec<u64>,
-}
-
-impl KernelFrames {
-    /// Free every frame this tree used.
-    pub fn free_all(&mut self) {
-        for pa in self.allocated.drain(..) {
-            frame::free_contiguous(pa, 1);
-        }
-    }
-}
-
-impl Stage2Frames for KernelFrames {
-    fn alloc_table(&mut self) -> Option<u64> {
-        let pa = frame::alloc_zeroed()?;
-        self.allocated.push(pa);
-        Some(pa)
-    }
-
-    fn read(&self, table_pa: u64, index: usize) -> u64 {
-        // SAFETY: `table_pa` is one of our table frames (allocated above, never
-        // freed while the tree lives) and `index` < 512 (the builder's table_index).
-        unsafe {
-            (paging::phys_to_virt(table_pa) as *const u64)
-                .add(index & 511)
-                .read_volatile()
-        }
-    }
-
-    fn write(&mut self, table_pa: u64, index: usize, value: u64) {
-        // SAFETY: as in `read`; the tables are ours alone until installed.
-        unsafe {
-            (paging::phys_to_virt(table_pa) as *mut u64)
-                .add(index & 511)
-                .write_volatile(value)
-        }
     }
 }
 

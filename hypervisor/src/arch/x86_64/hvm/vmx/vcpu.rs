@@ -25,7 +25,7 @@ use crate::arch::x86_64::hvm::vcpu::{
     CpuMode, Event, InitialState, IoAccess, PagingState, Reg, Vcpu, VcpuError, VmExit,
 };
 use crate::arch::x86_64::{frame, paging, percpu};
-use crate::common::memory::Rights;
+use crate::common::memory::{EntryEncoder, Rights};
 
 const IA32_EFER: u32 = 0xC000_0080;
 const IA32_PAT: u32 = 0x277;
@@ -432,11 +432,11 @@ impl VmxVcpu {
         v::set(v::GUEST_GDTR_LIMIT, 0);
         v::set(v::GUEST_IDTR_BASE, 0);
         v::set(v::GUEST_IDTR_LIMIT, 0);
-        v::set(v::GUEST_CR3, 0);
+        v::set(v::GUEST_CR3, s.cr3);
         v::set(v::GUEST_INTERRUPTIBILITY_INFO, 0);
         self.cs_ar = s.cs.attrib as u64;
         self.ss_ar = s.data.attrib as u64;
-        self.cr3 = 0;
+        self.cr3 = s.cr3;
         self.write_cr0(s.cr0);
         self.write_cr4(s.cr4);
         self.write_efer(s.efer);
@@ -1005,6 +1005,11 @@ impl Vcpu for VmxVcpu {
         self.eptp = ept::eptp(root_pa);
         self.eptp_dirty = true;
         self.flush = true;
+    }
+
+    fn stage2_encoder(&self) -> &'static dyn EntryEncoder {
+        static EPT: spin::Once<ept::EptEncoder> = spin::Once::new();
+        EPT.call_once(ept::EptEncoder::new)
     }
 
     fn stage2_root(&self) -> u64 {
