@@ -5,6 +5,7 @@
 //!
 //! Mirrors `xen/arch/x86/hvm/` (`hvm.c`'s function table, `svm/`, `vmx/`).
 
+pub mod altp2m_hw;
 pub mod exit;
 pub mod irq;
 pub mod selftest;
