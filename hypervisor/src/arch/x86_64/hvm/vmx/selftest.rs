@@ -198,8 +198,7 @@ pub fn run() -> Result<(u32, u32), &'static str> {
     vcpu.set_initial_state(&InitialState::pvh(CODE, 0));
     vcpu.set_reg(Reg::Rsp, STACK_TOP);
     vcpu.set_descriptor_tables((GDT, 31), (IDT, 32 * 8 - 1));
-    vcpu.set_stage2_root(root0);
-    let lists = vcpu.set_eptp_list(&[Some(root0), Some(root1)]).is_ok();
+    let lists = vcpu.set_views(&[Some(root0), Some(root1)], 0, root0);
     let ve_on = vcpu.set_ve_info(Some(mem.0[VE_INFO_GFN as usize]));
     t.check(
         "altp2m-hw-setup",

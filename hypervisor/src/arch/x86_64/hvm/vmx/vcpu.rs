@@ -197,6 +197,10 @@ struct Altp2mHw {
     list: alloc::vec::Vec<u64>,
     /// Host-physical address of the #VE information area, 0: #VE off.
     ve_info: u64,
+    /// The view last installed by the hypervisor (the EPTP-index field).
+    index: u16,
+    /// List address, #VE address or EPTP index changed since the last entry.
+    vmcs_dirty: bool,
 }
 
 /// A VMX vCPU.
@@ -500,6 +504,7 @@ impl VmxVcpu {
             v::set(v::EPT_POINTER, self.eptp);
             self.eptp_dirty = false;
         }
+        self.write_altp2m();
         let pin = match self.preemption {
             Some(t) if self.caps.pin.allows(pin::PREEMPTION_TIMER) => {
                 v::set(v::VMX_PREEMPTION_TIMER_VALUE, t as u64);
@@ -749,68 +754,65 @@ impl VmxVcpu {
 
     // ---- VMX-only altp2m hardware -----------------------------------------------
 
-    /// Installs the EPTP list VMFUNC leaf 0 switches through: `roots[i]` is view
-    /// `i`'s stage-2 root (None: no view, VMFUNC to it exits). Without EPTP switching
-    /// in the CPU the list is kept for [`Self::view_index`] only and VMFUNC stays
-    /// disabled (the guest's VMFUNC then raises #UD, or the emulation above the vCPU
-    /// interface handles the switch).
-    pub fn set_eptp_list(&mut self, roots: &[Option<u64>]) -> Result<(), VcpuError> {
-        if self.altp2m.list_pa == 0 {
-            self.altp2m.list_pa = frame::alloc_zeroed().ok_or(VcpuError::OutOfMemory)?;
+    /// Installs the EPTP list VMFUNC leaf 0 switches through (`list[i]`: view `i`'s
+    /// stage-2 root, None: VMFUNC to it exits) and puts the vCPU on view `current`
+    /// with root `current_root` (which need not be in the list: a view hidden from
+    /// the guest). An empty list switches VMFUNC off. False when the CPU cannot
+    /// switch views itself (no VMFUNC EPTP switching) or no frame for the list.
+    /// Cheap when nothing changed: the run loop calls it before every entry.
+    pub fn set_views(&mut self, list: &[Option<u64>], current: u16, current_root: u64) -> bool {
+        if !self.caps.eptp_switching() {
+            return false;
         }
-        let list: alloc::vec::Vec<u64> = roots
+        if list.is_empty() {
+            if self.ctl.proc2 & proc2::ENABLE_VM_FUNCTIONS != 0 || !self.altp2m.list.is_empty() {
+                self.ctl.proc2 &= !proc2::ENABLE_VM_FUNCTIONS;
+                self.altp2m.list.clear();
+            }
+            return true;
+        }
+        if self.altp2m.list_pa == 0 {
+            match frame::alloc_zeroed() {
+                Some(pa) => self.altp2m.list_pa = pa,
+                None => return false,
+            }
+        }
+        let eptps: alloc::vec::Vec<u64> = list
             .iter()
             .take(512)
             .map(|r| r.map_or(0, ept::eptp))
             .collect();
-        let page = paging::phys_to_virt(self.altp2m.list_pa) as *mut u64;
-        for i in 0..512 {
-            // SAFETY: the list page is our frame; i < 512 entries of 8 bytes.
-            unsafe { page.add(i).write(list.get(i).copied().unwrap_or(0)) };
-        }
-        self.altp2m.list = list;
-        if self.caps.eptp_switching() {
-            self.ctl.proc2 |= proc2::ENABLE_VM_FUNCTIONS;
-            let pa = self.altp2m.list_pa;
-            self.with_vmcs(|_| {
-                v::set(v::VM_FUNCTION_CONTROLS, 1);
-                v::set(v::EPTP_LIST_ADDRESS, pa);
-            })?;
-        }
-        self.flush = true;
-        Ok(())
-    }
-
-    /// Stops VMFUNC view switching (altp2m off).
-    pub fn clear_eptp_list(&mut self) {
-        self.ctl.proc2 &= !proc2::ENABLE_VM_FUNCTIONS;
-        self.altp2m.list.clear();
-    }
-
-    /// Switches the vCPU to view `index` of the EPTP list (the hypervisor's switch;
-    /// the guest's own is VMFUNC). False if the list has no such view.
-    pub fn switch_view(&mut self, index: u16) -> bool {
-        match self.altp2m.list.get(index as usize) {
-            Some(&e) if e != 0 => {
-                self.eptp = e;
-                self.eptp_dirty = true;
-                if self.ctl.proc2 & proc2::EPT_VIOLATION_VE != 0 {
-                    let _ = self.with_vmcs(|_| v::set(v::EPTP_INDEX, index as u64));
-                }
-                true
+        if eptps != self.altp2m.list {
+            let page = paging::phys_to_virt(self.altp2m.list_pa) as *mut u64;
+            for i in 0..512 {
+                // SAFETY: the list page is our frame; i < 512 entries of 8 bytes.
+                unsafe { page.add(i).write(eptps.get(i).copied().unwrap_or(0)) };
             }
-            _ => false,
+            self.altp2m.list = eptps;
+            self.altp2m.vmcs_dirty = true;
+            self.flush = true;
         }
+        self.ctl.proc2 |= proc2::ENABLE_VM_FUNCTIONS;
+        let eptp = ept::eptp(current_root);
+        if eptp != self.eptp || self.altp2m.index != current {
+            self.eptp = eptp;
+            self.eptp_dirty = true;
+            self.altp2m.index = current;
+            self.altp2m.vmcs_dirty = true;
+            self.flush = true;
+        }
+        true
     }
 
-    /// The view the vCPU runs on: the index of the current EPTP in the EPTP list
-    /// (after a guest VMFUNC, this is how the switch becomes known).
+    /// The view the vCPU runs on as the hardware says (after a guest VMFUNC this is
+    /// how the switch becomes known): the list index of the current EPTP, else the
+    /// view last installed. None while no list is installed.
     pub fn view_index(&self) -> Option<u16> {
-        self.altp2m
-            .list
-            .iter()
-            .position(|e| *e == self.eptp && *e != 0)
-            .map(|i| i as u16)
+        if self.altp2m.list.is_empty() {
+            return None;
+        }
+        let hit = self.altp2m.list.iter().position(|e| *e == self.eptp);
+        Some(hit.map_or(self.altp2m.index, |i| i as u16))
     }
 
     /// Turns hardware #VE on with the information area at host-physical `info_pa`
@@ -820,22 +822,35 @@ impl VmxVcpu {
         if !self.caps.ve() {
             return false;
         }
-        match info_pa {
-            Some(pa) => {
-                self.ctl.proc2 |= proc2::EPT_VIOLATION_VE;
-                self.altp2m.ve_info = pa;
-                let idx = self.view_index().unwrap_or(0);
-                let _ = self.with_vmcs(|_| {
-                    v::set(v::VE_INFORMATION_ADDRESS, pa);
-                    v::set(v::EPTP_INDEX, idx as u64);
-                });
-            }
-            None => {
-                self.ctl.proc2 &= !proc2::EPT_VIOLATION_VE;
-                self.altp2m.ve_info = 0;
-            }
+        let pa = info_pa.unwrap_or(0);
+        if pa != self.altp2m.ve_info {
+            self.altp2m.ve_info = pa;
+            self.altp2m.vmcs_dirty = true;
+        }
+        if pa != 0 {
+            self.ctl.proc2 |= proc2::EPT_VIOLATION_VE;
+        } else {
+            self.ctl.proc2 &= !proc2::EPT_VIOLATION_VE;
         }
         true
+    }
+
+    /// The altp2m fields of the VMCS, written before an entry when they changed.
+    fn write_altp2m(&mut self) {
+        if !self.altp2m.vmcs_dirty {
+            return;
+        }
+        if self.caps.eptp_switching() && self.altp2m.list_pa != 0 {
+            v::set(v::VM_FUNCTION_CONTROLS, 1);
+            v::set(v::EPTP_LIST_ADDRESS, self.altp2m.list_pa);
+        }
+        if self.caps.ve() {
+            if self.altp2m.ve_info != 0 {
+                v::set(v::VE_INFORMATION_ADDRESS, self.altp2m.ve_info);
+            }
+            v::set(v::EPTP_INDEX, self.altp2m.index as u64);
+        }
+        self.altp2m.vmcs_dirty = false;
     }
 
     /// Arms the VMX preemption timer for the next entries (`ticks` TSC ticks), or
@@ -1054,6 +1069,18 @@ impl Vcpu for VmxVcpu {
             }
             _ => None,
         }
+    }
+
+    fn set_altp2m_views(&mut self, list: &[Option<u64>], current: u16, root: u64) -> bool {
+        self.set_views(list, current, root)
+    }
+
+    fn altp2m_view(&self) -> Option<u16> {
+        self.view_index()
+    }
+
+    fn set_ve_info(&mut self, info_hpa: Option<u64>) -> bool {
+        VmxVcpu::set_ve_info(self, info_hpa)
     }
 
     fn hypercall_insn(&self) -> [u8; 3] {
