@@ -15,6 +15,7 @@ pub mod caps;
 pub mod entry;
 pub mod ept;
 pub mod exit;
+pub mod probe;
 pub mod selftest;
 pub mod vcpu;
 pub mod vmcs;
@@ -28,7 +29,12 @@ use super::vcpu::{Vcpu, VcpuError};
 /// controls the backend needs are available and that EPT can be walked as we build it.
 pub fn cpu_enable() -> Result<(), VcpuError> {
     check_caps()?;
-    vmxon::cpu_up().map_err(VcpuError::Unsupported)
+    vmxon::cpu_up().map_err(VcpuError::Unsupported)?;
+    if caps::get().ve() && caps::get().eptp_switching() {
+        // Once, before any guest runs: how far hardware #VE can be trusted.
+        probe::eptp_index_loaded();
+    }
+    Ok(())
 }
 
 /// A new VMX vCPU in the reset state.

@@ -199,7 +199,7 @@ pub fn run() -> Result<(u32, u32), &'static str> {
     vcpu.set_reg(Reg::Rsp, STACK_TOP);
     vcpu.set_descriptor_tables((GDT, 31), (IDT, 32 * 8 - 1));
     let lists = vcpu.set_views(&[Some(root0), Some(root1)], 0, root0);
-    let ve_on = vcpu.set_ve_info(Some(mem.0[VE_INFO_GFN as usize]));
+    let ve_on = vcpu.enable_hw_ve(Some(mem.0[VE_INFO_GFN as usize]));
     t.check(
         "altp2m-hw-setup",
         lists && ve_on,

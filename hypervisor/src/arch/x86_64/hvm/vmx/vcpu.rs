@@ -818,7 +818,9 @@ impl VmxVcpu {
     /// Turns hardware #VE on with the information area at host-physical `info_pa`
     /// (the machine frame of the guest's #VE page), or off. False if the CPU lacks
     /// EPT-violation #VE (the caller then emulates it above the vCPU interface).
-    pub fn set_ve_info(&mut self, info_pa: Option<u64>) -> bool {
+    /// Unlike the interface's `set_ve_info` this does not check that the CPU
+    /// reports hypervisor-set view indices correctly (see [`super::probe`]).
+    pub fn enable_hw_ve(&mut self, info_pa: Option<u64>) -> bool {
         if !self.caps.ve() {
             return false;
         }
@@ -1080,7 +1082,11 @@ impl Vcpu for VmxVcpu {
     }
 
     fn set_ve_info(&mut self, info_hpa: Option<u64>) -> bool {
-        VmxVcpu::set_ve_info(self, info_hpa)
+        if info_hpa.is_some() && !super::probe::eptp_index_loaded() {
+            self.enable_hw_ve(None);
+            return false;
+        }
+        self.enable_hw_ve(info_hpa)
     }
 
     fn hypercall_insn(&self) -> [u8; 3] {
