@@ -105,7 +105,12 @@ pub fn drain_actions(hv: &mut Hypervisor, ext: &mut XenExt) -> Vec<(domid_t, u32
     for a in core::mem::take(&mut ext.actions) {
         match a {
             ArchAction::Crash { domid } => {
-                crash_domain(hv, ext, domid, "crashed by a hypercall handler (domain_crash)");
+                crash_domain(
+                    hv,
+                    ext,
+                    domid,
+                    "crashed by a hypercall handler (domain_crash)",
+                );
             }
             ArchAction::Upcall { domid, vcpu } => kick.push((domid, vcpu)),
             ArchAction::P2mChanged { .. }
@@ -294,8 +299,8 @@ fn xen_leaf(env: &ExitEnv<'_>, leaf: u32, subleaf: u32) -> [u32; 4] {
             match subleaf {
                 // vtsc flags 0, TSC_MODE_DEFAULT, guest TSC kHz, incarnation 0.
                 0 => [0, 0, khz, 0],
-                // Host kHz.
-                2 => [khz, 0, 0, 0],
+                // Host kHz (`cpu_khz`) in ECX.
+                2 => [0, 0, khz, 0],
                 _ => [0; 4],
             }
         }
@@ -332,11 +337,22 @@ fn cpuid(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) {
         match leaf {
             1 => {
                 r[1] = (r[1] & 0x00ff_ffff) | (id << 24);
-                // Clear MONITOR(3), VMX(5); set x2APIC(21), hypervisor(31).
-                r[2] = (r[2] & !(1 << 3 | 1 << 5)) | 1 << 21 | 1 << 31;
+                // Clear MONITOR(3), VMX(5), FMA(12), XSAVE(26), OSXSAVE(27),
+                // AVX(28), F16C(29): XCR0 and the XSAVE state are not switched
+                // between vCPUs, so guests get x87/SSE only. Set x2APIC(21),
+                // hypervisor(31).
+                r[2] = (r[2] & !(1 << 3 | 1 << 5 | 1 << 12 | 0xF << 26)) | 1 << 21 | 1 << 31;
                 // Clear MCE(7), MTRR(12), MCA(14), ACPI(22); APIC(9) stays.
                 r[3] &= !(1 << 7 | 1 << 12 | 1 << 14 | 1 << 22);
             }
+            // No AVX2 (EBX 5) and no AVX-512 (EBX 16, 17, 21, 26-28, 30, 31;
+            // ECX 1, 6, 11, 12, 14; EDX 2, 3, 8, 23): they need XSAVE state.
+            7 if subleaf == 0 => {
+                r[1] &= !(1 << 5 | 1 << 16 | 1 << 17 | 1 << 21 | 0x7 << 26 | 0x3 << 30);
+                r[2] &= !(1 << 1 | 1 << 6 | 1 << 11 | 1 << 12 | 1 << 14);
+                r[3] &= !(1 << 2 | 1 << 3 | 1 << 8 | 1 << 23);
+            }
+            0xD => r = [0; 4],
             0xB | 0x1F => r[3] = id,
             0x8000_0001 => r[2] &= !(1 << 2), // SVM
             0x8000_000A => r = [0; 4],

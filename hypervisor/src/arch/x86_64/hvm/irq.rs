@@ -179,6 +179,9 @@ fn pending_source(
         .vcpus
         .get(vcpu_id as usize)
         .map_or(0, |v| v.evtchn_upcall_vector);
+    // Consumed on every route: the per-vCPU vector latches it into the IRR; the
+    // callback-via vector is level-triggered by `evtchn_upcall_pending` itself
+    // (left set, `local_events_need_delivery` would never let the vCPU block).
     let raised = d
         .vcpu_mut(vcpu_id)
         .is_some_and(|v| core::mem::take(&mut v.upcall_raised));

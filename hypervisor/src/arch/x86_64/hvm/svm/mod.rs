@@ -62,6 +62,16 @@ pub fn cpu_enable() -> Result<(), VcpuError> {
         efer.write(v | EFER_SVME);
         Msr::new(MSR_VM_HSAVE_PA).write(hsave);
     }
+    // The guests' x87/SSE state is switched with FXSAVE/FXRSTOR, which covers the
+    // XMM registers only with CR4.OSFXSR; the host itself never uses the FPU
+    // (soft-float), so enabling it changes nothing for the host.
+    // SAFETY: setting OSFXSR/OSXMMEXCPT and clearing EM/TS affects only FPU/SSE
+    // instruction behaviour, which the host does not use.
+    unsafe {
+        use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+        Cr4::update(|f| f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
+        Cr0::update(|f| f.remove(Cr0Flags::EMULATE_COPROCESSOR | Cr0Flags::TASK_SWITCHED));
+    }
     HOST_VMCB[cpu].store(host, Ordering::Release);
     HSAVE[cpu].store(hsave, Ordering::Release);
     log::info!("svm: enabled on cpu{cpu} (host save area {hsave:#x})");
@@ -150,6 +160,20 @@ unsafe extern "C" {
     fn svm_vmrun(gprs: *mut Gprs, vmcb_pa: u64, host_vmcb_pa: u64);
 }
 
+/// A vCPU's x87/SSE state in the FXSAVE layout.
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+
+impl FxArea {
+    /// The state after FNINIT plus the reset MXCSR: FCW 0x37F, MXCSR 0x1F80.
+    fn reset() -> FxArea {
+        let mut a = FxArea([0; 512]);
+        a.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+        a.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+        a
+    }
+}
+
 /// Allocate `count` zeroed contiguous frames.
 fn alloc_pages(count: usize) -> Result<u64, VcpuError> {
     let pa = frame::alloc_contiguous(count, 4096, u64::MAX).ok_or(VcpuError::OutOfMemory)?;
@@ -201,6 +225,8 @@ pub struct SvmVcpu {
     next_rip: Option<u64>,
     /// Exits taken (statistics).
     pub exits: u64,
+    /// The guest's x87/SSE registers while it does not run.
+    fpu: Box<FxArea>,
 }
 
 // SAFETY: the VMCB pointer refers to a frame owned by this vCPU alone, reached
@@ -252,6 +278,7 @@ impl SvmVcpu {
             flush: true,
             next_rip: None,
             exits: 0,
+            fpu: Box::new(FxArea::reset()),
         };
         v.init_control();
         v.set_initial_state(&InitialState::pvh(0, 0));
@@ -290,7 +317,8 @@ impl SvmVcpu {
             | INTERCEPT2_VMSAVE
             | INTERCEPT2_STGI
             | INTERCEPT2_CLGI
-            | INTERCEPT2_SKINIT;
+            | INTERCEPT2_SKINIT
+            | INTERCEPT2_XSETBV;
         c.iopm_base_pa = iopm;
         c.msrpm_base_pa = msrpm;
         c.guest_asid = asid;
@@ -320,8 +348,13 @@ impl SvmVcpu {
         // SAFETY: SVM is enabled on this CPU (HOST_VMCB set by cpu_enable), the VMCB,
         // its permission maps and the NPT root are valid frames we own, and
         // `svm_vmrun` restores every callee-saved register and the host's
-        // VMSAVE-state before it returns with IF = 0.
-        unsafe { svm_vmrun(&mut self.gprs, self.vmcb_pa, host) };
+        // VMSAVE-state before it returns with IF = 0. The FX area is 16-byte
+        // aligned and 512 bytes; cpu_enable set OSFXSR and cleared EM/TS.
+        unsafe {
+            core::arch::asm!("fxrstor64 [{}]", in(reg) self.fpu.0.as_ptr(), options(nostack));
+            svm_vmrun(&mut self.gprs, self.vmcb_pa, host);
+            core::arch::asm!("fxsave64 [{}]", in(reg) self.fpu.0.as_mut_ptr(), options(nostack));
+        }
         if if_was_set {
             x86_64::instructions::interrupts::enable();
         }
@@ -412,8 +445,9 @@ impl SvmVcpu {
                 }
             }
             // SVM instructions: the guest sees no SVM (CPUID hides it), so #UD, as
-            // Xen does without nested virtualization.
-            VMEXIT_VMRUN..=0x86 => {
+            // Xen does without nested virtualization. XSETBV likewise: CPUID
+            // hides XSAVE (XCR0 is not switched between vCPUs).
+            VMEXIT_VMRUN..=0x86 | VMEXIT_XSETBV => {
                 self.inject(Event::Exception {
                     vector: 6,
                     error_code: None,
@@ -614,7 +648,9 @@ impl Vcpu for SvmVcpu {
                 if value & !(1 | 1 << 8 | 1 << 10 | 1 << 11) != 0 {
                     return Some(false);
                 }
-                s.efer = value | EFER_SVME;
+                // LMA is the processor's to set (CR0.PG with LME): writes keep it.
+                let lma = PagingState::EFER_LMA;
+                s.efer = (value & !lma) | (s.efer & lma) | EFER_SVME;
                 Some(true)
             }
             0x277 => {

@@ -196,6 +196,7 @@ pub const INTERCEPT2_VMSAVE: u32 = 1 << 3;
 pub const INTERCEPT2_STGI: u32 = 1 << 4;
 pub const INTERCEPT2_CLGI: u32 = 1 << 5;
 pub const INTERCEPT2_SKINIT: u32 = 1 << 6;
+pub const INTERCEPT2_XSETBV: u32 = 1 << 13;
 
 // V_INTR bits.
 pub const V_IRQ: u64 = 1 << 8;
@@ -226,5 +227,6 @@ pub const VMEXIT_MSR: u64 = 0x7C;
 pub const VMEXIT_SHUTDOWN: u64 = 0x7F;
 pub const VMEXIT_VMRUN: u64 = 0x80;
 pub const VMEXIT_VMMCALL: u64 = 0x81;
+pub const VMEXIT_XSETBV: u64 = 0x8D;
 pub const VMEXIT_NPF: u64 = 0x400;
 pub const VMEXIT_INVALID: u64 = u64::MAX;
