@@ -91,7 +91,7 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
         run_and_count(s, s.name, image, &root, Accel::Tcg, &mut tally);
         // The VMX self-test also runs under QEMU + KVM with nested VMX where the
         // host offers it (the users' deployment); elsewhere say why not.
-        if s.test == TestMode::VmxSelftest && s.emulator == Emulator::Bochs {
+        if s.test == TestMode::VmxSelftest && s.emulator == Emulator::Bochs && s.smp == 1 {
             match emulator::detect_accel() {
                 (Accel::Kvm, why) => {
                     let mut k = s.clone();
