@@ -51,7 +51,6 @@ const INTR_INFO_ERROR_VALID: u32 = 1 << 11;
 const INTR_TYPE_EXT: u32 = 0;
 const INTR_TYPE_NMI: u32 = 2;
 const INTR_TYPE_HW_EXC: u32 = 3;
-const INTR_TYPE_SW_INT: u32 = 4;
 const INTR_TYPE_SW_EXC: u32 = 6;
 
 /// Each CPU's current VMCS (0: none), so a vCPU that is already current skips
@@ -999,7 +998,6 @@ impl Vcpu for VmxVcpu {
             }
             Event::Nmi => (2 | INTR_TYPE_NMI << 8 | INTR_INFO_VALID, 0, 0),
         };
-        let _ = INTR_TYPE_SW_INT;
         self.pending = Some(Pending { info, error, len });
         true
     }
