@@ -18,8 +18,8 @@ use alloc::vec::Vec;
 
 use xen_public_abi::arch_x86::cpuid::*;
 use xen_public_abi::domctl::XEN_DOMCTL_CDF_evtchn_upcall;
-use xen_public_abi::sched::SHUTDOWN_crash;
-use xen_public_abi::xen::domid_t;
+use xen_public_abi::sched::{SCHEDOP_yield, SHUTDOWN_crash};
+use xen_public_abi::xen::{__HYPERVISOR_sched_op, domid_t};
 
 use super::irq::{self, VLapic, MSR_APIC_BASE, MSR_X2APIC_FIRST, MSR_X2APIC_LAST};
 use super::stage2;
@@ -51,6 +51,9 @@ pub struct HvmVcpuState {
     port_line: Vec<u8>,
     /// TSC at the last entry (run-time accounting).
     pub entered_tsc: u64,
+    /// The gpa of the last stage-2 fault the p2m allowed (a repeat means the
+    /// tables cannot express the rights).
+    last_allowed_fault: Option<u64>,
 }
 
 impl HvmVcpuState {
@@ -61,6 +64,7 @@ impl HvmVcpuState {
             lapic: VLapic::new(vcpu_id),
             port_line: Vec::new(),
             entered_tsc: 0,
+            last_allowed_fault: None,
         }
     }
 }
@@ -167,6 +171,9 @@ pub fn handle(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitO
     if let Some(d) = env.hv.domains.get_mut(domid) {
         super::altp2m_hw::sync_view(vcpu, &mut d.hvm, env.state.vcpu_id);
     }
+    if !matches!(exit, VmExit::Stage2Fault { .. }) {
+        env.state.last_allowed_fault = None;
+    }
     match exit {
         VmExit::Hypercall => hypercall(vcpu, env),
         VmExit::Cpuid => {
@@ -243,6 +250,7 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let vcpu_id = env.state.vcpu_id;
     vcpu.advance_rip();
     let mode = vcpu.mode();
+    let mut yielded = false;
     let ret = if mode == CpuMode::Virtual8086 {
         xen_public_abi::Errno::EPERM.as_ret()
     } else if let Some(r) = check_cpl(vcpu.cpl()) {
@@ -264,6 +272,7 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
             domid,
             vcpu: vcpu_id,
         };
+        yielded = nr as u32 == __HYPERVISOR_sched_op && args[0] as u32 == SCHEDOP_yield;
         do_hypercall(env.hv, env.ext, caller, nr, args, env.guest)
     };
     vcpu.set_reg(Reg::Rax, ret as u64);
@@ -277,6 +286,9 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     }
     if d.vcpu(vcpu_id).is_some_and(|v| v.blocked) {
         return ExitOutcome::Block;
+    }
+    if yielded {
+        return ExitOutcome::Yield;
     }
     ExitOutcome::Continue
 }
@@ -556,11 +568,24 @@ fn stage2_fault(
     let Some(d) = env.hv.domains.get_mut(domid) else {
         return ExitOutcome::Crashed;
     };
+    let prev_allowed = env.state.last_allowed_fault.take();
     let outcome = altp2m::check_access(&mut d.hvm, vcpu_id, gpa, gla, access);
     match outcome {
         AccessOutcome::Allowed => {
             // The tables are older than the p2m (rebuilt at the next entry) or a
-            // stale translation: flush and retry.
+            // stale translation: flush and retry. The same fault again right after
+            // that is rights the stage-2 format cannot express (NPT has no write-
+            // or execute-only pages: the encoder maps them not-present); say so
+            // instead of faulting forever.
+            if prev_allowed == Some(gpa) {
+                let view = d.hvm.p2m.current_view(vcpu_id);
+                let a = d.hvm.p2m.effective_entry(view, gpa >> 12).map(|e| e.access);
+                let why = format!(
+                    "gpa {gpa:#x} keeps faulting with access {a:?} in {view:?}, which this CPU's stage-2 tables cannot express"
+                );
+                return crash_domain(env.hv, env.ext, domid, &why);
+            }
+            env.state.last_allowed_fault = Some(gpa);
             vcpu.flush_guest_tlb();
             ExitOutcome::Continue
         }

@@ -52,6 +52,8 @@ core::arch::global_asm!(
     "je 9f",
     "cmp r15, 3",
     "je 27f",
+    "cmp r15, 4",
+    "je 31f",
     // The Xen CPUID leaves.
     "mov eax, 0x40000000",
     "xor ecx, ecx",
@@ -240,6 +242,11 @@ core::arch::global_asm!(
     "mov byte ptr [0xC000], 0",
     "30:",
     "iretq",
+    // The execute-only domU: fetch from gfn 0xD, execute-only in its view.
+    "31:",
+    "mov eax, 0xD000",
+    "call rax",
+    "ud2",
     ".global svm_selftest_user_code",
     "svm_selftest_user_code:",
     "mov eax, 17",
@@ -565,6 +572,9 @@ fn build(hv: &mut Hypervisor, machine: &PhysMap, domid: u16) -> Result<(), Strin
     if domid == 3 {
         setup_callback(d_of(hv, domid)?, machine)?;
     }
+    if domid == 4 {
+        setup_exec_only(d_of(hv, domid)?)?;
+    }
     Ok(())
 }
 
@@ -623,6 +633,27 @@ fn setup_callback(d: &mut Domain, machine: &PhysMap) -> Result<(), String> {
             HVM_PARAM_CALLBACK_TYPE_VECTOR << 56 | CALLBACK_VECTOR as u64,
         )
         .map_err(|e| format!("callback param: {e:?}"))?;
+    Ok(())
+}
+
+/// The execute-only domU: altp2m view 1 maps gfn 0xD execute-only, which NPT
+/// cannot express.
+fn setup_exec_only(d: &mut Domain) -> Result<(), String> {
+    d.hvm
+        .set_param_raw(HVM_PARAM_ALTP2M, XEN_ALTP2M_mixed)
+        .map_err(|e| format!("altp2m param: {e:?}"))?;
+    d.hvm.p2m.enable_altp2m();
+    let idx = d
+        .hvm
+        .p2m
+        .init_next_altp2m(XENMEM_access_rwx)
+        .map_err(|e| format!("altp2m view: {e:?}"))?;
+    d.hvm
+        .p2m
+        .set_mem_access_one(ViewId::Alt(idx), 0xD, P2mAccess::X);
+    if !d.hvm.p2m.switch_vcpu_altp2m_by_id(0, idx) {
+        return Err(String::from("switch to the view refused"));
+    }
     Ok(())
 }
 
@@ -860,6 +891,29 @@ pub fn run_selftest() -> bool {
         "callback-vector-level",
         outcome == ExitOutcome::Shutdown { reason: 0 } && count == 2,
         format!("{outcome:?}, handler ran {count} times"),
+    );
+    drop(vcpu);
+
+    // A domU whose view has an execute-only page NPT cannot express: crashed
+    // with a reason instead of faulting forever.
+    if let Err(e) = build(&mut hv, &machine, 4) {
+        log::error!("svm-selftest: building d4: {e}");
+        return false;
+    }
+    let mut vcpu = match super::new_vcpu() {
+        Ok(v) => v,
+        Err(e) => {
+            log::error!("svm-selftest: no vCPU: {e:?}");
+            return false;
+        }
+    };
+    st.rbx = 4;
+    vcpu.set_initial_state(&st);
+    let outcome = run(&mut hv, &mut ext, &mut *vcpu, 4);
+    check(
+        "inexpressible-rights-crash",
+        outcome == ExitOutcome::Crashed,
+        format!("{outcome:?}"),
     );
     let d0_intact = hv.domains.get(0).is_some_and(|d| d.shutdown.code == 0)
         && hv.domains.get(1).is_some_and(|d| d.shutdown.is_shut_down);
