@@ -18,6 +18,12 @@ pub mod reason {
     pub const CPUID: u16 = 10;
     pub const HLT: u16 = 12;
     pub const VMCALL: u16 = 18;
+    /// VMCLEAR .. VMXON (19..=27), INVEPT (50), INVVPID (53): VMX instructions.
+    pub const VMCLEAR: u16 = 19;
+    pub const VMXON: u16 = 27;
+    pub const INVEPT: u16 = 50;
+    pub const INVVPID: u16 = 53;
+    pub const XSETBV: u16 = 55;
     pub const CR_ACCESS: u16 = 28;
     pub const IO_INSTRUCTION: u16 = 30;
     pub const RDMSR: u16 = 31;

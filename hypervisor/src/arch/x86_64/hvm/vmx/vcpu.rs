@@ -178,6 +178,23 @@ fn write_host_state(ctl: &Controls) {
     }
 }
 
+/// A vCPU's x87/SSE state in the 512-byte FXSAVE layout (16-byte aligned). VM
+/// entry and exit do not switch it; the host is soft-float and never touches it, so
+/// loading a vCPU's state before entry and saving it after exit keeps guests apart.
+#[repr(C, align(16))]
+struct FxState([u8; 512]);
+
+impl FxState {
+    /// The architectural reset state: FCW 0x037F (all exceptions masked, extended
+    /// precision), MXCSR 0x1F80, all registers zero.
+    fn reset() -> alloc::boxed::Box<FxState> {
+        let mut f = alloc::boxed::Box::new(FxState([0; 512]));
+        f.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+        f.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+        f
+    }
+}
+
 /// An event waiting for injection at the next entry.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
@@ -239,6 +256,8 @@ pub struct VmxVcpu {
     preemption: Option<u32>,
     /// Guest IA32_PAT.
     pat: u64,
+    /// Guest x87/SSE registers.
+    fpu: alloc::boxed::Box<FxState>,
 }
 
 // SAFETY: a VmxVcpu owns its VMCS frame; the VMCS is only touched by the one CPU
@@ -289,6 +308,7 @@ impl VmxVcpu {
             altp2m: Altp2mHw::default(),
             preemption: None,
             pat: GUEST_PAT_RESET,
+            fpu: FxState::reset(),
         };
         if let Err(e) = v::clear(vmcs) {
             log::error!("vmx: vmclear of a new VMCS: {e}");
@@ -693,6 +713,15 @@ impl VmxVcpu {
                 present: q & 0x38 != 0,
             },
             reason::VMFUNC => VmExit::Vmfunc,
+            // The guest sees neither VMX (CPUID hides it) nor XSAVE (XCR0 and the
+            // XSAVE state are not switched between vCPUs): #UD, as without them.
+            reason::VMCLEAR..=reason::VMXON | reason::INVEPT | reason::INVVPID | reason::XSETBV => {
+                self.inject(Event::Exception {
+                    vector: 6,
+                    error_code: None,
+                });
+                return None;
+            }
             _ => VmExit::Unknown {
                 raw: x.reason as u64,
                 info1: q,
@@ -711,8 +740,15 @@ impl VmxVcpu {
         let was_enabled = x86_64::instructions::interrupts::are_enabled();
         x86_64::instructions::interrupts::disable();
         // SAFETY: `load` made this vCPU's VMCS current on this CPU with this CPU's
-        // host state; interrupts are off until the exit.
-        let r = unsafe { enter(&mut self.gprs, self.launched) };
+        // host state; interrupts are off until the exit. The FX area is ours, 512
+        // bytes, 16-byte aligned; `vmxon::cpu_up` set CR4.OSFXSR and cleared
+        // CR0.EM/TS, and the soft-float host never uses the x87/SSE registers.
+        let r = unsafe {
+            asm!("fxrstor64 [{}]", in(reg) self.fpu.0.as_ptr(), options(nostack));
+            let r = enter(&mut self.gprs, self.launched);
+            asm!("fxsave64 [{}]", in(reg) self.fpu.0.as_mut_ptr(), options(nostack));
+            r
+        };
         let out = match r {
             EntryResult::Exited => {
                 self.launched = true;

@@ -58,6 +58,14 @@ pub fn cpu_up() -> Result<(), &'static str> {
     // SAFETY: the fixed-1 bits add VMXE (and whatever the CPU demands for VMX,
     // nothing that changes paging); fixed-0 bits are ones this CPU cannot set anyway.
     unsafe { Cr4::write_raw(fixed_cr4) };
+    // Guests' x87/SSE state is switched with FXSAVE/FXRSTOR (vcpu.rs), which covers
+    // the XMM registers only with CR4.OSFXSR.
+    // SAFETY: OSFXSR/OSXMMEXCPT and clearing EM/TS change only how x87/SSE
+    // instructions behave, and the soft-float hypervisor executes none of its own.
+    unsafe {
+        Cr4::write_raw(Cr4::read_raw() | (1 << 9) | (1 << 10));
+        Cr0::write_raw(Cr0::read_raw() & !((1 << 2) | (1 << 3)));
+    }
     let region = alloc_region().ok_or("out of memory for the VMXON region")?;
     let rflags: u64;
     // SAFETY: CR0/CR4 satisfy the fixed bits and VMXE is set; `region` is a 4 KiB
