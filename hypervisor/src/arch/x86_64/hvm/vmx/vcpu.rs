@@ -258,6 +258,8 @@ pub struct VmxVcpu {
     pat: u64,
     /// Guest x87/SSE registers.
     fpu: alloc::boxed::Box<FxState>,
+    /// Guest CR2.
+    cr2: u64,
 }
 
 // SAFETY: a VmxVcpu owns its VMCS frame; the VMCS is only touched by the one CPU
@@ -309,6 +311,7 @@ impl VmxVcpu {
             preemption: None,
             pat: GUEST_PAT_RESET,
             fpu: FxState::reset(),
+            cr2: 0,
         };
         if let Err(e) = v::clear(vmcs) {
             log::error!("vmx: vmclear of a new VMCS: {e}");
@@ -743,9 +746,13 @@ impl VmxVcpu {
         // host state; interrupts are off until the exit. The FX area is ours, 512
         // bytes, 16-byte aligned; `vmxon::cpu_up` set CR4.OSFXSR and cleared
         // CR0.EM/TS, and the soft-float host never uses the x87/SSE registers.
+        // CR2 is not part of the VMCS: the guest's value is loaded here and saved
+        // after the exit, so another vCPU's page faults never show through.
         let r = unsafe {
             asm!("fxrstor64 [{}]", in(reg) self.fpu.0.as_ptr(), options(nostack));
+            asm!("mov cr2, {}", in(reg) self.cr2, options(nostack, nomem));
             let r = enter(&mut self.gprs, self.launched);
+            asm!("mov {}, cr2", out(reg) self.cr2, options(nostack, nomem));
             asm!("fxsave64 [{}]", in(reg) self.fpu.0.as_mut_ptr(), options(nostack));
             r
         };
