@@ -21,6 +21,8 @@ pub enum TestMode {
     FaultUd,
     /// Call `panic!`.
     Panic,
+    /// The VMX backend's built-in self-test guest (Bochs `tigerlake`).
+    VmxSelftest,
     /// Run the hypervisor's built-in SVM test guest.
     SvmSelftest,
 }
@@ -33,6 +35,7 @@ impl TestMode {
             TestMode::FaultPagefault => "fault-pagefault",
             TestMode::FaultUd => "fault-ud",
             TestMode::Panic => "panic",
+            TestMode::VmxSelftest => "vmx-selftest",
             TestMode::SvmSelftest => "svm-selftest",
         }
     }

@@ -745,6 +745,13 @@ pub trait EntryEncoder {
     fn table_entry(&self, table_pa: u64) -> u64;
     /// A 4 KiB leaf entry for `mfn` with `rights` and the #VE suppress bit.
     fn leaf_entry(&self, mfn: u64, rights: Rights, suppress_ve: bool) -> u64;
+    /// The value of an entry that maps nothing. 0 for NPT; EPT sets the
+    /// suppress-#VE bit (Xen's `ept_p2m_init` / `ept_set_middle_entry`) so that a
+    /// guest with #VE enabled still takes an EPT-violation exit on a gfn its view
+    /// does not map at all, instead of a #VE.
+    fn empty_entry(&self) -> u64 {
+        0
+    }
 }
 
 /// Page-table frames for the builder: the backend gives real zeroed frames and writes
@@ -773,7 +780,17 @@ pub fn build_stage2(
     enc: &dyn EntryEncoder,
     frames: &mut dyn Stage2Frames,
 ) -> XenResult<u64> {
-    let root = frames.alloc_table().ok_or(Errno::ENOMEM)?;
+    let empty = enc.empty_entry();
+    let new_table = |frames: &mut dyn Stage2Frames| -> XenResult<u64> {
+        let t = frames.alloc_table().ok_or(Errno::ENOMEM)?;
+        if empty != 0 {
+            for i in 0..512 {
+                frames.write(t, i, empty);
+            }
+        }
+        Ok(t)
+    };
+    let root = new_table(frames)?;
     // Tables already made, by (level, gfn prefix), so each is found in O(log n).
     let mut made: BTreeMap<(u32, u64), u64> = BTreeMap::new();
     for (gfn, e) in p2m.view_entries(view) {
@@ -787,7 +804,7 @@ pub fn build_stage2(
             let next = match made.get(&(level - 1, prefix)) {
                 Some(t) => *t,
                 None => {
-                    let t = frames.alloc_table().ok_or(Errno::ENOMEM)?;
+                    let t = new_table(frames)?;
                     frames.write(table, table_index(gfn, level), enc.table_entry(t));
                     made.insert((level - 1, prefix), t);
                     t
@@ -1094,6 +1111,63 @@ mod tests {
         assert_eq!(p.get_mem_access(ViewId::Alt(b), 3), Err(Errno::ESRCH));
         assert_eq!(p.get_mem_access(ViewId::Alt(a), 1), Err(Errno::ESRCH));
         assert!(p.view_exists(a) && p.view_exists(b));
+    }
+
+    /// An encoder whose empty entry is not 0 (EPT's suppress-#VE bit).
+    struct SveEmptyEncoder;
+
+    impl EntryEncoder for SveEmptyEncoder {
+        fn table_entry(&self, table_pa: u64) -> u64 {
+            TestEncoder.table_entry(table_pa)
+        }
+        fn leaf_entry(&self, mfn: u64, r: Rights, sve: bool) -> u64 {
+            TestEncoder.leaf_entry(mfn, r, sve)
+        }
+        fn empty_entry(&self) -> u64 {
+            1 << 63
+        }
+    }
+
+    #[test]
+    fn unmapped_entries_hold_the_encoders_empty_value() {
+        let p = p2m_with_host(&[(1, 101), (0x200, 102)]);
+        let mut f = FakeFrames::default();
+        let root = build_stage2(&p, ViewId::Host, &SveEmptyEncoder, &mut f).unwrap();
+        // The same leaves as with a zero empty entry: follow gfn 1 and gfn 0x200.
+        let follow = |gfn: u64| {
+            let mut t = root;
+            for level in (2..=4).rev() {
+                let e = f.tables[&t][table_index(gfn, level)];
+                assert_eq!(e & 0b111, 0b111, "table link at level {level}");
+                t = e & test_encoder::ADDR_MASK;
+            }
+            f.tables[&t][table_index(gfn, 1)]
+        };
+        assert_eq!((follow(1) & test_encoder::ADDR_MASK) >> 12, 101);
+        assert_eq!((follow(0x200) & test_encoder::ADDR_MASK) >> 12, 102);
+        // Every other entry of every table is "empty" (bit 63 only), none is 0.
+        let mut empties = 0;
+        for table in f.tables.values() {
+            for e in table.iter() {
+                assert_ne!(*e, 0);
+                if *e == 1 << 63 {
+                    empties += 1;
+                }
+            }
+        }
+        // 5 tables (PML4, PDPT, PD, two PTs) x 512, minus 2 leaves and 4 table links.
+        assert_eq!(f.tables.len(), 5);
+        assert_eq!(empties, 5 * 512 - 2 - 4);
+        // A zero empty entry writes nothing extra.
+        let mut z = FakeFrames::default();
+        let r = build_stage2(&p, ViewId::Host, &TestEncoder, &mut z).unwrap();
+        let nonzero: usize = z
+            .tables
+            .values()
+            .map(|t| t.iter().filter(|e| **e != 0).count())
+            .sum();
+        assert_eq!(nonzero, 2 + 4);
+        assert_eq!(walk(&z, r).len(), 2);
     }
 
     #[test]

@@ -224,6 +224,19 @@ fn run_test(test: TestAction) -> ! {
             log::info!("test: explicit panic");
             panic!("test panic requested by boot.cmd");
         }
+        TestAction::VmxSelftest => {
+            let verdict = super::hvm::vmx::selftest::run();
+            x86_64::instructions::interrupts::disable();
+            apic::stop_timer();
+            match verdict {
+                Ok((_, 0)) => exit(ExitCode::Success, ""),
+                Ok(_) => exit(ExitCode::Failure, "vmx-selftest failed"),
+                Err(why) => {
+                    log::error!("vmx-selftest: {why}");
+                    exit(ExitCode::Failure, "vmx-selftest could not run")
+                }
+            }
+        }
         TestAction::SvmSelftest => {
             let ok = super::hvm::selftest::run_selftest();
             x86_64::instructions::interrupts::disable();

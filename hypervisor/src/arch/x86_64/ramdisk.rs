@@ -94,6 +94,8 @@ pub enum TestAction {
     FaultUd,
     /// Explicit panic.
     Panic,
+    /// The VMX backend's built-in self-test guest (`hvm::vmx::selftest`).
+    VmxSelftest,
     /// Run the built-in SVM test guest (`hvm::selftest`).
     SvmSelftest,
 }
@@ -126,6 +128,7 @@ pub fn parse_boot_cmd(text: &str) -> BootCmd {
                     "fault-pagefault" => TestAction::FaultPageFault,
                     "fault-ud" => TestAction::FaultUd,
                     "panic" => TestAction::Panic,
+                    "vmx-selftest" => TestAction::VmxSelftest,
                     "svm-selftest" => TestAction::SvmSelftest,
                     other => {
                         log::warn!("boot.cmd:{}: unknown value test={other}, ignored", n + 1);

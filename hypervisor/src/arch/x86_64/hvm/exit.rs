@@ -145,7 +145,15 @@ pub fn prepare_entry(
         });
     }
     let view = d.hvm.p2m.current_view(st.vcpu_id);
+    let hw_views = match super::altp2m_hw::install(vcpu, domid, &d.hvm, st.vcpu_id) {
+        Ok(taken) => taken,
+        Err(e) => {
+            let why = format!("cannot build stage-2 tables for the altp2m views: {e:?}");
+            return Err(crash_domain(hv, ext, domid, &why));
+        }
+    };
     match stage2::root_for(domid, &d.hvm.p2m, view, vcpu.stage2_encoder()) {
+        Ok(_) if hw_views => {}
         Ok(root) if root != vcpu.stage2_root() => vcpu.set_stage2_root(root),
         Ok(_) => {}
         Err(e) => {
@@ -160,6 +168,9 @@ pub fn prepare_entry(
 /// Handle one exit.
 pub fn handle(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let domid = env.state.domid;
+    if let Some(d) = env.hv.domains.get_mut(domid) {
+        super::altp2m_hw::sync_view(vcpu, &mut d.hvm, env.state.vcpu_id);
+    }
     if !matches!(exit, VmExit::Stage2Fault { .. }) {
         env.state.last_allowed_fault = None;
     }

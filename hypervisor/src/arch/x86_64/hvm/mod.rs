@@ -5,12 +5,14 @@
 //!
 //! Mirrors `xen/arch/x86/hvm/` (`hvm.c`'s function table, `svm/`, `vmx/`).
 
+pub mod altp2m_hw;
 pub mod exit;
 pub mod irq;
 pub mod selftest;
 pub mod stage2;
 pub mod svm;
 pub mod vcpu;
+pub mod vmx;
 
 use alloc::boxed::Box;
 
@@ -23,7 +25,7 @@ use vcpu::{Vcpu, VcpuError};
 pub fn cpu_enable() -> Result<(), VcpuError> {
     match virt::guests_allowed().map_err(VcpuError::Unsupported)? {
         VirtSupport::Svm(_) => svm::cpu_enable(),
-        VirtSupport::Vmx(_) => Err(VcpuError::Unsupported("VMX backend not built in yet")),
+        VirtSupport::Vmx(_) => vmx::cpu_enable(),
         VirtSupport::None(why) => Err(VcpuError::Unsupported(why)),
     }
 }
@@ -33,7 +35,7 @@ pub fn cpu_enable() -> Result<(), VcpuError> {
 pub fn new_vcpu() -> Result<Box<dyn Vcpu>, VcpuError> {
     match virt::guests_allowed().map_err(VcpuError::Unsupported)? {
         VirtSupport::Svm(caps) => svm::new_vcpu(*caps),
-        VirtSupport::Vmx(_) => Err(VcpuError::Unsupported("VMX backend not built in yet")),
+        VirtSupport::Vmx(_) => vmx::new_vcpu(),
         VirtSupport::None(why) => Err(VcpuError::Unsupported(why)),
     }
 }

@@ -352,6 +352,30 @@ pub trait Vcpu: Send {
     /// caller injects #GP), `None` not one of the backend's MSRs.
     fn set_msr(&mut self, msr: u32, value: u64) -> Option<bool>;
 
+    /// Hardware altp2m view switching (VMX: the EPTP list behind VMFUNC leaf 0):
+    /// install `list` (`list[i]`: the stage-2 root of view `i` where the guest may
+    /// switch to it itself, None where not) and run on view `current` with stage-2
+    /// root `root`. An empty list turns guest-side switching off. False (the
+    /// default, SVM) when the backend cannot: the caller then installs the current
+    /// view's root with [`Vcpu::set_stage2_root`] and guest switches are emulated.
+    /// Called before every entry, so cheap when nothing changed.
+    fn set_altp2m_views(&mut self, _list: &[Option<u64>], _current: u16, _root: u64) -> bool {
+        false
+    }
+    /// The altp2m view the hardware runs the vCPU on (it changes without an exit
+    /// when the guest switches with VMFUNC), or None where the backend does not
+    /// switch views itself.
+    fn altp2m_view(&self) -> Option<u16> {
+        None
+    }
+    /// Hardware #VE (VMX EPT-violation #VE): deliver convertible EPT violations
+    /// into the guest with the #VE information area at host-physical `info_hpa`,
+    /// or stop (None). False (the default, SVM) when the backend cannot: the
+    /// caller emulates #VE on stage-2 fault exits.
+    fn set_ve_info(&mut self, _info_hpa: Option<u64>) -> bool {
+        false
+    }
+
     /// The 3-byte hypercall instruction (VMMCALL `0f 01 d9` / VMCALL `0f 01 c1`)
     /// the hypercall page is filled with.
     fn hypercall_insn(&self) -> [u8; 3];
