@@ -71,7 +71,12 @@ pub fn dom0(boot: &Boot) -> ! {
     }
     println!("evtchn: dom0 runs {:?}", abi);
     for &(domid, port) in &ports[..n] {
-        let bound = evtchn::wait_until(|| evtchn::status(port) == Ok(EVTCHNSTAT_interdomain), wait);
+        // Bound, and the domU's "ready" event (sent once it has discarded the
+        // notification its bind raised on its own port).
+        let bound = evtchn::wait_until(
+            || evtchn::status(port) == Ok(EVTCHNSTAT_interdomain) && evtchn::received(port) >= 1,
+            wait,
+        );
         let name = crate::hello::cat_name("bound-d", domid);
         check(
             S,
@@ -82,11 +87,13 @@ pub fn dom0(boot: &Boot) -> ! {
         if !bound {
             continue;
         }
+        // Strict alternation: one event in flight each way, so nothing coalesces.
+        let base = evtchn::without_interrupts(|| evtchn::received(port));
         let t0 = rdtsc();
         let mut got = 0;
         for i in 1..=rounds {
             evtchn::send(port);
-            if !evtchn::wait_until(|| evtchn::received(port) >= i, wait) {
+            if !evtchn::wait_until(|| evtchn::received(port) >= base + i, wait) {
                 break;
             }
             got = i;
@@ -245,9 +252,16 @@ pub fn domu(boot: &Boot) -> ! {
         local,
         peer
     );
+    // Xen raises the local port of a fresh interdomain binding: discard that
+    // notification, then tell dom0 we are ready (its first event from us).
+    let base = evtchn::without_interrupts(|| {
+        evtchn::clear_pending(local);
+        evtchn::received(local)
+    });
+    evtchn::send(local);
     let mut got = 0;
     for i in 1..=rounds {
-        if !evtchn::wait_until(|| evtchn::received(local) >= i, wait) {
+        if !evtchn::wait_until(|| evtchn::received(local) >= base + i, wait) {
             break;
         }
         got = i;
