@@ -7,6 +7,7 @@
 
 pub mod altp2m_hw;
 pub mod exit;
+pub mod fpu;
 pub mod irq;
 pub mod selftest;
 pub mod stage2;

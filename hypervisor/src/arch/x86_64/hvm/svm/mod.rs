@@ -20,6 +20,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
 
+use super::fpu::FpuState;
 use super::vcpu::{
     CpuMode, Event, InitialState, IoAccess, PagingState, Reg, Segment, Vcpu, VcpuError, VmExit,
 };
@@ -160,20 +161,6 @@ unsafe extern "C" {
     fn svm_vmrun(gprs: *mut Gprs, vmcb_pa: u64, host_vmcb_pa: u64);
 }
 
-/// A vCPU's x87/SSE state in the FXSAVE layout.
-#[repr(C, align(16))]
-struct FxArea([u8; 512]);
-
-impl FxArea {
-    /// The state after FNINIT plus the reset MXCSR: FCW 0x37F, MXCSR 0x1F80.
-    fn reset() -> FxArea {
-        let mut a = FxArea([0; 512]);
-        a.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
-        a.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
-        a
-    }
-}
-
 /// Allocate `count` zeroed contiguous frames.
 fn alloc_pages(count: usize) -> Result<u64, VcpuError> {
     let pa = frame::alloc_contiguous(count, 4096, u64::MAX).ok_or(VcpuError::OutOfMemory)?;
@@ -226,7 +213,7 @@ pub struct SvmVcpu {
     /// Exits taken (statistics).
     pub exits: u64,
     /// The guest's x87/SSE registers while it does not run.
-    fpu: Box<FxArea>,
+    fpu: Box<FpuState>,
 }
 
 // SAFETY: the VMCB pointer refers to a frame owned by this vCPU alone, reached
@@ -278,7 +265,7 @@ impl SvmVcpu {
             flush: true,
             next_rip: None,
             exits: 0,
-            fpu: Box::new(FxArea::reset()),
+            fpu: FpuState::reset(),
         };
         v.init_control();
         v.set_initial_state(&InitialState::pvh(0, 0));
@@ -351,9 +338,9 @@ impl SvmVcpu {
         // VMSAVE-state before it returns with IF = 0. The FX area is 16-byte
         // aligned and 512 bytes; cpu_enable set OSFXSR and cleared EM/TS.
         unsafe {
-            core::arch::asm!("fxrstor64 [{}]", in(reg) self.fpu.0.as_ptr(), options(nostack));
+            self.fpu.load();
             svm_vmrun(&mut self.gprs, self.vmcb_pa, host);
-            core::arch::asm!("fxsave64 [{}]", in(reg) self.fpu.0.as_mut_ptr(), options(nostack));
+            self.fpu.save();
         }
         if if_was_set {
             x86_64::instructions::interrupts::enable();

@@ -21,6 +21,7 @@ use super::entry::{enter, EntryResult, Gprs};
 use super::exit::{self, reason, ExitInfo};
 use super::vmcs::{self as v, VmFail};
 use super::{ept, vmxon};
+use crate::arch::x86_64::hvm::fpu::FpuState;
 use crate::arch::x86_64::hvm::vcpu::{
     CpuMode, Event, InitialState, IoAccess, PagingState, Reg, Vcpu, VcpuError, VmExit,
 };
@@ -178,23 +179,6 @@ fn write_host_state(ctl: &Controls) {
     }
 }
 
-/// A vCPU's x87/SSE state in the 512-byte FXSAVE layout (16-byte aligned). VM
-/// entry and exit do not switch it; the host is soft-float and never touches it, so
-/// loading a vCPU's state before entry and saving it after exit keeps guests apart.
-#[repr(C, align(16))]
-struct FxState([u8; 512]);
-
-impl FxState {
-    /// The architectural reset state: FCW 0x037F (all exceptions masked, extended
-    /// precision), MXCSR 0x1F80, all registers zero.
-    fn reset() -> alloc::boxed::Box<FxState> {
-        let mut f = alloc::boxed::Box::new(FxState([0; 512]));
-        f.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
-        f.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
-        f
-    }
-}
-
 /// An event waiting for injection at the next entry.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
@@ -257,7 +241,7 @@ pub struct VmxVcpu {
     /// Guest IA32_PAT.
     pat: u64,
     /// Guest x87/SSE registers.
-    fpu: alloc::boxed::Box<FxState>,
+    fpu: alloc::boxed::Box<FpuState>,
     /// Guest CR2.
     cr2: u64,
 }
@@ -310,7 +294,7 @@ impl VmxVcpu {
             altp2m: Altp2mHw::default(),
             preemption: None,
             pat: GUEST_PAT_RESET,
-            fpu: FxState::reset(),
+            fpu: FpuState::reset(),
             cr2: 0,
         };
         if let Err(e) = v::clear(vmcs) {
@@ -749,11 +733,11 @@ impl VmxVcpu {
         // CR2 is not part of the VMCS: the guest's value is loaded here and saved
         // after the exit, so another vCPU's page faults never show through.
         let r = unsafe {
-            asm!("fxrstor64 [{}]", in(reg) self.fpu.0.as_ptr(), options(nostack));
+            self.fpu.load();
             asm!("mov cr2, {}", in(reg) self.cr2, options(nostack, nomem));
             let r = enter(&mut self.gprs, self.launched);
             asm!("mov {}, cr2", out(reg) self.cr2, options(nostack, nomem));
-            asm!("fxsave64 [{}]", in(reg) self.fpu.0.as_mut_ptr(), options(nostack));
+            self.fpu.save();
             r
         };
         let out = match r {
