@@ -408,6 +408,7 @@ pub fn all() -> Vec<Scenario> {
             table.push(guest_scenario(g, smp));
         }
         table.push(guest_scenario_bochs(g));
+        table.push(guest_scenario_vmx(g));
     }
     table
 }
@@ -551,6 +552,20 @@ fn guest_scenario_bochs(g: &GuestScenario) -> Scenario {
         timeout: Duration::from_secs(600),
         silence: Duration::from_secs(120),
         opt_in: true,
+        ..guest_scenario(g, 1)
+    }
+}
+
+/// The Bochs `tigerlake` variant (`<name>-vmx`, 1 CPU): the same guests on the VMX
+/// backend (EPT, VMFUNC, #VE). In the default list: this is how every run exercises
+/// VMX, since these machines have no VT-x.
+fn guest_scenario_vmx(g: &GuestScenario) -> Scenario {
+    Scenario {
+        name: Box::leak(format!("{}-vmx", g.name).into_boxed_str()),
+        emulator: Emulator::Bochs,
+        bochs_model: BOCHS_VMX_MODEL,
+        timeout: Duration::from_secs(600),
+        silence: Duration::from_secs(120),
         ..guest_scenario(g, 1)
     }
 }
@@ -845,7 +860,7 @@ INFO: bootloader line without timestamp
             assert!(s.required.last() == Some(&"EXIT: success"), "{}", s.name);
             seen += 1;
         }
-        assert_eq!(seen, 3 * GUESTS.len());
+        assert_eq!(seen, 4 * GUESTS.len());
     }
 
     #[test]
