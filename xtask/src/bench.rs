@@ -74,6 +74,7 @@ pub fn run(boots: u32) -> Result<()> {
             bios: true,
             uefi: false,
         },
+        None,
     )?;
     let image = images.bios.context("no BIOS image")?;
     let elf = target_dir().join("x86_64-unknown-none/release/hypervisor");

@@ -197,15 +197,19 @@ pub fn images(
 
 /// Everything `cargo xtask image` does: hypervisor, guests, image builder, images
 /// under `target/image/`.
-pub fn default_images(test: TestMode, which: Firmwares) -> Result<Images> {
+pub fn default_images(test: TestMode, which: Firmwares, domains: Option<&str>) -> Result<Images> {
     let kernel = hypervisor()?;
-    let guests = guests()?;
+    let mut entries = Vec::new();
+    if let Some(name) = domains {
+        entries.push(domains_cfg(name)?);
+    }
+    entries.extend(guests()?);
     let builder = image_builder()?;
     images(
         &builder,
         &kernel,
         test,
-        guests,
+        entries,
         &target_dir().join("image"),
         which,
     )

@@ -101,7 +101,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Image { test } => {
-            let images = build::default_images(test, Firmwares::BOTH)?;
+            let images = build::default_images(test, Firmwares::BOTH, None)?;
             for path in [Some(images.ramdisk), images.bios, images.uefi]
                 .into_iter()
                 .flatten()

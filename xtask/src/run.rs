@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// The ramdisk's boot.cmd `test=` (fault-* and panic provoke a failure).
     #[arg(long, value_enum, default_value_t = TestMode::None)]
     pub test: TestMode,
+    /// The domains to boot after READY: a scenario of `tests-qemu/scenarios/` (its
+    /// `domains.cfg` and the test guest: `hello` is dom0 plus a demo domU), or
+    /// `none` for the bare hypervisor.
+    #[arg(long, default_value = "hello")]
+    pub domains: String,
     /// Extra arguments passed to QEMU as they are (after `--`).
     #[arg(last = true)]
     pub qemu_args: Vec<String>,
@@ -60,14 +65,19 @@ pub fn run(args: RunArgs) -> Result<i32> {
         Emulator::Qemu => {
             // Decide (and complain about --accel kvm) before building anything.
             let accel = emulator::choose_accel(args.accel)?;
-            let images = build::default_images(args.test, which)?;
+            let images = build::default_images(args.test, which, domains(&args))?;
             run_qemu(&args, accel, images)
         }
         Emulator::Bochs => {
-            let images = build::default_images(args.test, which)?;
+            let images = build::default_images(args.test, which, domains(&args))?;
             run_bochs(&args, images)
         }
     }
+}
+
+/// `--domains`: `none` boots no domains.
+fn domains(args: &RunArgs) -> Option<&str> {
+    (args.domains != "none").then_some(args.domains.as_str())
 }
 
 fn run_qemu(args: &RunArgs, accel: emulator::Accel, images: build::Images) -> Result<i32> {
