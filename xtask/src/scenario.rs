@@ -532,6 +532,7 @@ const GUESTS: &[GuestScenario] = &[
         dom0: &[
             "RESULT isolation.triple-fault PASS",
             "RESULT isolation.bad-gpa PASS",
+            "RESULT isolation.destroy PASS",
             "RESULT isolation.dom0-goes-on PASS",
             "SCENARIO isolation DONE",
             "EXIT: success",

@@ -48,6 +48,11 @@ pub struct XenExt {
     pub actions: Vec<ArchAction>,
     /// `max_page` for `XENMEM_maximum_ram_page` (set by the boot code).
     pub max_ram_page: u64,
+    /// Returns once no physical CPU runs a vCPU of the domain (Xen's
+    /// `domain_pause` before `domain_kill`): its frames are freed right after, so a
+    /// vCPU still in guest mode elsewhere must not keep using them. The run loop
+    /// installs the real one; host tests run no vCPUs.
+    pub quiesce: fn(domid_t),
 }
 
 impl XenExt {
@@ -57,6 +62,7 @@ impl XenExt {
             clock,
             actions: Vec::new(),
             max_ram_page: 0,
+            quiesce: |_| {},
         }
     }
 
@@ -276,6 +282,7 @@ impl ExtHandlers for XenExt {
         if let Err(e) = event_channel::evtchn_destroy(&mut env, DomId(id)) {
             log::warn!("d{id}: closing event channels on destroy failed: {e:?}");
         }
+        (self.quiesce)(id);
     }
 
     fn domain_shutdown(&mut self, domains: &mut DomainTable, id: domid_t, _reason: u32) {

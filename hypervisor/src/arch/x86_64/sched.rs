@@ -20,7 +20,7 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
 use spin::Mutex;
 use xen_public_abi::sched::{
@@ -34,6 +34,7 @@ use super::guest_mem::VcpuGuestAccess;
 use super::guest_mem::PHYS_MACHINE;
 use super::hvm::exit::{self as hvm_exit, ExitEnv, HvmVcpuState};
 use super::hvm::vcpu::{ExitOutcome, Vcpu, VmExit};
+use super::percpu::MAX_CPUS;
 use super::shutdown::{exit, ExitCode};
 use super::{apic, hvm, percpu, time};
 use crate::common::dispatch::XenExt;
@@ -77,6 +78,28 @@ pub struct HvState {
 }
 
 static STATE: Mutex<Option<HvState>> = Mutex::new(None);
+
+/// The domain whose vCPU each CPU is in guest mode for (`NO_GUEST`: none). Set
+/// under the state lock before entry, cleared right after the exit (before the
+/// lock is taken again), so [`quiesce`] — which runs under the lock — sees every
+/// CPU that may be using a domain's memory.
+static IN_GUEST: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(NO_GUEST) }; MAX_CPUS];
+const NO_GUEST: u16 = u16::MAX;
+
+/// `XenExt::quiesce`: kick every CPU in guest mode for `domid` out (the tick's
+/// vector exits any guest) and wait until all have left, so its frames can be
+/// freed. Called with the state lock held; the kicked CPUs clear their mark
+/// before they wait for that lock, so this cannot deadlock.
+fn quiesce(domid: domid_t) {
+    let busy = || IN_GUEST.iter().any(|c| c.load(Ordering::Acquire) == domid);
+    if !busy() {
+        return;
+    }
+    apic::send_ipi_all_but_self(apic::TIMER_VECTOR);
+    while busy() {
+        core::hint::spin_loop();
+    }
+}
 /// Set once the state is in place: the APs leave their idle loop.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -94,6 +117,7 @@ pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_n
         );
     }
     ext.actions.clear();
+    ext.quiesce = quiesce;
     let mut st = HvState {
         hv,
         ext,
@@ -134,6 +158,8 @@ enum Next {
 
 fn run_loop() -> ! {
     let cpu = percpu::cpu_index();
+    // cpu_index() < MAX_CPUS: it indexes percpu::CPUS.
+    let in_guest = &IN_GUEST[cpu as usize];
     if let Err(e) = hvm::cpu_enable() {
         log::error!("cpu{cpu}: cannot run vCPUs: {e:?}");
         loop {
@@ -149,7 +175,11 @@ fn run_loop() -> ! {
                 continue;
             };
             housekeeping(st);
-            pick(st)
+            let picked = pick(st);
+            if let Some((who, _)) = &picked {
+                in_guest.store(who.0, Ordering::Release);
+            }
+            picked
         };
         let Some((who, (mut hw, mut vst))) = picked else {
             // Nothing runnable: sleep until the next interrupt (the timer tick
@@ -162,6 +192,7 @@ fn run_loop() -> ! {
         loop {
             x86_64::instructions::interrupts::disable();
             let exit = hw.run();
+            in_guest.store(NO_GUEST, Ordering::Release);
             x86_64::instructions::interrupts::enable();
             let mut guard = STATE.lock();
             let Some(st) = guard.as_mut() else { break };
@@ -175,7 +206,10 @@ fn run_loop() -> ! {
                 }
             }
             match next {
-                Next::Run => drop(guard),
+                Next::Run => {
+                    in_guest.store(who.0, Ordering::Release);
+                    drop(guard);
+                }
                 Next::Deschedule => {
                     let ran = st.scale.scale(time::rdtsc().saturating_sub(started));
                     st.rq.put(&mut st.hv, &st.ext, who, ran);
@@ -203,9 +237,8 @@ fn housekeeping(st: &mut HvState) {
 /// (`XEN_DOMCTL_destroydomain`), once none of their vCPUs is on a CPU (a running
 /// one is back within a tick: its domain is gone, so it is not entered again).
 ///
-/// Known gap: `destroydomain` gives the domain's frames back at once, while a
-/// vCPU of it may still run on another CPU until its next exit (Xen pauses the
-/// domain and waits first).
+/// (The domain's frames were already freed by `destroydomain`, after [`quiesce`]
+/// made sure none of its vCPUs was in guest mode.)
 fn reap_destroyed(st: &mut HvState) {
     let gone: BTreeSet<domid_t> = st
         .slots

@@ -35,6 +35,28 @@ pub fn dom0(boot: &Boot) -> ! {
             None => check(S, name, false, format_args!("d{} was never crashed", domid)),
         }
     }
+    // Destroying the crashed domains gives their memory back; the hypervisor first
+    // makes sure no CPU still runs one of their vCPUs (with -smp 2 one may).
+    let mut destroyed = true;
+    for key in ["tf", "bad"] {
+        if let Some(domid) = boot.arg(key).and_then(guest_rt::parse_u64) {
+            let rc = dom0::destroydomain(domid as u16);
+            let gone = dom0::getdomaininfo(domid as u16).map_or(true, |i| i.domain != domid as u16);
+            if rc != 0 || !gone {
+                println!(
+                    "isolation: destroy d{domid}: rc {rc}, still listed: {}",
+                    !gone
+                );
+                destroyed = false;
+            }
+        }
+    }
+    check(
+        S,
+        "destroy",
+        destroyed,
+        format_args!("destroydomain of the crashed domUs"),
+    );
     expect_eq(
         S,
         "dom0-goes-on",
