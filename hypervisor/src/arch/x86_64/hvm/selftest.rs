@@ -658,6 +658,31 @@ fn setup_exec_only(d: &mut Domain) -> Result<(), String> {
 }
 
 /// Run vCPU 0 of `domid` until its domain stops; returns the last outcome.
+/// Build domU `domid`, give it a vCPU entering at `st` with RBX = its id (the
+/// built-in guest's role), and run it to its outcome. `None`: it could not be built.
+fn boot_and_run(
+    hv: &mut Hypervisor,
+    ext: &mut XenExt,
+    machine: &PhysMap,
+    st: &mut InitialState,
+    domid: u16,
+) -> Option<ExitOutcome> {
+    if let Err(e) = build(hv, machine, domid) {
+        log::error!("svm-selftest: building d{domid}: {e}");
+        return None;
+    }
+    let mut vcpu = match super::new_vcpu() {
+        Ok(v) => v,
+        Err(e) => {
+            log::error!("svm-selftest: no vCPU: {e:?}");
+            return None;
+        }
+    };
+    st.rbx = u64::from(domid);
+    vcpu.set_initial_state(st);
+    Some(run(hv, ext, &mut *vcpu, domid))
+}
+
 fn run(hv: &mut Hypervisor, ext: &mut XenExt, vcpu: &mut dyn Vcpu, domid: u16) -> ExitOutcome {
     let mut st = HvmVcpuState::new(domid, 0);
     let mut blocks = 0;
@@ -816,20 +841,9 @@ pub fn run_selftest() -> bool {
     drop(vcpu);
 
     // A domU that writes outside its memory is crashed; the hypervisor goes on.
-    if let Err(e) = build(&mut hv, &machine, 1) {
-        log::error!("svm-selftest: building d1: {e}");
+    let Some(outcome) = boot_and_run(&mut hv, &mut ext, &machine, &mut st, 1) else {
         return false;
-    }
-    let mut vcpu = match super::new_vcpu() {
-        Ok(v) => v,
-        Err(e) => {
-            log::error!("svm-selftest: no vCPU: {e:?}");
-            return false;
-        }
     };
-    st.rbx = 1;
-    vcpu.set_initial_state(&st);
-    let outcome = run(&mut hv, &mut ext, &mut *vcpu, 1);
     let crashed = hv
         .domains
         .get(1)
@@ -839,45 +853,21 @@ pub fn run_selftest() -> bool {
         outcome == ExitOutcome::Crashed && crashed,
         format!("{outcome:?}"),
     );
-    drop(vcpu);
 
     // A domU that triple-faults is crashed alone.
-    if let Err(e) = build(&mut hv, &machine, 2) {
-        log::error!("svm-selftest: building d2: {e}");
+    let Some(outcome) = boot_and_run(&mut hv, &mut ext, &machine, &mut st, 2) else {
         return false;
-    }
-    let mut vcpu = match super::new_vcpu() {
-        Ok(v) => v,
-        Err(e) => {
-            log::error!("svm-selftest: no vCPU: {e:?}");
-            return false;
-        }
     };
-    st.rbx = 2;
-    vcpu.set_initial_state(&st);
-    let outcome = run(&mut hv, &mut ext, &mut *vcpu, 2);
     check(
         "triple-fault-crash",
         outcome == ExitOutcome::Crashed,
         format!("{outcome:?}"),
     );
-    drop(vcpu);
 
     // A domU with the HVM_PARAM_CALLBACK_IRQ vector: level-like, no EOI.
-    if let Err(e) = build(&mut hv, &machine, 3) {
-        log::error!("svm-selftest: building d3: {e}");
+    let Some(outcome) = boot_and_run(&mut hv, &mut ext, &machine, &mut st, 3) else {
         return false;
-    }
-    let mut vcpu = match super::new_vcpu() {
-        Ok(v) => v,
-        Err(e) => {
-            log::error!("svm-selftest: no vCPU: {e:?}");
-            return false;
-        }
     };
-    st.rbx = 3;
-    vcpu.set_initial_state(&st);
-    let outcome = run(&mut hv, &mut ext, &mut *vcpu, 3);
     let mut count = [0u8; 8];
     if let Some(d) = hv.domains.get(3) {
         let ram = GuestRam {
@@ -892,24 +882,12 @@ pub fn run_selftest() -> bool {
         outcome == ExitOutcome::Shutdown { reason: 0 } && count == 2,
         format!("{outcome:?}, handler ran {count} times"),
     );
-    drop(vcpu);
 
     // A domU whose view has an execute-only page NPT cannot express: crashed
     // with a reason instead of faulting forever.
-    if let Err(e) = build(&mut hv, &machine, 4) {
-        log::error!("svm-selftest: building d4: {e}");
+    let Some(outcome) = boot_and_run(&mut hv, &mut ext, &machine, &mut st, 4) else {
         return false;
-    }
-    let mut vcpu = match super::new_vcpu() {
-        Ok(v) => v,
-        Err(e) => {
-            log::error!("svm-selftest: no vCPU: {e:?}");
-            return false;
-        }
     };
-    st.rbx = 4;
-    vcpu.set_initial_state(&st);
-    let outcome = run(&mut hv, &mut ext, &mut *vcpu, 4);
     check(
         "inexpressible-rights-crash",
         outcome == ExitOutcome::Crashed,
