@@ -167,12 +167,27 @@ pub struct DomainConfig {
     pub misc_flags: u32,
 }
 
-/// One createdomain check, named after what it refuses. Every refusal carries the
-/// check that made it, so tests can pin not only the errno but which check fired
-/// (checks sharing an errno would otherwise be free to swap places unnoticed).
-/// `docs/domctl.md` lists them all with their errno and covering test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CreateCheck {
+/// Defines [`CreateCheck`] and `CreateCheck::ALL` from one list, so a new check
+/// cannot be left out of the tests that walk every check.
+macro_rules! create_checks {
+    ($($(#[$doc:meta])* $v:ident,)*) => {
+        /// One createdomain check, named after what it refuses. Every refusal carries the
+        /// check that made it, so tests can pin not only the errno but which check fired
+        /// (checks sharing an errno would otherwise be free to swap places unnoticed).
+        /// `docs/domctl.md` lists them all with their errno and covering test.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum CreateCheck {
+            $($(#[$doc])* $v,)*
+        }
+
+        impl CreateCheck {
+            /// Every check, in declaration order.
+            pub const ALL: &'static [CreateCheck] = &[$(CreateCheck::$v,)*];
+        }
+    };
+}
+
+create_checks! {
     /// A `XEN_DOMCTL_CDF_*` bit outside the known ones.
     UnknownFlags,
     /// `XEN_DOMCTL_CDF_evtchn_fifo` with FIFO compiled out (project rule).
@@ -1063,34 +1078,7 @@ mod tests {
 
     #[test]
     fn every_check_has_a_row() {
-        let all = [
-            UnknownFlags,
-            FifoCompiledOut,
-            GrantOptsUnknown,
-            NoVcpus,
-            HapWithoutHvm,
-            IommuOptsUnknown,
-            IommuUnavailable,
-            IommuOptsWithoutIommu,
-            VmtraceUnavailable,
-            VpmuUnavailable,
-            GuestTypeUnavailable,
-            TooManyVcpus,
-            S3IntegrityUnavailable,
-            HapUnavailable,
-            NestedVirtUnavailable,
-            NestedVirtWithoutHap,
-            VmtraceNotHvm,
-            VmtraceSize,
-            MiscFlagsUnknown,
-            EmulationUnknownBits,
-            EmulationUnsupported,
-            HvmWithoutHap,
-            GrantVersionZero,
-            GrantVersionTooHigh,
-            GrantFrameLimits,
-            NoSuchCpupool,
-        ];
+        let all = CreateCheck::ALL.iter().copied();
         for c in all {
             assert!(ROWS.iter().any(|r| r.expect == Some(c)), "{c:?} has no row");
         }
