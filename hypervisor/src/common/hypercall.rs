@@ -20,7 +20,9 @@
 //! registers to re-enter with (a buffer pointer moved on, a count reduced, a
 //! start index encoded in `cmd` as memory_op does, or progress kept in the
 //! guest's own struct as `HVMOP_altp2m_set_mem_access_multi` does) and returns.
-//! [`hypercall_entry`] then answers [`HypercallOutcome::Continue`]; the exit path
+//! A handler whose progress is all in guest memory may instead return
+//! `-ERESTART` (Xen's internal errno): that re-enters with the same number and
+//! arguments, and never reaches the guest. [`hypercall_entry`] then answers [`HypercallOutcome::Continue`]; the exit path
 //! ([`HypercallOutcome::apply`]) leaves RIP on the VMCALL/VMMCALL, sets RAX to
 //! the number and the argument registers to the new values, and the guest
 //! executes the instruction again. In between, the state lock is dropped,
@@ -279,6 +281,13 @@ pub fn hypercall_entry(
     let ret = dispatch(hv, ext, caller, number, args, guest);
     match hv.domains.take_continuation() {
         Some(c) => HypercallOutcome::Continue(c),
+        // A handler that kept its progress where its arguments point (the guest's
+        // struct) re-enters with the same registers: `-ERESTART` never reaches
+        // the guest.
+        None if ret == Errno::ERESTART.as_ret() => HypercallOutcome::Continue(Continuation {
+            number: number as u32,
+            args,
+        }),
         None => HypercallOutcome::Done(ret),
     }
 }
