@@ -335,16 +335,22 @@ fn dispatch(
         | __HYPERVISOR_hypfs_op
         // __HYPERVISOR_paging_domctl_cont
         | __HYPERVISOR_arch_1 => {
-            debug!(
+            crate::gprintk!(
+                caller.domid,
+                log::Level::Debug,
                 "d{}v{}: hypercall {number} is not implemented by this hypervisor",
-                caller.domid, caller.vcpu
+                caller.domid,
+                caller.vcpu
             );
             Errno::ENOSYS.as_ret()
         }
         _ => {
-            debug!(
+            crate::gprintk!(
+                caller.domid,
+                log::Level::Debug,
                 "d{}v{}: hypercall {number} is not available to HVM guests",
-                caller.domid, caller.vcpu
+                caller.domid,
+                caller.vcpu
             );
             Errno::ENOSYS.as_ret()
         }

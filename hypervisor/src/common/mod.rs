@@ -10,6 +10,7 @@ pub mod event_channel;
 pub mod guest_access;
 pub mod hvm;
 pub mod hypercall;
+pub mod log_ratelimit;
 pub mod memory;
 pub mod memory_op;
 pub mod page_alloc;

@@ -79,6 +79,42 @@ pub struct HvState {
 
 static STATE: Mutex<Option<HvState>> = Mutex::new(None);
 
+/// The state lock as the run loop holds it: while this CPU holds it, its log
+/// lines (guest-triggered ones included) wait in memory and are written to
+/// the UART after the lock is dropped (`console::defer_begin`/`defer_end`), so
+/// no CPU waits for the serial port to take the lock.
+struct StateGuard(Option<spin::MutexGuard<'static, Option<HvState>>>);
+
+fn lock_state() -> StateGuard {
+    let g = STATE.lock();
+    super::console::defer_begin();
+    StateGuard(Some(g))
+}
+
+impl core::ops::Deref for StateGuard {
+    type Target = Option<HvState>;
+    fn deref(&self) -> &Self::Target {
+        // Some until drop.
+        self.0.as_deref().unwrap_or(&None)
+    }
+}
+
+impl core::ops::DerefMut for StateGuard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self.0.as_deref_mut() {
+            Some(s) => s,
+            None => unreachable!("the guard holds the lock until it is dropped"),
+        }
+    }
+}
+
+impl Drop for StateGuard {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        super::console::defer_end();
+    }
+}
+
 /// The domain whose vCPU each CPU is in guest mode for (`NO_GUEST`: none). Set
 /// under the state lock before entry, cleared right after the exit (before the
 /// lock is taken again), so [`quiesce`] — which runs under the lock — sees every
@@ -133,6 +169,7 @@ pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_n
             update_wallclock(d, &PHYS_MACHINE, boot_wall_ns);
         }
     }
+    crate::common::log_ratelimit::set_clock(|| time::micros_since_reset() / 1000);
     *STATE.lock() = Some(st);
     STARTED.store(true, Ordering::Release);
     run_loop()
@@ -168,7 +205,7 @@ fn run_loop() -> ! {
     }
     loop {
         let picked = {
-            let mut guard = STATE.lock();
+            let mut guard = lock_state();
             let Some(st) = guard.as_mut() else {
                 drop(guard);
                 x86_64::instructions::interrupts::enable_and_hlt();
@@ -194,7 +231,7 @@ fn run_loop() -> ! {
             let exit = hw.run();
             in_guest.store(NO_GUEST, Ordering::Release);
             x86_64::instructions::interrupts::enable();
-            let mut guard = STATE.lock();
+            let mut guard = lock_state();
             let Some(st) = guard.as_mut() else { break };
             let slice_over = time::rdtsc() >= slice_end;
             let mut next = after_exit(st, who, &mut *hw, &mut vst, exit, slice_over);
