@@ -748,6 +748,11 @@ pub struct DomainTable {
     rover: domid_t,
     caps: HostCaps,
     pages: Box<dyn PageAllocator + Send>,
+    /// Frames taken from their domain and unmapped from its p2m whose stale
+    /// translations other CPUs may still hold: freed by
+    /// [`DomainTable::release_deferred_frames`] once the p2m change was committed
+    /// (stage-2 tables updated, every CPU flushed).
+    deferred: Vec<Mfn>,
 }
 
 impl DomainTable {
@@ -757,6 +762,7 @@ impl DomainTable {
             rover: 0,
             caps,
             pages,
+            deferred: Vec::new(),
         }
     }
 
@@ -918,7 +924,34 @@ impl DomainTable {
         Ok(mfn)
     }
 
-    /// Take a guest frame back from domain `id`; `-EINVAL` if it does not own it.
+    /// Take a guest frame back from domain `id` that its p2m mapped until now: it
+    /// leaves the domain at once but goes back to the allocator only at
+    /// [`DomainTable::release_deferred_frames`], after the shootdown. `-EINVAL` if
+    /// the domain does not own it.
+    pub fn free_domheap_page_deferred(&mut self, id: domid_t, mfn: Mfn) -> XenResult<()> {
+        let d = self.domains.get_mut(&id).ok_or(Errno::ESRCH)?;
+        if !d.pages.remove(&mfn) {
+            return Err(Errno::EINVAL);
+        }
+        self.deferred.push(mfn);
+        Ok(())
+    }
+
+    /// Frames waiting for a shootdown.
+    pub fn deferred_frames(&self) -> &[Mfn] {
+        &self.deferred
+    }
+
+    /// Every CPU has flushed the translations of the p2m changes made so far: the
+    /// frames they unmapped go back to the allocator.
+    pub fn release_deferred_frames(&mut self) {
+        for mfn in self.deferred.drain(..) {
+            self.pages.free_frame(mfn);
+        }
+    }
+
+    /// Take a guest frame that was never mapped back from domain `id`; `-EINVAL`
+    /// if it does not own it.
     pub fn free_domheap_page(&mut self, id: domid_t, mfn: Mfn) -> XenResult<()> {
         let d = self.domains.get_mut(&id).ok_or(Errno::ESRCH)?;
         if !d.pages.remove(&mfn) {
