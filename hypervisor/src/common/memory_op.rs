@@ -427,7 +427,10 @@ fn add_to_physmap_one(
         Some(idx)
     };
     d.hvm.p2m.set_host_entry(gpfn, mfn, P2mAccess::RWX)?;
-    if space == XENMAPSPACE_shared_info {
+    // Xen reaches shared_info by its frame; here the event channels reach it
+    // through its gfn, so a move by XENMAPSPACE_gmfn must carry that along too
+    // (issue 14 defect 9: it used to keep pointing at the old gfn).
+    if space == XENMAPSPACE_shared_info || mfn == d.shared_info_mfn {
         // Both places map the same frame until the old one goes below.
         let mut ram = GuestRam {
             p2m: &d.hvm.p2m,
@@ -755,6 +758,38 @@ mod tests {
             .ext
             .actions
             .contains(&ArchAction::FlushTlbs { domid: w.a }));
+    }
+
+    /// Issue 14 defect 9: shared_info moved with XENMAPSPACE_gmfn (not
+    /// XENMAPSPACE_shared_info) is found at its new gfn.
+    #[test]
+    fn gmfn_move_of_shared_info_follows_it() {
+        let mut w = world();
+        let op = XENMEM_add_to_physmap.into();
+        assert_eq!(
+            w.memop(w.a, op, &xatp(DOMID_SELF, XENMAPSPACE_shared_info, 0, 0x80)),
+            0
+        );
+        assert_eq!(
+            w.memop(w.a, op, &xatp(DOMID_SELF, XENMAPSPACE_gmfn, 0x80, 0x90)),
+            0
+        );
+        let d = w.d(w.a);
+        assert!(d.hvm.p2m.host_entry(0x80).is_none());
+        assert_eq!(d.hvm.p2m.host_entry(0x90).unwrap().mfn, d.shared_info_mfn);
+        assert_eq!(d.shared_info_gfn, 0x90);
+        assert_eq!(d.evtchn.shared_info().gpa(), Some(0x90 << 12));
+        // Unmapping it at the new place unhooks it.
+        w.env.put(LIST, &[0x90u64]);
+        let rc = w.memop(
+            w.a,
+            XENMEM_decrease_reservation.into(),
+            &resv(DOMID_SELF, 1, 0),
+        );
+        assert_eq!(rc, 1);
+        let d = w.d(w.a);
+        assert_eq!(d.shared_info_gfn, u64::MAX);
+        assert_eq!(d.evtchn.shared_info().gpa(), None);
     }
 
     #[test]
