@@ -241,7 +241,21 @@ impl ExtHandlers for XenExt {
         let mut env = self.evtchn_env(domains, caller.domid);
         env.caller_vcpu = caller.vcpu;
         // Xen's prototype takes `int cmd`.
-        event_channel::do_event_channel_op(&mut env, guest, cmd as u32, arg)
+        let rc = event_channel::do_event_channel_op(&mut env, guest, cmd as u32, arg);
+        if rc == xen_public_abi::Errno::ERESTART.as_ret() {
+            // Only a reset is preempted; it resumes as EVTCHNOP_reset_cont.
+            domains.create_continuation(
+                xen_public_abi::xen::__HYPERVISOR_event_channel_op,
+                [
+                    u64::from(xen_public_abi::event_channel::EVTCHNOP_reset_cont),
+                    arg,
+                    0,
+                    0,
+                    0,
+                ],
+            );
+        }
+        rc
     }
 
     fn hvm_op(
@@ -514,6 +528,72 @@ mod tests {
                 .param(HVM_PARAM_ALTP2M),
             Some(1)
         );
+    }
+
+    /// Issue 14: `EVTCHNOP_reset` of a domain with hundreds of ports is done
+    /// 64 ports per entry and continues as `EVTCHNOP_reset_cont` (Xen's
+    /// continuation); while it is in progress a second reset is `-EBUSY`; the
+    /// end result is every port closed, as one call would leave it.
+    #[test]
+    fn evtchn_reset_is_preempted_and_continued() {
+        use crate::common::event_channel::RESET_STRIDE;
+        use crate::common::hypercall::{hypercall_entry, HypercallOutcome, HypercallRegs};
+        let mut w = World::new();
+        let a = w.domu(0);
+        const PORTS: u32 = 300;
+        for _ in 0..PORTS {
+            let mut au = evtchn_alloc_unbound::new_zeroed();
+            au.dom = a;
+            au.remote_dom = 0;
+            assert_eq!(w.evtchn(0, EVTCHNOP_alloc_unbound, &au), 0);
+        }
+        let ports = |w: &World| {
+            let e = &w.env.hv.domains.get(a).unwrap().evtchn;
+            (1..e.valid_evtchns())
+                .filter(|&p| e.channel(p).unwrap().usable())
+                .count()
+        };
+        assert_eq!(ports(&w), PORTS as usize);
+        w.env.put(ARG_GVA, &evtchn_reset { dom: DOMID_SELF });
+        let mut regs = HypercallRegs {
+            rax: __HYPERVISOR_event_channel_op.into(),
+            args: [EVTCHNOP_reset.into(), ARG_GVA, 0, 0, 0],
+        };
+        let caller = Caller { domid: a, vcpu: 0 };
+        let mut entries = 0;
+        loop {
+            entries += 1;
+            let before = ports(&w);
+            let out = hypercall_entry(
+                &mut w.env.hv,
+                &mut w.ext,
+                caller,
+                regs.rax,
+                regs.args,
+                &mut w.env.mem,
+            );
+            assert!(before - ports(&w) <= RESET_STRIDE as usize, "bounded");
+            if let HypercallOutcome::Continue(c) = out {
+                assert_eq!(c.number, __HYPERVISOR_event_channel_op);
+                assert_eq!(c.args[..2], [EVTCHNOP_reset_cont.into(), ARG_GVA]);
+                if entries == 1 {
+                    // In progress: another reset is refused, nothing closed.
+                    let r = evtchn_reset { dom: a };
+                    assert_eq!(w.evtchn(0, EVTCHNOP_reset, &r), -16);
+                    w.env.put(ARG_GVA, &evtchn_reset { dom: DOMID_SELF });
+                }
+            }
+            if out.apply(&mut regs) {
+                break;
+            }
+        }
+        assert_eq!(regs.rax, 0);
+        assert_eq!(entries, 5, "ports 1..320 in strides of 64");
+        assert_eq!(ports(&w), 0);
+        // No reset in progress any more: reset_cont is -EBUSY, reset works.
+        let r = evtchn_reset { dom: DOMID_SELF };
+        assert_eq!(w.evtchn(a, EVTCHNOP_reset_cont, &r), -16);
+        assert_eq!(w.evtchn(a, EVTCHNOP_reset, &r), 0);
     }
 
     #[test]

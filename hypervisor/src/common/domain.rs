@@ -753,6 +753,10 @@ pub struct DomainTable {
     /// [`DomainTable::release_deferred_frames`] once the p2m change was committed
     /// (stage-2 tables updated, every CPU flushed).
     deferred: Vec<Mfn>,
+    /// The continuation the running hypercall handler asked for
+    /// (`hypercall_create_continuation`); taken by the dispatcher as soon as the
+    /// handler returns (see `hypercall::Continuation`).
+    continuation: Option<super::hypercall::Continuation>,
 }
 
 impl DomainTable {
@@ -763,7 +767,21 @@ impl DomainTable {
             caps,
             pages,
             deferred: Vec::new(),
+            continuation: None,
         }
+    }
+
+    /// `hypercall_create_continuation()`: the running handler has used its work
+    /// budget; the guest re-executes the hypercall instruction with `number` and
+    /// `args` (see `hypercall::Continuation`). The handler's own return value is
+    /// then ignored.
+    pub fn create_continuation(&mut self, number: u32, args: super::hypercall::HypercallArgs) {
+        self.continuation = Some(super::hypercall::Continuation { number, args });
+    }
+
+    /// The continuation the last handler asked for, if any (the dispatcher's).
+    pub fn take_continuation(&mut self) -> Option<super::hypercall::Continuation> {
+        self.continuation.take()
     }
 
     pub fn caps(&self) -> &HostCaps {
