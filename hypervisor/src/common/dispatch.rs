@@ -17,6 +17,7 @@ use super::event_channel::{self, EvtchnDomain, EvtchnEnv};
 use super::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
 use super::hvm::{self, DomainRef, HvmEnv};
 use super::hypercall::{Caller, Clock, ExtHandlers};
+use super::memory::{NoStage2, P2mCommit};
 use super::{memory_op, sched_op, vcpu_op};
 
 /// Something only the backend can do, queued by a handler for the vCPU loop.
@@ -53,6 +54,11 @@ pub struct XenExt {
     /// vCPU still in guest mode elsewhere must not keep using them. The run loop
     /// installs the real one; host tests run no vCPUs.
     pub quiesce: fn(domid_t),
+    /// Commits p2m changes to the stage-2 tables and waits for the CPUs that may
+    /// hold older translations ([`P2mCommit`]); run after every memory and HVM op,
+    /// before the frames they unmapped are freed. The run loop installs the real
+    /// one; host tests run no vCPUs ([`NoStage2`]) or record the order.
+    pub p2m_commit: Box<dyn P2mCommit + Send>,
 }
 
 impl XenExt {
@@ -63,7 +69,30 @@ impl XenExt {
             actions: Vec::new(),
             max_ram_page: 0,
             quiesce: |_| {},
+            p2m_commit: Box::new(NoStage2),
         }
+    }
+
+    /// After a handler that may have changed p2ms: each domain with changes not in
+    /// its stage-2 tables yet has them committed (tables edited, CPUs flushed), and
+    /// only then are the frames those changes unmapped given back (the ordering
+    /// rule of `docs/memory.md`, "p2m changes and shootdown"). A commit that fails
+    /// (no frame for a table) crashes that domain.
+    pub fn commit_p2m_changes(&mut self, domains: &mut DomainTable) {
+        let ids: Vec<domid_t> = domains.ids().collect();
+        for id in ids {
+            let Some(d) = domains.get_mut(id) else {
+                continue;
+            };
+            if !d.hvm.p2m.stage2_pending() {
+                continue;
+            }
+            if let Err(e) = self.p2m_commit.commit(id, &mut d.hvm.p2m) {
+                log::warn!("d{id}: cannot update the stage-2 tables: {e:?}");
+                self.actions.push(ArchAction::Crash { domid: id });
+            }
+        }
+        domains.release_deferred_frames();
     }
 
     /// The environment event channels run in, for `caller`.
@@ -239,7 +268,9 @@ impl ExtHandlers for XenExt {
     ) -> i64 {
         let mut env = self.evtchn_env(domains, caller.domid);
         env.caller_vcpu = caller.vcpu;
-        hvm::do_hvm_op(&mut env, guest, op, arg)
+        let rc = hvm::do_hvm_op(&mut env, guest, op, arg);
+        self.commit_p2m_changes(domains);
+        rc
     }
 
     fn memory_op(
@@ -255,7 +286,9 @@ impl ExtHandlers for XenExt {
             actions: &mut self.actions,
             max_ram_page: self.max_ram_page,
         };
-        memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest)
+        let rc = memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest);
+        self.commit_p2m_changes(domains);
+        rc
     }
 
     fn vcpu_op(

@@ -313,7 +313,9 @@ fn remove_page(
     }
     d.hvm.p2m.remove_host_entry(gfn);
     // A frame the domain does not own (never the case today) is only unmapped.
-    let _ = domains.free_domheap_page(id, e.mfn);
+    // Freed after the shootdown that ends the hypercall (`commit_p2m_changes`):
+    // other vCPUs may still hold the translation.
+    let _ = domains.free_domheap_page_deferred(id, e.mfn);
     Ok(())
 }
 
@@ -425,7 +427,10 @@ fn add_to_physmap_one(
         Some(idx)
     };
     d.hvm.p2m.set_host_entry(gpfn, mfn, P2mAccess::RWX)?;
-    if space == XENMAPSPACE_shared_info {
+    // Xen reaches shared_info by its frame; here the event channels reach it
+    // through its gfn, so a move by XENMAPSPACE_gmfn must carry that along too
+    // (issue 14 defect 9: it used to keep pointing at the old gfn).
+    if space == XENMAPSPACE_shared_info || mfn == d.shared_info_mfn {
         // Both places map the same frame until the old one goes below.
         let mut ram = GuestRam {
             p2m: &d.hvm.p2m,
@@ -755,6 +760,38 @@ mod tests {
             .contains(&ArchAction::FlushTlbs { domid: w.a }));
     }
 
+    /// Issue 14 defect 9: shared_info moved with XENMAPSPACE_gmfn (not
+    /// XENMAPSPACE_shared_info) is found at its new gfn.
+    #[test]
+    fn gmfn_move_of_shared_info_follows_it() {
+        let mut w = world();
+        let op = XENMEM_add_to_physmap.into();
+        assert_eq!(
+            w.memop(w.a, op, &xatp(DOMID_SELF, XENMAPSPACE_shared_info, 0, 0x80)),
+            0
+        );
+        assert_eq!(
+            w.memop(w.a, op, &xatp(DOMID_SELF, XENMAPSPACE_gmfn, 0x80, 0x90)),
+            0
+        );
+        let d = w.d(w.a);
+        assert!(d.hvm.p2m.host_entry(0x80).is_none());
+        assert_eq!(d.hvm.p2m.host_entry(0x90).unwrap().mfn, d.shared_info_mfn);
+        assert_eq!(d.shared_info_gfn, 0x90);
+        assert_eq!(d.evtchn.shared_info().gpa(), Some(0x90 << 12));
+        // Unmapping it at the new place unhooks it.
+        w.env.put(LIST, &[0x90u64]);
+        let rc = w.memop(
+            w.a,
+            XENMEM_decrease_reservation.into(),
+            &resv(DOMID_SELF, 1, 0),
+        );
+        assert_eq!(rc, 1);
+        let d = w.d(w.a);
+        assert_eq!(d.shared_info_gfn, u64::MAX);
+        assert_eq!(d.evtchn.shared_info().gpa(), None);
+    }
+
     #[test]
     fn gmfn_moves_a_page() {
         let mut w = world();
@@ -772,6 +809,87 @@ mod tests {
             w.memop(w.a, op, &xatp(DOMID_SELF, XENMAPSPACE_gmfn, 0x10, 0x30)),
             EINVAL
         );
+    }
+
+    /// A [`P2mCommit`] that records, per commit, the domain and how many frames
+    /// were out at that moment.
+    struct RecordingCommit {
+        frames: crate::common::page_alloc::fake::CountingFrames,
+        log: Arc<spin::Mutex<Vec<(domid_t, usize)>>>,
+    }
+
+    impl crate::common::memory::P2mCommit for RecordingCommit {
+        fn commit(
+            &mut self,
+            domid: domid_t,
+            p2m: &mut crate::common::memory::P2m,
+        ) -> XenResult<()> {
+            use crate::common::memory::{NoStage2, P2mCommit};
+            NoStage2.commit(domid, p2m)?;
+            self.log.lock().push((domid, self.frames.outstanding()));
+            Ok(())
+        }
+    }
+
+    fn recording(w: &mut W) -> Arc<spin::Mutex<Vec<(domid_t, usize)>>> {
+        let log = Arc::new(spin::Mutex::new(Vec::new()));
+        w.ext.p2m_commit = Box::new(RecordingCommit {
+            frames: w.env.frames.clone(),
+            log: log.clone(),
+        });
+        log
+    }
+
+    /// Issue 14 defect 1: a frame unmapped by decrease_reservation or by
+    /// add_to_physmap onto a populated gfn goes back to the allocator only after
+    /// the p2m change was committed (tables edited, CPUs flushed), never before.
+    #[test]
+    fn unmapped_frames_are_freed_only_after_the_shootdown() {
+        let mut w = world();
+        let log = recording(&mut w);
+        w.env.put(LIST, &[0x100u64, 0x101, 0x102]);
+        assert_eq!(
+            w.memop(w.a, XENMEM_populate_physmap.into(), &resv(DOMID_SELF, 3, 0)),
+            3
+        );
+        let held = w.env.frames.outstanding();
+        assert_eq!(log.lock().last(), Some(&(w.a, held)), "populate committed");
+        w.env.put(LIST, &[0x101u64, 0x102]);
+        let rc = w.memop(
+            w.a,
+            XENMEM_decrease_reservation.into(),
+            &resv(DOMID_SELF, 2, 0),
+        );
+        assert_eq!(rc, 2);
+        assert_eq!(
+            log.lock().last(),
+            Some(&(w.a, held)),
+            "both frames still out when the shootdown ran"
+        );
+        assert_eq!(w.env.frames.outstanding(), held - 2, "freed after it");
+        assert!(w.env.hv.domains.deferred_frames().is_empty());
+        // add_to_physmap of gfn 0x100's frame onto a populated gfn: the frame
+        // under it is freed after the commit too.
+        w.env.put(LIST, &[0x200u64]);
+        w.memop(w.a, XENMEM_populate_physmap.into(), &resv(DOMID_SELF, 1, 0));
+        let held = w.env.frames.outstanding();
+        let n = log.lock().len();
+        assert_eq!(
+            w.memop(
+                w.a,
+                XENMEM_add_to_physmap.into(),
+                &xatp(DOMID_SELF, XENMAPSPACE_gmfn, 0x100, 0x200)
+            ),
+            0
+        );
+        assert_eq!(log.lock().len(), n + 1);
+        assert_eq!(log.lock().last(), Some(&(w.a, held)));
+        assert_eq!(w.env.frames.outstanding(), held - 1);
+        // dom0 decreasing a domU's memory: the domU's p2m is the one committed.
+        w.env.put(LIST, &[0x200u64]);
+        let rc = w.memop(0, XENMEM_decrease_reservation.into(), &resv(w.a, 1, 0));
+        assert_eq!(rc, 1);
+        assert_eq!(log.lock().last().map(|e| e.0), Some(w.a));
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct HvmVcpuState {
     /// The gpa of the last stage-2 fault the p2m allowed (a repeat means the
     /// tables cannot express the rights).
     last_allowed_fault: Option<u64>,
+    /// The p2m's TLB generation this vCPU last flushed at
+    /// (`P2m::tlb_generation`).
+    pub flushed_tlb_gen: u64,
 }
 
 impl HvmVcpuState {
@@ -67,6 +70,7 @@ impl HvmVcpuState {
             port_line: Vec::new(),
             entered_tsc: 0,
             last_allowed_fault: None,
+            flushed_tlb_gen: 0,
         }
     }
 }
@@ -138,7 +142,7 @@ pub fn prepare_entry(
     st: &mut HvmVcpuState,
 ) -> Result<(), ExitOutcome> {
     let domid = st.domid;
-    let Some(d) = hv.domains.get(domid) else {
+    let Some(d) = hv.domains.get_mut(domid) else {
         return Err(ExitOutcome::Crashed);
     };
     if d.shutdown.is_shutting_down {
@@ -147,14 +151,29 @@ pub fn prepare_entry(
         });
     }
     let view = d.hvm.p2m.current_view(st.vcpu_id);
-    let hw_views = match super::altp2m_hw::install(vcpu, domid, &d.hvm, st.vcpu_id) {
+    // Changes made outside a hypercall (an access upgraded by the fault path)
+    // are committed here; a hypercall's were committed when it returned.
+    if d.hvm.p2m.stage2_pending() {
+        if let Err(e) = stage2::commit(domid, &mut d.hvm.p2m) {
+            let why = format!("cannot update the stage-2 tables: {e:?}");
+            return Err(crash_domain(hv, ext, domid, &why));
+        }
+    }
+    let hw_views = match super::altp2m_hw::install(vcpu, domid, &mut d.hvm, st.vcpu_id) {
         Ok(taken) => taken,
         Err(e) => {
             let why = format!("cannot build stage-2 tables for the altp2m views: {e:?}");
             return Err(crash_domain(hv, ext, domid, &why));
         }
     };
-    match stage2::root_for(domid, &d.hvm.p2m, view, vcpu.stage2_encoder()) {
+    // Every CPU dropped its translations of an older p2m (a commit's shootdown):
+    // this vCPU's TLB entries (ASID / VPID / EPTP-tagged) go before it enters.
+    let tlb_gen = d.hvm.p2m.tlb_generation();
+    if st.flushed_tlb_gen != tlb_gen {
+        vcpu.flush_guest_tlb();
+        st.flushed_tlb_gen = tlb_gen;
+    }
+    match stage2::root_for(domid, &mut d.hvm.p2m, view, vcpu.stage2_encoder()) {
         Ok(_) if hw_views => {}
         Ok(root) if root != vcpu.stage2_root() => vcpu.set_stage2_root(root),
         Ok(_) => {}
