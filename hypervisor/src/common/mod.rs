@@ -3,6 +3,7 @@
 
 pub mod boot_manifest;
 pub mod console_io;
+pub mod cpu_policy;
 pub mod dispatch;
 pub mod domain;
 pub mod domctl;
