@@ -16,6 +16,7 @@ pub mod memory_op;
 pub mod page_alloc;
 pub mod sched;
 pub mod sched_op;
+pub mod sysctl;
 #[cfg(test)]
 pub mod test_support;
 pub mod time;

@@ -15,8 +15,11 @@
 //! ([`cpuid::guest_cpuid`]), the CR4/EFER masks and the MSR semantics ([`msr`])
 //! all read the same object, so what CPUID advertises is what works.
 
+pub mod buffer;
 pub mod cpuid;
 pub mod derive;
+#[cfg(test)]
+mod hypercall_tests;
 pub mod msr;
 #[cfg(test)]
 mod tests;
@@ -699,11 +702,7 @@ impl CpuPolicy {
         None
     }
 
-    /// `update_domain_cpu_policy`: merge the toolstack's leaves and MSRs into a
-    /// copy of this policy, trim stale leaves, audit against `max`
-    /// (`x86_cpu_policies_are_compatible`), then clamp every feature word to `max`
-    /// (`recalculate_cpuid_policy`). On error nothing changes and `err` says which
-    /// leaf/subleaf/MSR was refused.
+    /// `update_domain_cpu_policy` on slices (see [`Self::update_from_guest`]).
     pub fn update_from_toolstack(
         &mut self,
         max: &CpuPolicy,
@@ -711,16 +710,47 @@ impl CpuPolicy {
         msrs: &[xen_msr_entry],
         err: &mut PolicyErrors,
     ) -> Result<(), Errno> {
+        self.update_from_guest(
+            max,
+            leaves.len() as u32,
+            &mut |i| Ok(leaves[i as usize]),
+            msrs.len() as u32,
+            &mut |i| Ok(msrs[i as usize]),
+            err,
+        )
+    }
+
+    /// `update_domain_cpu_policy`: merge the toolstack's leaves and MSRs (read one
+    /// at a time through `leaf(i)` / `msr(i)`, as `copy_from_buffer_offset` does:
+    /// a fault is `-EFAULT` at that entry) into a copy of this policy, trim stale
+    /// leaves, audit against `max` (`x86_cpu_policies_are_compatible`), then
+    /// clamp every feature word to `max` (`recalculate_cpuid_policy`). On error
+    /// nothing changes and `err` says which leaf/subleaf/MSR was refused.
+    pub fn update_from_guest(
+        &mut self,
+        max: &CpuPolicy,
+        nr_leaves: u32,
+        leaf: &mut dyn FnMut(u32) -> Result<xen_cpuid_leaf, Errno>,
+        nr_msrs: u32,
+        msr: &mut dyn FnMut(u32) -> Result<xen_msr_entry, Errno>,
+        err: &mut PolicyErrors,
+    ) -> Result<(), Errno> {
         *err = PolicyErrors::NONE;
-        if leaves.len() > CPUID_MAX_SERIALISED_LEAVES as usize {
+        if nr_leaves > CPUID_MAX_SERIALISED_LEAVES {
             return Err(Errno::E2BIG);
         }
         let mut new = Box::new(self.clone());
-        new.cpuid.merge(leaves, err)?;
-        if msrs.len() > MSR_MAX_SERIALISED_ENTRIES as usize {
+        for i in 0..nr_leaves {
+            let e = leaf(i)?;
+            new.cpuid.merge(core::slice::from_ref(&e), err)?;
+        }
+        if nr_msrs > MSR_MAX_SERIALISED_ENTRIES {
             return Err(Errno::E2BIG);
         }
-        new.msr.merge(msrs, err)?;
+        for i in 0..nr_msrs {
+            let e = msr(i)?;
+            new.msr.merge(core::slice::from_ref(&e), err)?;
+        }
         new.cpuid.clear_out_of_range_leaves();
         compatible(max, &new, err)?;
         new.recalculate(max);
