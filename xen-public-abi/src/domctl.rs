@@ -300,6 +300,27 @@ abi_struct! {
     }
 }
 
+abi_struct! {
+    /// `struct xen_domctl_cpu_policy` (`XEN_DOMCTL_get_cpu_policy` /
+    /// `XEN_DOMCTL_set_cpu_policy`, x86): the domain's CPUID and MSR policy as
+    /// `xen_cpuid_leaf` / `xen_msr_entry` arrays.
+    pub struct xen_domctl_cpu_policy [size 40, align 8] {
+        /// IN/OUT: entries in / written to `leaves`.
+        0 => nr_leaves: u32,
+        /// IN/OUT: entries in / written to `msrs`.
+        4 => nr_msrs: u32,
+        /// `XEN_GUEST_HANDLE_64(xen_cpuid_leaf_t)`.
+        8 => leaves: XEN_GUEST_HANDLE_64,
+        /// `XEN_GUEST_HANDLE_64(xen_msr_entry_t)`.
+        16 => msrs: XEN_GUEST_HANDLE_64,
+        /// OUT (set_policy errors): the leaf, subleaf and MSR the audit objects to.
+        24 => err_leaf: u32,
+        28 => err_subleaf: u32,
+        32 => err_msr: u32,
+        36 => _implicit_pad: u32,
+    }
+}
+
 abi_union! {
     /// The 128-byte union `u` of `struct xen_domctl`. The members listed are the
     /// payloads this project mirrors; the buffer has room for all of Xen's.
@@ -311,6 +332,7 @@ abi_union! {
         getvcpuinfo: xen_domctl_getvcpuinfo,
         max_vcpus: xen_domctl_max_vcpus,
         setdomainhandle: xen_domctl_setdomainhandle,
+        cpu_policy: xen_domctl_cpu_policy,
     }
 }
 

@@ -4,7 +4,7 @@
 //! typed helpers (`DomId`, `EvtchnPort`, `Errno`, flag sets) sit beside the raw items.
 //! Modules are named after the headers: [`xen`], [`domctl`], [`event_channel`],
 //! [`hvm::hvm_op`], [`hvm::params`], [`hvm::start_info`], [`memory`], [`sched`],
-//! [`hvm::hvm_vcpu`], [`vcpu`], [`version`], [`features`], [`elfnote`], [`arch_x86`]
+//! [`hvm::hvm_vcpu`], [`sysctl`], [`vcpu`], [`version`], [`features`], [`elfnote`], [`arch_x86`]
 //! (with [`arch_x86::cpuid`]), [`io::console`].
 //!
 //! Two checks keep the layouts honest:
@@ -227,6 +227,7 @@ pub mod hvm;
 pub mod io;
 pub mod memory;
 pub mod sched;
+pub mod sysctl;
 pub mod vcpu;
 pub mod version;
 pub mod xen;

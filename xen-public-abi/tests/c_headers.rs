@@ -441,9 +441,19 @@ fn checks() -> Vec<Check> {
     structs!(c, domctl: [
         xen_domctl_createdomain, xen_domctl_getdomaininfo, xen_domctl_max_mem,
         xen_domctl_vcpucontext, xen_domctl_getvcpuinfo, xen_domctl_max_vcpus,
-        xen_domctl_setdomainhandle,
+        xen_domctl_setdomainhandle, xen_domctl_cpu_policy,
         xen_domctl_u = "__typeof__(((struct xen_domctl *)0)->u)",
         xen_domctl,
+    ]);
+    structs!(c, sysctl: [
+        xen_sysctl_cpu_policy,
+        xen_sysctl_u = "__typeof__(((struct xen_sysctl *)0)->u)",
+        xen_sysctl,
+    ]);
+    consts!(c, sysctl: [
+        XEN_SYSCTL_INTERFACE_VERSION, XEN_SYSCTL_get_cpu_policy, XEN_SYSCTL_cpu_policy_raw,
+        XEN_SYSCTL_cpu_policy_host, XEN_SYSCTL_cpu_policy_pv_max, XEN_SYSCTL_cpu_policy_hvm_max,
+        XEN_SYSCTL_cpu_policy_pv_default, XEN_SYSCTL_cpu_policy_hvm_default,
     ]);
     structs!(c, event_channel: [
         evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_bind_virq, evtchn_bind_pirq,
@@ -572,7 +582,7 @@ fn c_program(checks: &[Check]) -> String {
     let mut s = String::from(
         "#include <stdio.h>\n#include <stddef.h>\n#include <stdint.h>\n\
          #include <xen/xen.h>\n#include <xen/domctl.h>\n#include <xen/event_channel.h>\n\
-         #include <xen/hvm/hvm_op.h>\n#include <xen/hvm/params.h>\n\
+         #include <xen/sysctl.h>\n#include <xen/hvm/hvm_op.h>\n#include <xen/hvm/params.h>\n\
          #include <xen/hvm/hvm_vcpu.h>\n#include <xen/arch-x86/hvm/start_info.h>\n\
          #include <xen/arch-x86/cpuid.h>\n#include <xen/memory.h>\n#include <xen/sched.h>\n\
          #include <xen/vcpu.h>\n#include <xen/version.h>\n#include <xen/features.h>\n\

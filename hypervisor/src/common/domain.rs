@@ -42,6 +42,9 @@ use xen_public_abi::xen::{domid_t, DOMID_FIRST_RESERVED, DOMID_SELF};
 use xen_public_abi::{Errno, XenResult};
 
 use super::console_io::GuestConsoleBuffer;
+use super::cpu_policy::derive::SystemPolicies;
+use super::cpu_policy::msr::UnknownMsrs;
+use super::cpu_policy::{self, CpuPolicy};
 use super::event_channel::EvtchnDomain;
 use super::hvm::HvmDomain;
 use super::page_alloc::{Mfn, PageAllocator};
@@ -607,6 +610,11 @@ pub struct Domain {
     /// The guest's E820 map (`d->arch.e820`) for `XENMEM_memory_map`; empty
     /// until the domain builder sets it (then the op is `-ENOSYS`, as Xen).
     pub memmap: Vec<super::memory_op::E820Entry>,
+    /// The CPU this domain's guests see (`d->arch.cpu_policy`): derived at
+    /// creation, narrowed by `XEN_DOMCTL_set_cpu_policy` until first unpause.
+    pub cpu_policy: Box<CpuPolicy>,
+    /// Accesses to MSRs no handler knows (counted, logged once per MSR).
+    pub unknown_msrs: UnknownMsrs,
 }
 
 impl Domain {
@@ -617,6 +625,7 @@ impl Domain {
         config: DomainConfig,
         is_privileged: bool,
         shared_info_mfn: Mfn,
+        cpu_policy: CpuPolicy,
     ) -> Self {
         Domain {
             domain_id,
@@ -643,6 +652,8 @@ impl Domain {
             ),
             hvm: HvmDomain::new(config.max_vcpus),
             memmap: Vec::new(),
+            cpu_policy: Box::new(cpu_policy),
+            unknown_msrs: UnknownMsrs::default(),
             config,
         }
     }
@@ -757,6 +768,8 @@ pub struct DomainTable {
     /// (`hypercall_create_continuation`); taken by the dispatcher as soon as the
     /// handler returns (see `hypercall::Continuation`).
     continuation: Option<super::hypercall::Continuation>,
+    /// The system CPU policies (raw, host, HVM max/default) new domains start from.
+    cpu_policies: SystemPolicies,
 }
 
 impl DomainTable {
@@ -768,6 +781,7 @@ impl DomainTable {
             pages,
             deferred: Vec::new(),
             continuation: None,
+            cpu_policies: SystemPolicies::synthetic(),
         }
     }
 
@@ -786,6 +800,15 @@ impl DomainTable {
 
     pub fn caps(&self) -> &HostCaps {
         &self.caps
+    }
+    /// The system CPU policies (`XEN_SYSCTL_get_cpu_policy`).
+    pub fn cpu_policies(&self) -> &SystemPolicies {
+        &self.cpu_policies
+    }
+    /// Install the policies derived from the boot CPU (before any domain exists;
+    /// until then a fixed synthetic CPU is used, which host tests rely on).
+    pub fn set_cpu_policies(&mut self, p: SystemPolicies) {
+        self.cpu_policies = p;
     }
     pub fn len(&self) -> usize {
         self.domains.len()
@@ -906,7 +929,8 @@ impl DomainTable {
         let cfg =
             validate_createdomain(domid, domid == 0, config, &self.caps).map_err(|c| c.errno())?;
         let shared_info = self.pages.alloc_frame().ok_or(Errno::ENOMEM)?;
-        let d = Domain::new(domid, cfg, privileged, shared_info);
+        let policy = cpu_policy::derive::domain_policy(&self.cpu_policies, cfg.max_vcpus);
+        let d = Domain::new(domid, cfg, privileged, shared_info, policy);
         info!(
             "d{domid}: created (flags {:#x}, {} vCPUs max{})",
             d.config.flags,
@@ -1328,7 +1352,8 @@ mod tests {
         // Fill the table cheaply: build domains straight into the map.
         for id in 1..=DOMID_MAX_NORMAL {
             let cfg = validate_createdomain(id, false, &baseline(), &t.caps).unwrap();
-            t.domains.insert(id, Domain::new(id, cfg, false, 0));
+            let p = cpu_policy::derive::domain_policy(&t.cpu_policies, cfg.max_vcpus);
+            t.domains.insert(id, Domain::new(id, cfg, false, 0, p));
         }
         assert_eq!(t.create_domain(0, &baseline()), Err(Errno::ENOMEM));
         assert_eq!(frames.outstanding(), 0);

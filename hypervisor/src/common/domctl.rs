@@ -20,17 +20,20 @@
 use log::info;
 use xen_public_abi::arch_x86::xen_arch_domainconfig;
 use xen_public_abi::domctl::{
-    xen_domctl, xen_domctl_createdomain, xen_domctl_getdomaininfo, xen_domctl_max_mem,
-    xen_domctl_max_vcpus, XEN_DOMCTL_createdomain, XEN_DOMCTL_destroydomain,
-    XEN_DOMCTL_getdomaininfo, XEN_DOMCTL_max_mem, XEN_DOMCTL_max_vcpus, XEN_DOMCTL_pausedomain,
-    XEN_DOMCTL_unpausedomain, XEN_DOMINF_blocked, XEN_DOMINF_hap, XEN_DOMINF_hvm_guest,
-    XEN_DOMINF_paused, XEN_DOMINF_running, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownshift,
-    XEN_DOMINF_xs_domain, XEN_DOMCTL_INTERFACE_VERSION, XEN_INVALID_MAX_VCPU_ID,
+    xen_domctl, xen_domctl_cpu_policy, xen_domctl_createdomain, xen_domctl_getdomaininfo,
+    xen_domctl_max_mem, xen_domctl_max_vcpus, XEN_DOMCTL_createdomain, XEN_DOMCTL_destroydomain,
+    XEN_DOMCTL_get_cpu_policy, XEN_DOMCTL_getdomaininfo, XEN_DOMCTL_max_mem, XEN_DOMCTL_max_vcpus,
+    XEN_DOMCTL_pausedomain, XEN_DOMCTL_set_cpu_policy, XEN_DOMCTL_unpausedomain,
+    XEN_DOMINF_blocked, XEN_DOMINF_hap, XEN_DOMINF_hvm_guest, XEN_DOMINF_paused,
+    XEN_DOMINF_running, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownshift, XEN_DOMINF_xs_domain,
+    XEN_DOMCTL_INTERFACE_VERSION, XEN_INVALID_MAX_VCPU_ID,
 };
 use xen_public_abi::xen::{domid_t, DOMID_FIRST_RESERVED};
 use xen_public_abi::{Errno, XenResult};
 use zerocopy::FromZeros;
 
+use super::cpu_policy::buffer::{self, entries_to_guest};
+use super::cpu_policy::{PolicyErrors, CPUID_MAX_SERIALISED_LEAVES, MSR_MAX_SERIALISED_ENTRIES};
 use super::domain::{Domain, Vcpu};
 use super::guest_access::{copy_from_guest, copy_to_guest, GuestAccess};
 use super::hypercall::{Caller, ExtHandlers, Hypervisor};
@@ -110,10 +113,14 @@ pub fn do_domctl(
         Ok(op) => op,
         Err(e) => return e.as_ret(),
     };
-    match domctl(hv, ext, caller, &mut op) {
+    match domctl(hv, ext, caller, &mut op, guest) {
         Ok(Copyback::No) => 0,
         Ok(Copyback::Yes) => match copy_to_guest(guest, arg, &op) {
             Ok(()) => 0,
+            Err(e) => e.as_ret(),
+        },
+        Ok(Copyback::Error(errno)) => match copy_to_guest(guest, arg, &op) {
+            Ok(()) => errno.as_ret(),
             Err(e) => e.as_ret(),
         },
         Err(e) => e.as_ret(),
@@ -124,6 +131,9 @@ pub fn do_domctl(
 enum Copyback {
     No,
     Yes,
+    /// The command failed with this errno but its OUT fields still go back
+    /// (`XEN_DOMCTL_set_cpu_policy`'s `err_leaf`/`err_subleaf`/`err_msr`).
+    Error(Errno),
 }
 
 fn caller_privileged(hv: &Hypervisor, caller: Caller) -> bool {
@@ -138,6 +148,7 @@ fn domctl(
     ext: &mut dyn ExtHandlers,
     caller: Caller,
     op: &mut xen_domctl,
+    guest: &mut dyn GuestAccess,
 ) -> XenResult<Copyback> {
     if op.interface_version != XEN_DOMCTL_INTERFACE_VERSION {
         return Err(Errno::EACCES);
@@ -194,6 +205,55 @@ fn domctl(
             // Pages of 4 KiB; Xen keeps max_pages in an unsigned int (saturating).
             target_mut(hv, id)?.max_pages = (kb >> 2).min(u64::from(u32::MAX));
             Ok(Copyback::No)
+        }
+        (XEN_DOMCTL_get_cpu_policy, Some(id)) => {
+            let mut p: xen_domctl_cpu_policy = op.u.get();
+            let d = target_mut(hv, id)?;
+            if p.leaves == 0 {
+                p.nr_leaves = CPUID_MAX_SERIALISED_LEAVES;
+            } else {
+                let leaves = d.cpu_policy.cpuid.serialise();
+                entries_to_guest(guest, p.leaves, &leaves, &mut p.nr_leaves)?;
+            }
+            if p.msrs == 0 {
+                p.nr_msrs = MSR_MAX_SERIALISED_ENTRIES;
+            } else {
+                let msrs = d.cpu_policy.msr.serialise();
+                entries_to_guest(guest, p.msrs, &msrs, &mut p.nr_msrs)?;
+            }
+            op.u.set(&p);
+            Ok(Copyback::Yes)
+        }
+        (XEN_DOMCTL_set_cpu_policy, Some(id)) => {
+            if id == caller.domid {
+                return Err(Errno::EINVAL);
+            }
+            let max = hv.domains.cpu_policies().hvm_max.clone();
+            let d = target_mut(hv, id)?;
+            // No changing once the domain has run.
+            if d.creation_finished {
+                return Err(Errno::EEXIST);
+            }
+            let mut p: xen_domctl_cpu_policy = op.u.get();
+            let mut err = PolicyErrors::NONE;
+            let r = buffer::update_from_guest_arrays(
+                &mut d.cpu_policy,
+                &max,
+                guest,
+                (p.leaves, p.nr_leaves),
+                (p.msrs, p.nr_msrs),
+                &mut err,
+            );
+            match r {
+                Ok(()) => Ok(Copyback::No),
+                Err(e) => {
+                    p.err_leaf = err.leaf;
+                    p.err_subleaf = err.subleaf;
+                    p.err_msr = err.msr;
+                    op.u.set(&p);
+                    Ok(Copyback::Error(e))
+                }
+            }
         }
         (cmd, _) => {
             info!(

@@ -52,7 +52,7 @@ use xen_public_abi::{Errno, XenResult};
 use super::console_io::{self, Console};
 use super::domain::{Domain, DomainTable};
 use super::guest_access::GuestAccess;
-use super::{domctl, sched_op, xen_version};
+use super::{domctl, sched_op, sysctl, xen_version};
 
 /// Who is calling: the domain and the vCPU that executed VMCALL/VMMCALL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,6 +315,7 @@ fn dispatch(
         __HYPERVISOR_console_io => console_io::do_console_io(hv, caller, a1 as u32, a2 as u32, a3, guest),
         __HYPERVISOR_sched_op => sched_op::do_sched_op(hv, ext, caller, a1 as i32, a2, guest),
         __HYPERVISOR_domctl => domctl::do_domctl(hv, ext, caller, a1, guest),
+        __HYPERVISOR_sysctl => sysctl::do_sysctl(hv, caller, a1, guest),
         __HYPERVISOR_event_channel_op => ext.event_channel_op(&mut hv.domains, caller, a1, a2, guest),
         __HYPERVISOR_hvm_op => ext.hvm_op(&mut hv.domains, caller, a1, a2, guest),
         __HYPERVISOR_memory_op => ext.memory_op(&mut hv.domains, caller, a1, a2, guest),
@@ -328,7 +329,6 @@ fn dispatch(
         | __HYPERVISOR_mmuext_op
         | __HYPERVISOR_xsm_op
         | __HYPERVISOR_physdev_op
-        | __HYPERVISOR_sysctl
         | __HYPERVISOR_argo_op
         | __HYPERVISOR_xenpmu_op
         | __HYPERVISOR_dm_op
@@ -436,9 +436,9 @@ mod tests {
             let rc = env.hypercall(0, nr, [0x7fff_ffff, 0, 0, 0, 0]);
             match nr {
                 // xen_version(0x7fffffff): unknown command. sched_op: unknown command.
-                // console_io cmd 0x7fffffff: unknown. domctl: bad pointer.
+                // console_io cmd 0x7fffffff: unknown. sysctl, domctl: bad pointer.
                 17 | 18 | 29 => assert_eq!(rc, ENOSYS, "{nr}"),
-                36 => assert_eq!(rc, EFAULT, "{nr}"),
+                35 | 36 => assert_eq!(rc, EFAULT, "{nr}"),
                 _ => assert_eq!(rc, ENOSYS, "{nr}"),
             }
         }

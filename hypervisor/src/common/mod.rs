@@ -3,6 +3,7 @@
 
 pub mod boot_manifest;
 pub mod console_io;
+pub mod cpu_policy;
 pub mod dispatch;
 pub mod domain;
 pub mod domctl;
@@ -16,6 +17,7 @@ pub mod memory_op;
 pub mod page_alloc;
 pub mod sched;
 pub mod sched_op;
+pub mod sysctl;
 #[cfg(test)]
 pub mod test_support;
 pub mod time;
