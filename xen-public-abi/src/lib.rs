@@ -227,6 +227,7 @@ pub mod hvm;
 pub mod io;
 pub mod memory;
 pub mod sched;
+pub mod sysctl;
 pub mod vcpu;
 pub mod version;
 pub mod xen;

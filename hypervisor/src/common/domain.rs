@@ -605,6 +605,11 @@ pub struct Domain {
     /// The guest's E820 map (`d->arch.e820`) for `XENMEM_memory_map`; empty
     /// until the domain builder sets it (then the op is `-ENOSYS`, as Xen).
     pub memmap: Vec<super::memory_op::E820Entry>,
+    /// HVM save records loaded by `XEN_DOMCTL_sethvmcontext` (`hvm_save.rs`).
+    pub hvm_save: super::hvm_save::HvmSaveState,
+    /// What the toolstack's domctls set (TSC mode, paging pool, scheduler
+    /// parameters, vCPU affinity: `domctl.rs`).
+    pub ctl: super::domctl::DomctlState,
 }
 
 impl Domain {
@@ -641,6 +646,8 @@ impl Domain {
             ),
             hvm: HvmDomain::new(config.max_vcpus),
             memmap: Vec::new(),
+            hvm_save: Default::default(),
+            ctl: super::domctl::DomctlState::new(config.max_vcpus),
             config,
         }
     }

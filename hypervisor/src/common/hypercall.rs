@@ -31,7 +31,7 @@ use xen_public_abi::{Errno, XenResult};
 use super::console_io::{self, Console};
 use super::domain::{Domain, DomainTable};
 use super::guest_access::GuestAccess;
-use super::{domctl, sched_op, xen_version};
+use super::{domctl, sched_op, sysctl, xen_version};
 
 /// Who is calling: the domain and the vCPU that executed VMCALL/VMMCALL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +153,11 @@ pub trait ExtHandlers {
         Ok(())
     }
 
+    /// The machine's facts (physinfo, CPU masks). Default: one CPU, nothing known.
+    fn host_facts(&self) -> HostFacts {
+        HostFacts::default()
+    }
+
     /// Domain `id` is about to be destroyed (close its event channels, drop its
     /// p2m views, ...). It is still in the table while this runs.
     fn domain_destroy(&mut self, _domains: &mut DomainTable, _id: domid_t) {}
@@ -160,6 +165,35 @@ pub trait ExtHandlers {
     /// Domain `id` has shut down (Xen sends `VIRQ_DOM_EXC` to dom0 here; for the
     /// hardware domain the machine should power off or reboot per `reason`).
     fn domain_shutdown(&mut self, _domains: &mut DomainTable, _id: domid_t, _reason: u32) {}
+}
+
+/// Facts about the machine the toolstack asks for (`XEN_SYSCTL_physinfo`, CPU
+/// masks, the HVM save header). The boot code fills them in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    /// CPUs online.
+    pub nr_cpus: u32,
+    pub cpu_khz: u32,
+    /// Frames of RAM the hypervisor manages, and how many are free now.
+    pub total_pages: u64,
+    pub free_pages: u64,
+    /// The highest machine frame number.
+    pub max_mfn: u64,
+    /// CPUID leaf 1 EAX of the boot CPU.
+    pub cpuid1_eax: u32,
+}
+
+impl Default for HostFacts {
+    fn default() -> Self {
+        HostFacts {
+            nr_cpus: 1,
+            cpu_khz: 0,
+            total_pages: 0,
+            free_pages: 0,
+            max_mfn: 0,
+            cpuid1_eax: 0,
+        }
+    }
 }
 
 /// The [`ExtHandlers`] with nothing wired: every external hypercall is `-ENOSYS`.
@@ -206,6 +240,7 @@ pub fn do_hypercall(
         __HYPERVISOR_hvm_op => ext.hvm_op(&mut hv.domains, caller, a1, a2, guest),
         __HYPERVISOR_memory_op => ext.memory_op(&mut hv.domains, caller, a1, a2, guest),
         __HYPERVISOR_vcpu_op => ext.vcpu_op(&mut hv.domains, caller, a1, a2, a3, guest),
+        __HYPERVISOR_sysctl => sysctl::do_sysctl(hv, ext, caller, a1, guest),
         // Available to HVM guests in 4.17, not implemented here.
         __HYPERVISOR_platform_op
         | __HYPERVISOR_multicall
@@ -215,7 +250,6 @@ pub fn do_hypercall(
         | __HYPERVISOR_mmuext_op
         | __HYPERVISOR_xsm_op
         | __HYPERVISOR_physdev_op
-        | __HYPERVISOR_sysctl
         | __HYPERVISOR_argo_op
         | __HYPERVISOR_xenpmu_op
         | __HYPERVISOR_dm_op
@@ -317,9 +351,9 @@ mod tests {
             let rc = env.hypercall(0, nr, [0x7fff_ffff, 0, 0, 0, 0]);
             match nr {
                 // xen_version(0x7fffffff): unknown command. sched_op: unknown command.
-                // console_io cmd 0x7fffffff: unknown. domctl: bad pointer.
+                // console_io cmd 0x7fffffff: unknown. domctl, sysctl: bad pointer.
                 17 | 18 | 29 => assert_eq!(rc, ENOSYS, "{nr}"),
-                36 => assert_eq!(rc, EFAULT, "{nr}"),
+                35 | 36 => assert_eq!(rc, EFAULT, "{nr}"),
                 _ => assert_eq!(rc, ENOSYS, "{nr}"),
             }
         }

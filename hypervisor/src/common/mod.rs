@@ -9,12 +9,14 @@ pub mod domctl;
 pub mod event_channel;
 pub mod guest_access;
 pub mod hvm;
+pub mod hvm_save;
 pub mod hypercall;
 pub mod memory;
 pub mod memory_op;
 pub mod page_alloc;
 pub mod sched;
 pub mod sched_op;
+pub mod sysctl;
 #[cfg(test)]
 pub mod test_support;
 pub mod time;
