@@ -1,7 +1,8 @@
 //! `xen/include/public/domctl.h` (interface version 0x15, Xen 4.17): the
 //! toolstack's domain-control hypercall, `struct xen_domctl`, with the payloads
 //! this project serves (createdomain, getdomaininfo, max_mem, max_vcpus,
-//! set/getvcpucontext, getvcpuinfo, setdomainhandle) and every command number.
+//! set/getvcpucontext, getvcpuinfo, setdomainhandle, vcpuaffinity, scheduler_op,
+//! tsc_info, hvmcontext, paging_mempool) and every command number.
 //!
 //! Project extension: `XEN_DOMCTL_CDF_evtchn_fifo` (bit 8) and
 //! `XEN_DOMCTL_CDF_evtchn_upcall` (bit 9) are not in Xen 4.17; see their docs and
@@ -11,7 +12,7 @@ use bitflags::bitflags;
 use static_assertions::const_assert_eq;
 
 use crate::arch_x86::xen_arch_domainconfig;
-use crate::xen::{domid_t, xen_domain_handle_t, XEN_GUEST_HANDLE_64};
+use crate::xen::{domid_t, xen_domain_handle_t, xenctl_bitmap, XEN_GUEST_HANDLE_64};
 
 /// `XEN_DOMCTL_INTERFACE_VERSION`: `xen_domctl.interface_version` must equal this
 /// (Xen answers `-EACCES` otherwise).
@@ -321,6 +322,122 @@ abi_struct! {
     }
 }
 
+abi_struct! {
+    /// `struct xen_domctl_vcpuaffinity` (`XEN_DOMCTL_setvcpuaffinity` /
+    /// `getvcpuaffinity`).
+    pub struct xen_domctl_vcpuaffinity [size 40, align 8] {
+        /// IN: the vCPU.
+        0 => vcpu: u32,
+        /// IN: `XEN_VCPUAFFINITY_*`.
+        4 => flags: u32,
+        /// IN/OUT: hard affinity (effective affinity on return).
+        8 => cpumap_hard: xenctl_bitmap,
+        /// IN/OUT: soft affinity.
+        24 => cpumap_soft: xenctl_bitmap,
+    }
+}
+
+/// `_XEN_VCPUAFFINITY_HARD`.
+pub const _XEN_VCPUAFFINITY_HARD: u32 = 0;
+/// `XEN_VCPUAFFINITY_HARD`: set/get the hard affinity.
+pub const XEN_VCPUAFFINITY_HARD: u32 = 1 << _XEN_VCPUAFFINITY_HARD;
+/// `_XEN_VCPUAFFINITY_SOFT`.
+pub const _XEN_VCPUAFFINITY_SOFT: u32 = 1;
+/// `XEN_VCPUAFFINITY_SOFT`: set/get the soft affinity.
+pub const XEN_VCPUAFFINITY_SOFT: u32 = 1 << _XEN_VCPUAFFINITY_SOFT;
+/// `_XEN_VCPUAFFINITY_FORCE`.
+pub const _XEN_VCPUAFFINITY_FORCE: u32 = 2;
+/// `XEN_VCPUAFFINITY_FORCE`: undo `SCHEDOP_pin_override`.
+pub const XEN_VCPUAFFINITY_FORCE: u32 = 1 << _XEN_VCPUAFFINITY_FORCE;
+
+assert_flags!([
+    XEN_VCPUAFFINITY_HARD = 0,
+    XEN_VCPUAFFINITY_SOFT = 1,
+    XEN_VCPUAFFINITY_FORCE = 2,
+]);
+
+abi_struct! {
+    /// `struct xen_domctl_sched_credit2`: the credit2 scheduler's per-domain
+    /// parameters.
+    pub struct xen_domctl_sched_credit2 [size 4, align 2] {
+        0 => weight: u16,
+        /// Percent of one CPU (0: no cap).
+        2 => cap: u16,
+    }
+}
+
+abi_union! {
+    /// The union `u` of `struct xen_domctl_scheduler_op` (only credit2's member is
+    /// mirrored; the buffer covers credit, rtds and the per-vCPU form).
+    pub union xen_domctl_scheduler_op_u [size 16, align 8] as [u64; 2] {
+        credit2: xen_domctl_sched_credit2,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_domctl_scheduler_op` (`XEN_DOMCTL_scheduler_op`, IN/OUT).
+    pub struct xen_domctl_scheduler_op [size 24, align 8] {
+        /// `XEN_SCHEDULER_*`.
+        0 => sched_id: u32,
+        /// `XEN_DOMCTL_SCHEDOP_*`.
+        4 => cmd: u32,
+        8 => u: xen_domctl_scheduler_op_u,
+    }
+}
+
+/// `XEN_SCHEDULER_CREDIT`.
+pub const XEN_SCHEDULER_CREDIT: u32 = 5;
+/// `XEN_SCHEDULER_CREDIT2`: the default scheduler of Xen 4.17.
+pub const XEN_SCHEDULER_CREDIT2: u32 = 6;
+/// `XEN_SCHEDULER_ARINC653`.
+pub const XEN_SCHEDULER_ARINC653: u32 = 7;
+/// `XEN_SCHEDULER_RTDS`.
+pub const XEN_SCHEDULER_RTDS: u32 = 8;
+/// `XEN_SCHEDULER_NULL`.
+pub const XEN_SCHEDULER_NULL: u32 = 9;
+/// `XEN_DOMCTL_SCHEDOP_putinfo`.
+pub const XEN_DOMCTL_SCHEDOP_putinfo: u32 = 0;
+/// `XEN_DOMCTL_SCHEDOP_getinfo`.
+pub const XEN_DOMCTL_SCHEDOP_getinfo: u32 = 1;
+/// `XEN_DOMCTL_SCHEDOP_putvcpuinfo`.
+pub const XEN_DOMCTL_SCHEDOP_putvcpuinfo: u32 = 2;
+/// `XEN_DOMCTL_SCHEDOP_getvcpuinfo`.
+pub const XEN_DOMCTL_SCHEDOP_getvcpuinfo: u32 = 3;
+
+abi_struct! {
+    /// `struct xen_domctl_tsc_info` (`XEN_DOMCTL_settscinfo` IN,
+    /// `XEN_DOMCTL_gettscinfo` OUT).
+    pub struct xen_domctl_tsc_info [size 24, align 8] {
+        /// `XEN_CPUID_TSC_MODE_*`: 0 default, 1 always emulate, 2 never emulate.
+        0 => tsc_mode: u32,
+        /// Guest TSC frequency in kHz (0: the host's).
+        4 => gtsc_khz: u32,
+        8 => incarnation: u32,
+        12 => pad: u32,
+        16 => elapsed_nsec: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_domctl_hvmcontext` (`XEN_DOMCTL_sethvmcontext` /
+    /// `gethvmcontext`): a buffer of HVM save records (`hvm::save`).
+    pub struct xen_domctl_hvmcontext [size 16, align 8] {
+        /// IN: buffer size; OUT (get): bytes filled, or the size needed when
+        /// `buffer` is NULL.
+        0 => size: u32,
+        4 => _implicit0: [u8; 4],
+        8 => buffer: XEN_GUEST_HANDLE_64,
+    }
+}
+
+abi_struct! {
+    /// `struct xen_domctl_paging_mempool` (`XEN_DOMCTL_{get,set}_paging_mempool_size`).
+    pub struct xen_domctl_paging_mempool [size 8, align 8] {
+        /// Size in bytes.
+        0 => size: u64,
+    }
+}
+
 abi_union! {
     /// The 128-byte union `u` of `struct xen_domctl`. The members listed are the
     /// payloads this project mirrors; the buffer has room for all of Xen's.
@@ -333,6 +450,11 @@ abi_union! {
         max_vcpus: xen_domctl_max_vcpus,
         setdomainhandle: xen_domctl_setdomainhandle,
         cpu_policy: xen_domctl_cpu_policy,
+        vcpuaffinity: xen_domctl_vcpuaffinity,
+        scheduler_op: xen_domctl_scheduler_op,
+        tsc_info: xen_domctl_tsc_info,
+        hvmcontext: xen_domctl_hvmcontext,
+        paging_mempool: xen_domctl_paging_mempool,
     }
 }
 

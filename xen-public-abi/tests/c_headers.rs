@@ -281,6 +281,53 @@ fn checks() -> Vec<Check> {
         XEN_DOMCTL_set_cpu_policy, XEN_DOMCTL_vmtrace_op, XEN_DOMCTL_get_paging_mempool_size,
         XEN_DOMCTL_set_paging_mempool_size, XEN_DOMCTL_gdbsx_guestmemio,
         XEN_DOMCTL_gdbsx_pausevcpu, XEN_DOMCTL_gdbsx_unpausevcpu, XEN_DOMCTL_gdbsx_domstatus,
+        _XEN_VCPUAFFINITY_HARD, XEN_VCPUAFFINITY_HARD, _XEN_VCPUAFFINITY_SOFT,
+        XEN_VCPUAFFINITY_SOFT, _XEN_VCPUAFFINITY_FORCE, XEN_VCPUAFFINITY_FORCE,
+        XEN_SCHEDULER_CREDIT, XEN_SCHEDULER_CREDIT2, XEN_SCHEDULER_ARINC653,
+        XEN_SCHEDULER_RTDS, XEN_SCHEDULER_NULL, XEN_DOMCTL_SCHEDOP_putinfo,
+        XEN_DOMCTL_SCHEDOP_getinfo, XEN_DOMCTL_SCHEDOP_putvcpuinfo,
+        XEN_DOMCTL_SCHEDOP_getvcpuinfo,
+    ]);
+    consts!(c, hvm::save: [
+        HVM_FILE_MAGIC, HVM_FILE_VERSION, _XEN_X86_FPU_INITIALISED, XEN_X86_FPU_INITIALISED,
+        MTRR_VCNT, NUM_FIXED_MSR, HVM_SAVE_CODE_MAX,
+    ]);
+    for (key, c_expr, v) in [
+        (
+            "const HVM_SAVE_CODE_END",
+            "HVM_SAVE_CODE(END)",
+            xen_public_abi::hvm::save::HVM_SAVE_CODE_END,
+        ),
+        (
+            "const HVM_SAVE_CODE_HEADER",
+            "HVM_SAVE_CODE(HEADER)",
+            xen_public_abi::hvm::save::HVM_SAVE_CODE_HEADER,
+        ),
+        (
+            "const HVM_SAVE_CODE_CPU",
+            "HVM_SAVE_CODE(CPU)",
+            xen_public_abi::hvm::save::HVM_SAVE_CODE_CPU,
+        ),
+        (
+            "const HVM_SAVE_CODE_MTRR",
+            "HVM_SAVE_CODE(MTRR)",
+            xen_public_abi::hvm::save::HVM_SAVE_CODE_MTRR,
+        ),
+    ] {
+        c.push(Check::new(key, c_expr, u64::from(v)));
+    }
+    consts!(c, sysctl: [
+        XEN_SYSCTL_INTERFACE_VERSION, XEN_SYSCTL_readconsole, XEN_SYSCTL_tbuf_op,
+        XEN_SYSCTL_physinfo, XEN_SYSCTL_sched_id, XEN_SYSCTL_perfc_op,
+        XEN_SYSCTL_getdomaininfolist, XEN_SYSCTL_debug_keys, XEN_SYSCTL_getcpuinfo,
+        XEN_SYSCTL_availheap, XEN_SYSCTL_get_cpu_featureset, XEN_SYSCTL_get_cpu_policy,
+        _XEN_SYSCTL_PHYSCAP_hvm, XEN_SYSCTL_PHYSCAP_hvm, _XEN_SYSCTL_PHYSCAP_pv,
+        XEN_SYSCTL_PHYSCAP_pv, _XEN_SYSCTL_PHYSCAP_directio, XEN_SYSCTL_PHYSCAP_directio,
+        _XEN_SYSCTL_PHYSCAP_hap, XEN_SYSCTL_PHYSCAP_hap, _XEN_SYSCTL_PHYSCAP_shadow,
+        XEN_SYSCTL_PHYSCAP_shadow, _XEN_SYSCTL_PHYSCAP_iommu_hap_pt_share,
+        XEN_SYSCTL_PHYSCAP_iommu_hap_pt_share, XEN_SYSCTL_PHYSCAP_vmtrace,
+        XEN_SYSCTL_PHYSCAP_vpmu, XEN_SYSCTL_PHYSCAP_gnttab_v1, XEN_SYSCTL_PHYSCAP_gnttab_v2,
+        XEN_SYSCTL_PHYSCAP_MAX,
     ]);
     consts!(c, event_channel: [
         EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_bind_pirq, EVTCHNOP_close,
@@ -441,17 +488,15 @@ fn checks() -> Vec<Check> {
     structs!(c, domctl: [
         xen_domctl_createdomain, xen_domctl_getdomaininfo, xen_domctl_max_mem,
         xen_domctl_vcpucontext, xen_domctl_getvcpuinfo, xen_domctl_max_vcpus,
-        xen_domctl_setdomainhandle, xen_domctl_cpu_policy,
+        xen_domctl_setdomainhandle, xen_domctl_cpu_policy, xen_domctl_vcpuaffinity, xen_domctl_sched_credit2,
+        xen_domctl_scheduler_op_u = "__typeof__(((struct xen_domctl_scheduler_op *)0)->u)",
+        xen_domctl_scheduler_op, xen_domctl_tsc_info, xen_domctl_hvmcontext,
+        xen_domctl_paging_mempool,
         xen_domctl_u = "__typeof__(((struct xen_domctl *)0)->u)",
         xen_domctl,
     ]);
-    structs!(c, sysctl: [
-        xen_sysctl_cpu_policy,
-        xen_sysctl_u = "__typeof__(((struct xen_sysctl *)0)->u)",
-        xen_sysctl,
-    ]);
     consts!(c, sysctl: [
-        XEN_SYSCTL_INTERFACE_VERSION, XEN_SYSCTL_get_cpu_policy, XEN_SYSCTL_cpu_policy_raw,
+        XEN_SYSCTL_cpu_policy_raw,
         XEN_SYSCTL_cpu_policy_host, XEN_SYSCTL_cpu_policy_pv_max, XEN_SYSCTL_cpu_policy_hvm_max,
         XEN_SYSCTL_cpu_policy_pv_default, XEN_SYSCTL_cpu_policy_hvm_default,
     ]);
@@ -475,6 +520,12 @@ fn checks() -> Vec<Check> {
         xen_hvm_altp2m_get_vcpu_p2m_idx, xen_hvm_altp2m_set_visibility,
         xen_hvm_altp2m_op_u = "__typeof__(((struct xen_hvm_altp2m_op *)0)->u)",
         xen_hvm_altp2m_op,
+    ]);
+    structs!(c, hvm::save: [hvm_save_descriptor, hvm_save_header, hvm_hw_cpu, hvm_hw_mtrr]);
+    structs!(c, sysctl: [
+        xen_sysctl_physinfo, xen_sysctl_getdomaininfolist, xen_sysctl_cpu_policy,
+        xen_sysctl_u = "__typeof__(((struct xen_sysctl *)0)->u)",
+        xen_sysctl,
     ]);
     structs!(c, hvm::start_info: [hvm_start_info, hvm_modlist_entry, hvm_memmap_table_entry]);
     structs!(c, hvm::hvm_vcpu: [
@@ -581,8 +632,9 @@ fn c_program_xen_view(checks: &[Check]) -> String {
 fn c_program(checks: &[Check]) -> String {
     let mut s = String::from(
         "#include <stdio.h>\n#include <stddef.h>\n#include <stdint.h>\n\
-         #include <xen/xen.h>\n#include <xen/domctl.h>\n#include <xen/event_channel.h>\n\
-         #include <xen/sysctl.h>\n#include <xen/hvm/hvm_op.h>\n#include <xen/hvm/params.h>\n\
+         #include <xen/xen.h>\n#include <xen/domctl.h>\n#include <xen/sysctl.h>\n\
+         #include <xen/hvm/save.h>\n#include <xen/event_channel.h>\n\
+         #include <xen/hvm/hvm_op.h>\n#include <xen/hvm/params.h>\n\
          #include <xen/hvm/hvm_vcpu.h>\n#include <xen/arch-x86/hvm/start_info.h>\n\
          #include <xen/arch-x86/cpuid.h>\n#include <xen/memory.h>\n#include <xen/sched.h>\n\
          #include <xen/vcpu.h>\n#include <xen/version.h>\n#include <xen/features.h>\n\

@@ -16,8 +16,8 @@ use super::domain::{Domain, DomainTable};
 use super::event_channel::{self, EvtchnDomain, EvtchnEnv};
 use super::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
 use super::hvm::{self, DomainRef, HvmEnv};
-use super::hypercall::{Caller, Clock, ExtHandlers};
 use super::memory::{NoStage2, P2mCommit};
+use super::hypercall::{Caller, Clock, ExtHandlers, HostFacts};
 use super::{memory_op, sched_op, vcpu_op};
 
 /// Something only the backend can do, queued by a handler for the vCPU loop.
@@ -59,6 +59,12 @@ pub struct XenExt {
     /// before the frames they unmapped are freed. The run loop installs the real
     /// one; host tests run no vCPUs ([`NoStage2`]) or record the order.
     pub p2m_commit: Box<dyn P2mCommit + Send>,
+    /// The machine's facts for `XEN_SYSCTL_physinfo` (installed by the boot code).
+    pub facts: fn() -> HostFacts,
+    /// Create the hardware half of a vCPU that `XEN_DOMCTL_max_vcpus` creates at
+    /// run time (installed by the run loop; boot-time domains get theirs from
+    /// the boot builder, before it is installed).
+    pub vcpu_hw_create: fn(domid_t, u32) -> XenResult<()>,
 }
 
 impl XenExt {
@@ -70,6 +76,8 @@ impl XenExt {
             max_ram_page: 0,
             quiesce: |_| {},
             p2m_commit: Box::new(NoStage2),
+            facts: HostFacts::default,
+            vcpu_hw_create: |_, _| Ok(()),
         }
     }
 
@@ -322,6 +330,14 @@ impl ExtHandlers for XenExt {
                 .shared_info()
                 .upcall_pending(&ram, vcpu)
                 .unwrap_or(false)
+    }
+
+    fn host_facts(&self) -> HostFacts {
+        (self.facts)()
+    }
+
+    fn vcpu_create(&mut self, d: &mut Domain, vcpu: u32) -> XenResult<()> {
+        (self.vcpu_hw_create)(d.domain_id, vcpu)
     }
 
     fn domain_destroy(&mut self, domains: &mut DomainTable, id: domid_t) {

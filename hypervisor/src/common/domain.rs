@@ -615,6 +615,11 @@ pub struct Domain {
     pub cpu_policy: Box<CpuPolicy>,
     /// Accesses to MSRs no handler knows (counted, logged once per MSR).
     pub unknown_msrs: UnknownMsrs,
+    /// HVM save records loaded by `XEN_DOMCTL_sethvmcontext` (`hvm_save.rs`).
+    pub hvm_save: super::hvm_save::HvmSaveState,
+    /// What the toolstack's domctls set (TSC mode, paging pool, scheduler
+    /// parameters, vCPU affinity: `domctl.rs`).
+    pub ctl: super::domctl::DomctlState,
 }
 
 impl Domain {
@@ -654,6 +659,8 @@ impl Domain {
             memmap: Vec::new(),
             cpu_policy: Box::new(cpu_policy),
             unknown_msrs: UnknownMsrs::default(),
+            hvm_save: Default::default(),
+            ctl: super::domctl::DomctlState::new(config.max_vcpus),
             config,
         }
     }

@@ -17,17 +17,14 @@
 // Xen's names (`XEN_DOMCTL_createdomain`, `__HYPERVISOR_domctl`, ...) in match patterns.
 #![allow(non_upper_case_globals)]
 
+use alloc::vec;
+use alloc::vec::Vec;
 use log::info;
 use xen_public_abi::arch_x86::xen_arch_domainconfig;
 use xen_public_abi::domctl::{
-    xen_domctl, xen_domctl_cpu_policy, xen_domctl_createdomain, xen_domctl_getdomaininfo,
-    xen_domctl_max_mem, xen_domctl_max_vcpus, XEN_DOMCTL_createdomain, XEN_DOMCTL_destroydomain,
-    XEN_DOMCTL_get_cpu_policy, XEN_DOMCTL_getdomaininfo, XEN_DOMCTL_max_mem, XEN_DOMCTL_max_vcpus,
-    XEN_DOMCTL_pausedomain, XEN_DOMCTL_set_cpu_policy, XEN_DOMCTL_unpausedomain,
-    XEN_DOMINF_blocked, XEN_DOMINF_hap, XEN_DOMINF_hvm_guest, XEN_DOMINF_paused,
-    XEN_DOMINF_running, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownshift, XEN_DOMINF_xs_domain,
-    XEN_DOMCTL_INTERFACE_VERSION, XEN_INVALID_MAX_VCPU_ID,
+    xen_domctl, xen_domctl_cpu_policy, xen_domctl_createdomain, XEN_DOMCTL_createdomain, XEN_DOMCTL_destroydomain, XEN_DOMCTL_get_cpu_policy, XEN_DOMCTL_get_paging_mempool_size, xen_domctl_getdomaininfo, XEN_DOMCTL_getdomaininfo, XEN_DOMCTL_gethvmcontext, XEN_DOMCTL_getvcpuaffinity, XEN_DOMCTL_getvcpuinfo, xen_domctl_getvcpuinfo, xen_domctl_hvmcontext, XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMCTL_max_mem, xen_domctl_max_mem, XEN_DOMCTL_max_vcpus, xen_domctl_max_vcpus, xen_domctl_paging_mempool, XEN_DOMCTL_pausedomain, XEN_DOMCTL_SCHEDOP_getinfo, XEN_DOMCTL_SCHEDOP_getvcpuinfo, XEN_DOMCTL_SCHEDOP_putinfo, XEN_DOMCTL_SCHEDOP_putvcpuinfo, xen_domctl_scheduler_op, XEN_DOMCTL_scheduler_op, XEN_DOMCTL_set_cpu_policy, XEN_DOMCTL_set_paging_mempool_size, XEN_DOMCTL_sethvmcontext, XEN_DOMCTL_settscinfo, XEN_DOMCTL_setvcpuaffinity, xen_domctl_tsc_info, XEN_DOMCTL_unpausedomain, xen_domctl_vcpuaffinity, XEN_DOMINF_blocked, XEN_DOMINF_hap, XEN_DOMINF_hvm_guest, XEN_DOMINF_paused, XEN_DOMINF_running, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownshift, XEN_DOMINF_xs_domain, XEN_INVALID_MAX_VCPU_ID, XEN_SCHEDULER_CREDIT2, XEN_VCPUAFFINITY_HARD, XEN_VCPUAFFINITY_SOFT,
 };
+use xen_public_abi::xen::xenctl_bitmap;
 use xen_public_abi::xen::{domid_t, DOMID_FIRST_RESERVED};
 use xen_public_abi::{Errno, XenResult};
 use zerocopy::FromZeros;
@@ -36,7 +33,54 @@ use super::cpu_policy::buffer::{self, entries_to_guest};
 use super::cpu_policy::{PolicyErrors, CPUID_MAX_SERIALISED_LEAVES, MSR_MAX_SERIALISED_ENTRIES};
 use super::domain::{Domain, Vcpu};
 use super::guest_access::{copy_from_guest, copy_to_guest, GuestAccess};
+use super::hvm_save;
 use super::hypercall::{Caller, ExtHandlers, Hypervisor};
+
+/// `TSC_MODE_DEFAULT`, `TSC_MODE_ALWAYS_EMULATE`, `TSC_MODE_NEVER_EMULATE`
+/// (`xen/include/asm-x86/time.h`): the modes `tsc_set_info()` accepts.
+const TSC_MODE_MAX: u32 = 2;
+/// Credit2's default weight (`CSCHED2_DEFAULT_WEIGHT`).
+pub const CREDIT2_DEFAULT_WEIGHT: u16 = 256;
+/// The HAP pool a new HVM domain starts with in 4.17 (`hap_enable()`: 256 pages).
+const PAGING_POOL_DEFAULT: u64 = 256 << 12;
+/// CPU masks are kept as 64-bit words: CPUs 0..63.
+const MASK_CPUS: u32 = 64;
+
+/// What the toolstack's domctls record for a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomctlState {
+    /// `XEN_DOMCTL_settscinfo`: mode, guest kHz (0: the host's), incarnation
+    /// (stored + 1, as Xen), elapsed ns.
+    pub tsc_mode: u32,
+    pub gtsc_khz: u32,
+    pub incarnation: u32,
+    pub tsc_elapsed_ns: u64,
+    /// `XEN_DOMCTL_set_paging_mempool_size`, in bytes.
+    pub paging_pool_bytes: u64,
+    /// Credit2 parameters (`XEN_DOMCTL_scheduler_op`).
+    pub weight: u16,
+    pub cap: u16,
+    /// Per vCPU hard and soft affinity (bit n = CPU n).
+    pub hard_affinity: Vec<u64>,
+    pub soft_affinity: Vec<u64>,
+}
+
+impl DomctlState {
+    pub fn new(max_vcpus: u32) -> Self {
+        let n = max_vcpus.min(128) as usize;
+        DomctlState {
+            tsc_mode: 0,
+            gtsc_khz: 0,
+            incarnation: 0,
+            tsc_elapsed_ns: 0,
+            paging_pool_bytes: PAGING_POOL_DEFAULT,
+            weight: CREDIT2_DEFAULT_WEIGHT,
+            cap: 0,
+            hard_affinity: vec![u64::MAX; n],
+            soft_affinity: vec![u64::MAX; n],
+        }
+    }
+}
 
 /// Xen's `getdomaininfo()`: the public view of one domain.
 pub fn getdomaininfo(d: &Domain, gpaddr_bits: u8) -> xen_domctl_getdomaininfo {
@@ -113,7 +157,7 @@ pub fn do_domctl(
         Ok(op) => op,
         Err(e) => return e.as_ret(),
     };
-    match domctl(hv, ext, caller, &mut op, guest) {
+    match domctl(hv, ext, caller, &mut op, arg, guest) {
         Ok(Copyback::No) => 0,
         Ok(Copyback::Yes) => match copy_to_guest(guest, arg, &op) {
             Ok(()) => 0,
@@ -148,6 +192,7 @@ fn domctl(
     ext: &mut dyn ExtHandlers,
     caller: Caller,
     op: &mut xen_domctl,
+    op_gva: u64,
     guest: &mut dyn GuestAccess,
 ) -> XenResult<Copyback> {
     if op.interface_version != XEN_DOMCTL_INTERFACE_VERSION {
@@ -199,6 +244,117 @@ fn domctl(
             let max = op.u.get::<xen_domctl_max_vcpus>().max;
             max_vcpus(hv, ext, caller, id, max)?;
             Ok(Copyback::No)
+        }
+        (XEN_DOMCTL_settscinfo, Some(id)) => {
+            let t: xen_domctl_tsc_info = op.u.get();
+            // Not on the caller itself (Xen pauses the target around it).
+            if id == caller.domid {
+                return Err(Errno::EINVAL);
+            }
+            let d = target_mut(hv, id)?;
+            if t.tsc_mode > TSC_MODE_MAX {
+                return Err(Errno::EINVAL);
+            }
+            d.ctl.tsc_mode = t.tsc_mode;
+            d.ctl.gtsc_khz = t.gtsc_khz;
+            d.ctl.tsc_elapsed_ns = t.elapsed_nsec;
+            d.ctl.incarnation = t.incarnation.wrapping_add(1);
+            Ok(Copyback::No)
+        }
+        (XEN_DOMCTL_set_paging_mempool_size | XEN_DOMCTL_get_paging_mempool_size, Some(id)) => {
+            let d = target_mut(hv, id)?;
+            if !d.is_hvm() {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            if op.cmd == XEN_DOMCTL_get_paging_mempool_size {
+                op.u.set(&xen_domctl_paging_mempool {
+                    size: d.ctl.paging_pool_bytes,
+                });
+                return Ok(Copyback::Yes);
+            }
+            let size = op.u.get::<xen_domctl_paging_mempool>().size;
+            // Whole pages, and a page count that fits 32 bits.
+            if size & 0xfff != 0 || (size >> 12) > u64::from(u32::MAX) {
+                return Err(Errno::EINVAL);
+            }
+            d.ctl.paging_pool_bytes = size;
+            Ok(Copyback::No)
+        }
+        (XEN_DOMCTL_setvcpuaffinity | XEN_DOMCTL_getvcpuaffinity, Some(id)) => {
+            let mut a: xen_domctl_vcpuaffinity = op.u.get();
+            let nr_cpus = ext.host_facts().nr_cpus.clamp(1, MASK_CPUS);
+            let d = target_mut(hv, id)?;
+            vcpu_affinity(d, op.cmd, &mut a, nr_cpus, guest)?;
+            Ok(Copyback::No)
+        }
+        (XEN_DOMCTL_getvcpuinfo, Some(id)) => {
+            let mut i: xen_domctl_getvcpuinfo = op.u.get();
+            let d = target_mut(hv, id)?;
+            if i.vcpu >= d.max_vcpus() {
+                return Err(Errno::EINVAL);
+            }
+            let v = d.vcpu(i.vcpu).ok_or(Errno::ESRCH)?;
+            i.online = u8::from(v.online);
+            i.blocked = u8::from(v.blocked);
+            i.running = u8::from(v.running);
+            i.cpu_time = v.run_time_ns;
+            // The physical CPU is not tracked per vCPU (the queue is shared).
+            i.cpu = 0;
+            op.u.set(&i);
+            Ok(Copyback::Yes)
+        }
+        (XEN_DOMCTL_scheduler_op, Some(id)) => {
+            let mut s: xen_domctl_scheduler_op = op.u.get();
+            let d = target_mut(hv, id)?;
+            let r = scheduler_op(d, &mut s);
+            // Xen copies the whole domctl back whatever the result.
+            op.u.set(&s);
+            if r.is_err() {
+                copy_back(guest, op_gva, op);
+            }
+            r.map(|()| Copyback::Yes)
+        }
+        (XEN_DOMCTL_gethvmcontext | XEN_DOMCTL_sethvmcontext, Some(id)) => {
+            let mut c: xen_domctl_hvmcontext = op.u.get();
+            let cpuid1 = ext.host_facts().cpuid1_eax;
+            let gpaddr_bits = hv.domains.caps().gpaddr_bits;
+            let d = target_mut(hv, id)?;
+            if id == caller.domid || !d.is_hvm() {
+                if op.cmd == XEN_DOMCTL_gethvmcontext {
+                    copy_back(guest, op_gva, op);
+                }
+                return Err(Errno::EINVAL);
+            }
+            if op.cmd == XEN_DOMCTL_sethvmcontext {
+                if c.size > hvm_save::MAX_CONTEXT_BYTES {
+                    return Err(Errno::ENOMEM);
+                }
+                let mut buf = vec![0u8; c.size as usize];
+                guest.copy_from_guest(c.buffer, &mut buf)?;
+                hvm_save::load(d, &buf, gpaddr_bits)?;
+                return Ok(Copyback::No);
+            }
+            // gethvmcontext: NULL buffer asks for the size; the domctl always
+            // goes back (Xen's `copyback = true` at its out label).
+            let need = hvm_save::save_size(d);
+            let r = if c.buffer == 0 {
+                c.size = need;
+                Ok(())
+            } else if c.size < need {
+                Err(Errno::ENOSPC)
+            } else {
+                let data = hvm_save::save(d, cpuid1);
+                c.size = data.len() as u32;
+                guest.copy_to_guest(c.buffer, &data)
+            };
+            op.u.set(&c);
+            match r {
+                Ok(()) => Ok(Copyback::Yes),
+                Err(e) => {
+                    copy_back(guest, op_gva, op);
+                    Err(e)
+                }
+            }
         }
         (XEN_DOMCTL_max_mem, Some(id)) => {
             let kb = op.u.get::<xen_domctl_max_mem>().max_memkb;
@@ -263,6 +419,162 @@ fn domctl(
             Err(Errno::ENOSYS)
         }
     }
+}
+
+/// Xen copies the domctl back even when some commands fail (its `copyback` is
+/// set before the error); the error stays the answer.
+fn copy_back(guest: &mut dyn GuestAccess, gva: u64, op: &xen_domctl) {
+    let _ = copy_to_guest(guest, gva, op);
+}
+
+/// `sched_adjust()` with credit2's `csched2_dom_cntl()`: the scheduler id must be
+/// credit2 (the only one here, as 4.17's default); per-vCPU commands are not
+/// supported by credit2 (`-EINVAL`); a weight of 0 and a cap of 0 leave the
+/// weight / remove the cap; a cap above 100 per vCPU is `-EINVAL`.
+fn scheduler_op(d: &mut Domain, s: &mut xen_domctl_scheduler_op) -> XenResult<()> {
+    if s.sched_id != XEN_SCHEDULER_CREDIT2 {
+        return Err(Errno::EINVAL);
+    }
+    match s.cmd {
+        XEN_DOMCTL_SCHEDOP_getinfo => {
+            let c =
+                s.u.member_mut::<xen_public_abi::domctl::xen_domctl_sched_credit2>();
+            c.weight = d.ctl.weight;
+            c.cap = d.ctl.cap;
+            Ok(())
+        }
+        XEN_DOMCTL_SCHEDOP_putinfo => {
+            let c =
+                s.u.get::<xen_public_abi::domctl::xen_domctl_sched_credit2>();
+            if c.weight != 0 {
+                d.ctl.weight = c.weight;
+            }
+            if c.cap != 0 {
+                if u32::from(c.cap) > 100 * d.vcpus.len() as u32 {
+                    return Err(Errno::EINVAL);
+                }
+                d.ctl.cap = c.cap;
+            } else {
+                d.ctl.cap = 0;
+            }
+            Ok(())
+        }
+        XEN_DOMCTL_SCHEDOP_putvcpuinfo | XEN_DOMCTL_SCHEDOP_getvcpuinfo => Err(Errno::EINVAL),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `xenctl_bitmap_to_bitmap()` for a CPU mask of `nr_cpus` bits.
+fn read_cpumask(g: &mut dyn GuestAccess, b: &xenctl_bitmap, nr_cpus: u32) -> XenResult<u64> {
+    let guest_bytes = b.nr_bits.div_ceil(8) as usize;
+    let xen_bytes = nr_cpus.div_ceil(8) as usize;
+    let copy = guest_bytes.min(xen_bytes);
+    let mut bytes = [0u8; 8];
+    if copy != 0 {
+        g.copy_from_guest(b.bitmap, &mut bytes[..copy])?;
+        if b.nr_bits & 7 != 0 && guest_bytes == copy {
+            bytes[copy - 1] &= !(0xffu8 << (b.nr_bits & 7));
+        }
+    }
+    let all = if nr_cpus >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << nr_cpus) - 1
+    };
+    Ok(u64::from_le_bytes(bytes) & all)
+}
+
+/// `bitmap_to_xenctl_bitmap()`: the mask, then zeros up to the guest's size.
+fn write_cpumask(
+    g: &mut dyn GuestAccess,
+    b: &xenctl_bitmap,
+    mask: u64,
+    nr_cpus: u32,
+) -> XenResult<()> {
+    let guest_bytes = b.nr_bits.div_ceil(8) as usize;
+    let xen_bytes = nr_cpus.div_ceil(8) as usize;
+    let copy = guest_bytes.min(xen_bytes);
+    if copy != 0 {
+        g.copy_to_guest(b.bitmap, &mask.to_le_bytes()[..copy])?;
+    }
+    // Bounded: the rest of the guest's bitmap, in chunks.
+    let mut at = copy;
+    let zeros = [0u8; 64];
+    while at < guest_bytes {
+        let n = (guest_bytes - at).min(zeros.len());
+        g.copy_to_guest(b.bitmap.wrapping_add(at as u64), &zeros[..n])?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// `vcpu_affinity_domctl()` (4.17): vCPU id below `max_vcpus` (`-EINVAL`) and
+/// created (`-ESRCH`); flags must ask for hard and/or soft with a non-NULL
+/// bitmap (`-EINVAL`); a hard affinity with no online CPU is `-EINVAL`; the
+/// effective masks are written back (hard ∩ online, soft ∩ hard ∩ online).
+fn vcpu_affinity(
+    d: &mut Domain,
+    cmd: u32,
+    a: &mut xen_domctl_vcpuaffinity,
+    nr_cpus: u32,
+    g: &mut dyn GuestAccess,
+) -> XenResult<()> {
+    if a.vcpu >= d.max_vcpus() {
+        return Err(Errno::EINVAL);
+    }
+    if d.vcpu(a.vcpu).is_none() {
+        return Err(Errno::ESRCH);
+    }
+    let hard = a.flags & XEN_VCPUAFFINITY_HARD != 0;
+    let soft = a.flags & XEN_VCPUAFFINITY_SOFT != 0;
+    if a.flags == 0 || (hard && a.cpumap_hard.bitmap == 0) || (soft && a.cpumap_soft.bitmap == 0) {
+        return Err(Errno::EINVAL);
+    }
+    let online = if nr_cpus >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << nr_cpus) - 1
+    };
+    let i = a.vcpu as usize;
+    if d.ctl.hard_affinity.len() <= i {
+        d.ctl.hard_affinity.resize(i + 1, u64::MAX);
+        d.ctl.soft_affinity.resize(i + 1, u64::MAX);
+    }
+    if cmd == XEN_DOMCTL_getvcpuaffinity {
+        if hard {
+            write_cpumask(g, &a.cpumap_hard, d.ctl.hard_affinity[i], nr_cpus)?;
+        }
+        if soft {
+            write_cpumask(g, &a.cpumap_soft, d.ctl.soft_affinity[i], nr_cpus)?;
+        }
+        return Ok(());
+    }
+    let old_hard = d.ctl.hard_affinity[i];
+    if hard {
+        let m = read_cpumask(g, &a.cpumap_hard, nr_cpus)?;
+        if m & online == 0 {
+            return Err(Errno::EINVAL);
+        }
+        d.ctl.hard_affinity[i] = m;
+        write_cpumask(g, &a.cpumap_hard, m & online, nr_cpus)?;
+    }
+    if soft {
+        let m = match read_cpumask(g, &a.cpumap_soft, nr_cpus) {
+            Ok(m) => m,
+            Err(e) => {
+                d.ctl.hard_affinity[i] = old_hard;
+                return Err(e);
+            }
+        };
+        d.ctl.soft_affinity[i] = m;
+        write_cpumask(
+            g,
+            &a.cpumap_soft,
+            m & online & d.ctl.hard_affinity[i],
+            nr_cpus,
+        )?;
+    }
+    Ok(())
 }
 
 fn target_mut(hv: &mut Hypervisor, id: domid_t) -> XenResult<&mut Domain> {
@@ -759,5 +1071,356 @@ mod tests {
         caps.gpaddr_bits = 48;
         let mut env = Env::with_caps(caps);
         assert_eq!(info(&mut env, 0, 0).1.gpaddr_bits, 48);
+    }
+
+    // ---- the toolstack's build-time domctls (libxl__build_pre, vcpu_hvm) ----
+
+    /// A domU with its vCPUs created (`max_vcpus`), as the builder has it.
+    fn built(env: &mut Env, vcpus: u32) -> domid_t {
+        let mut cfg = baseline();
+        cfg.max_vcpus = vcpus;
+        let (_, u) = env.create(&cfg, 0);
+        assert_eq!(env.domctl(0, &max_vcpus_op(u, vcpus)).0, 0);
+        u
+    }
+
+    fn tsc_op(dom: domid_t, mode: u32, khz: u32) -> xen_domctl {
+        let mut op = domctl_op(XEN_DOMCTL_settscinfo, dom);
+        op.u.set(&xen_domctl_tsc_info {
+            tsc_mode: mode,
+            gtsc_khz: khz,
+            incarnation: 7,
+            pad: 0,
+            elapsed_nsec: 0,
+        });
+        op
+    }
+
+    #[test]
+    fn settscinfo() {
+        let mut env = Env::new();
+        let u = built(&mut env, 1);
+        for mode in 0..=2 {
+            assert_eq!(env.domctl(0, &tsc_op(u, mode, 0)).0, 0, "mode {mode}");
+        }
+        assert_eq!(
+            env.domctl(0, &tsc_op(u, 3, 0)).0,
+            EINVAL,
+            "PVRDTSCP is gone"
+        );
+        assert_eq!(env.domctl(0, &tsc_op(u, 0, 1_000_000)).0, 0);
+        let c = &env.hv.domains.get(u).unwrap().ctl;
+        assert_eq!((c.tsc_mode, c.gtsc_khz, c.incarnation), (0, 1_000_000, 8));
+        assert_eq!(env.domctl(0, &tsc_op(0, 0, 0)).0, EINVAL, "not on itself");
+        assert_eq!(env.domctl(u, &tsc_op(u, 0, 0)).0, EPERM);
+        assert_eq!(env.domctl(0, &tsc_op(NONEXISTENT, 0, 0)).0, ESRCH);
+    }
+
+    fn pool_op(cmd: u32, dom: domid_t, size: u64) -> xen_domctl {
+        let mut op = domctl_op(cmd, dom);
+        op.u.set(&xen_domctl_paging_mempool { size });
+        op
+    }
+
+    #[test]
+    fn paging_mempool_size() {
+        let mut env = Env::new();
+        let u = built(&mut env, 1);
+        let get = |env: &mut Env| {
+            let (rc, op) = env.domctl(0, &pool_op(XEN_DOMCTL_get_paging_mempool_size, u, 0));
+            (rc, op.u.get::<xen_domctl_paging_mempool>().size)
+        };
+        assert_eq!(get(&mut env), (0, 1 << 20), "hap_enable's 256 pages");
+        let set = XEN_DOMCTL_set_paging_mempool_size;
+        assert_eq!(env.domctl(0, &pool_op(set, u, 4 << 20)).0, 0);
+        assert_eq!(get(&mut env), (0, 4 << 20));
+        assert_eq!(
+            env.domctl(0, &pool_op(set, u, 4097)).0,
+            EINVAL,
+            "not whole pages"
+        );
+        assert_eq!(
+            env.domctl(0, &pool_op(set, u, 1 << 44)).0,
+            EINVAL,
+            "page count > 32 bits"
+        );
+        assert_eq!(get(&mut env), (0, 4 << 20), "unchanged");
+        let mut pv = baseline();
+        pv.flags = 0;
+        pv.arch.emulation_flags = 0;
+        let (_, p) = env.create(&pv, 0);
+        assert_eq!(
+            env.domctl(0, &pool_op(set, p, 4096)).0,
+            -95,
+            "PV: -EOPNOTSUPP"
+        );
+    }
+
+    fn sched_op(dom: domid_t, id: u32, cmd: u32, weight: u16, cap: u16) -> xen_domctl {
+        let mut op = domctl_op(XEN_DOMCTL_scheduler_op, dom);
+        let mut s = xen_domctl_scheduler_op::new_zeroed();
+        s.sched_id = id;
+        s.cmd = cmd;
+        s.u.set(&xen_public_abi::domctl::xen_domctl_sched_credit2 { weight, cap });
+        op.u.set(&s);
+        op
+    }
+
+    /// What libxl does: get the credit2 defaults, put them back (with the
+    /// config's weight/cap).
+    #[test]
+    fn scheduler_op_credit2() {
+        use xen_public_abi::domctl::xen_domctl_sched_credit2 as C2;
+        let mut env = Env::new();
+        let u = built(&mut env, 2);
+        let get = XEN_DOMCTL_SCHEDOP_getinfo;
+        let put = XEN_DOMCTL_SCHEDOP_putinfo;
+        let (rc, op) = env.domctl(0, &sched_op(u, XEN_SCHEDULER_CREDIT2, get, 0, 0));
+        let c: C2 = op.u.get::<xen_domctl_scheduler_op>().u.get();
+        assert_eq!((rc, c.weight, c.cap), (0, 256, 0));
+        assert_eq!(
+            env.domctl(0, &sched_op(u, XEN_SCHEDULER_CREDIT2, put, 512, 150))
+                .0,
+            0
+        );
+        let (_, op) = env.domctl(0, &sched_op(u, XEN_SCHEDULER_CREDIT2, get, 0, 0));
+        let c: C2 = op.u.get::<xen_domctl_scheduler_op>().u.get();
+        assert_eq!((c.weight, c.cap), (512, 150));
+        // Weight 0 keeps the weight; cap 0 removes the cap; cap > 100/vCPU refused.
+        assert_eq!(
+            env.domctl(0, &sched_op(u, XEN_SCHEDULER_CREDIT2, put, 0, 0))
+                .0,
+            0
+        );
+        let c = &env.hv.domains.get(u).unwrap().ctl;
+        assert_eq!((c.weight, c.cap), (512, 0));
+        assert_eq!(
+            env.domctl(0, &sched_op(u, XEN_SCHEDULER_CREDIT2, put, 0, 201))
+                .0,
+            EINVAL
+        );
+        assert_eq!(
+            env.domctl(0, &sched_op(u, 5, get, 0, 0)).0,
+            EINVAL,
+            "credit1"
+        );
+        for cmd in [
+            XEN_DOMCTL_SCHEDOP_putvcpuinfo,
+            XEN_DOMCTL_SCHEDOP_getvcpuinfo,
+            9,
+        ] {
+            assert_eq!(
+                env.domctl(0, &sched_op(u, 6, cmd, 0, 0)).0,
+                EINVAL,
+                "cmd {cmd}"
+            );
+        }
+    }
+
+    #[test]
+    fn getvcpuinfo() {
+        let mut env = Env::new();
+        let mut cfg = baseline();
+        cfg.max_vcpus = 2;
+        let (_, u) = env.create(&cfg, 0);
+        let q = |env: &mut Env, v: u32| {
+            let mut op = domctl_op(XEN_DOMCTL_getvcpuinfo, u);
+            op.u.set(&xen_domctl_getvcpuinfo {
+                vcpu: v,
+                ..xen_domctl_getvcpuinfo::new_zeroed()
+            });
+            let (rc, op) = env.domctl(0, &op);
+            (rc, op.u.get::<xen_domctl_getvcpuinfo>())
+        };
+        assert_eq!(q(&mut env, 0).0, ESRCH, "before max_vcpus");
+        assert_eq!(q(&mut env, 2).0, EINVAL, ">= max_vcpus");
+        assert_eq!(env.domctl(0, &max_vcpus_op(u, 2)).0, 0);
+        {
+            let d = env.hv.domains.get_mut(u).unwrap();
+            d.vcpus[1].online = true;
+            d.vcpus[1].blocked = true;
+            d.vcpus[1].run_time_ns = 42;
+        }
+        let (rc, i) = q(&mut env, 0);
+        assert_eq!((rc, i.online, i.blocked, i.running), (0, 0, 0, 0));
+        let (_, i) = q(&mut env, 1);
+        assert_eq!((i.vcpu, i.online, i.blocked, i.cpu_time), (1, 1, 1, 42));
+    }
+
+    const MAP_GVA: u64 = 0x3000;
+
+    fn aff_op(dom: domid_t, cmd: u32, vcpu: u32, flags: u32, bits: u32) -> xen_domctl {
+        let mut op = domctl_op(cmd, dom);
+        let map = |at| xenctl_bitmap {
+            bitmap: at,
+            nr_bits: bits,
+            _implicit0: [0; 4],
+        };
+        op.u.set(&xen_domctl_vcpuaffinity {
+            vcpu,
+            flags,
+            cpumap_hard: map(MAP_GVA),
+            cpumap_soft: map(MAP_GVA + 0x100),
+        });
+        op
+    }
+
+    #[test]
+    fn vcpu_affinity() {
+        let mut env = Env::new();
+        let u = built(&mut env, 2);
+        let (set, get) = (XEN_DOMCTL_setvcpuaffinity, XEN_DOMCTL_getvcpuaffinity);
+        let both = XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT;
+        // libxl: all CPUs hard and soft (a 128-bit map of ones).
+        env.put(MAP_GVA, &[0xffu8; 16]);
+        env.put(MAP_GVA + 0x100, &[0xffu8; 16]);
+        assert_eq!(env.domctl(0, &aff_op(u, set, 0, both, 128)).0, 0);
+        // Written back: the effective masks (one CPU online with NoExt), zero-filled.
+        assert_eq!(
+            env.get::<[u8; 16]>(MAP_GVA),
+            [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(env.get::<[u8; 16]>(MAP_GVA + 0x100)[..2], [1, 0]);
+        // No online CPU in the hard mask: -EINVAL.
+        env.put(MAP_GVA, &[0xfeu8; 16]);
+        assert_eq!(
+            env.domctl(0, &aff_op(u, set, 0, XEN_VCPUAFFINITY_HARD, 128))
+                .0,
+            EINVAL
+        );
+        assert_eq!(
+            env.domctl(0, &aff_op(u, set, 0, 0, 128)).0,
+            EINVAL,
+            "no flags"
+        );
+        let mut null = aff_op(u, set, 0, XEN_VCPUAFFINITY_HARD, 128);
+        null.u
+            .member_mut::<xen_domctl_vcpuaffinity>()
+            .cpumap_hard
+            .bitmap = 0;
+        assert_eq!(env.domctl(0, &null).0, EINVAL, "NULL bitmap");
+        assert_eq!(
+            env.domctl(0, &aff_op(u, set, 2, both, 128)).0,
+            EINVAL,
+            "vCPU >= max"
+        );
+        let mut bad = aff_op(u, set, 0, XEN_VCPUAFFINITY_HARD, 128);
+        bad.u
+            .member_mut::<xen_domctl_vcpuaffinity>()
+            .cpumap_hard
+            .bitmap = HOLE_GVA;
+        assert_eq!(env.domctl(0, &bad).0, EFAULT);
+        // get: the stored hard mask.
+        env.put(MAP_GVA, &[0xaau8; 4]);
+        assert_eq!(
+            env.domctl(0, &aff_op(u, get, 1, XEN_VCPUAFFINITY_HARD, 32))
+                .0,
+            0
+        );
+        assert_eq!(
+            env.get::<[u8; 4]>(MAP_GVA),
+            [0xff, 0, 0, 0],
+            "default: all CPUs"
+        );
+        let mut cfg = baseline();
+        cfg.max_vcpus = 2;
+        let (_, w) = env.create(&cfg, 0);
+        assert_eq!(
+            env.domctl(0, &aff_op(w, get, 0, both, 32)).0,
+            ESRCH,
+            "no vCPUs yet"
+        );
+    }
+
+    const CTX_GVA: u64 = 0x4000;
+
+    fn ctx_op(cmd: u32, dom: domid_t, size: u32, buffer: u64) -> xen_domctl {
+        let mut op = domctl_op(cmd, dom);
+        op.u.set(&xen_domctl_hvmcontext {
+            size,
+            _implicit0: [0; 4],
+            buffer,
+        });
+        op
+    }
+
+    fn set_ctx(env: &mut Env, dom: domid_t, ctx: &[u8]) -> i64 {
+        env.mem.write_gpa(CTX_GVA, ctx).unwrap();
+        env.domctl(
+            0,
+            &ctx_op(XEN_DOMCTL_sethvmcontext, dom, ctx.len() as u32, CTX_GVA),
+        )
+        .0
+    }
+
+    /// libxenguest's `vcpu_hvm()` over the hypercall: the size, the context (only
+    /// its HEADER is reused), MTRR per vCPU, then CPU#0 → vCPU 0 is up at the
+    /// record's state and unpause makes it runnable.
+    #[test]
+    fn hvm_context_the_builder_way() {
+        use xen_public_abi::hvm::save::{hvm_hw_mtrr, HVM_SAVE_CODE_CPU, HVM_SAVE_CODE_MTRR};
+        let mut env = Env::new();
+        let u = built(&mut env, 2);
+        let get = XEN_DOMCTL_gethvmcontext;
+        let (rc, op) = env.domctl(0, &ctx_op(get, u, 0, 0));
+        let need = op.u.get::<xen_domctl_hvmcontext>().size;
+        assert_eq!((rc, need), (0, 32 + 2 * (1040 + 248) + 8));
+        let (rc, op) = env.domctl(0, &ctx_op(get, u, need - 1, CTX_GVA));
+        assert_eq!(rc, -28, "-ENOSPC");
+        assert_eq!(
+            op.u.get::<xen_domctl_hvmcontext>().size,
+            need - 1,
+            "copied back"
+        );
+        let (rc, op) = env.domctl(0, &ctx_op(get, u, need, CTX_GVA));
+        assert_eq!(rc, 0);
+        let got = op.u.get::<xen_domctl_hvmcontext>().size;
+        assert_eq!(got, 32 + 2 * 248 + 8, "no CPU records for down vCPUs");
+        assert_eq!(env.get::<u32>(CTX_GVA + 8), 0x5438_1286, "HEADER magic");
+
+        let mut m = hvm_hw_mtrr::new_zeroed();
+        m.msr_pat_cr = 0x0007_0406_0007_0406;
+        m.msr_mtrr_cap = 0x508;
+        m.msr_mtrr_def_type = 6 | 1 << 11;
+        for v in 0..2 {
+            let ctx = hvm_save::context(&[(HVM_SAVE_CODE_MTRR, v, m.as_bytes())]);
+            assert_eq!(set_ctx(&mut env, u, &ctx), 0);
+        }
+        let cpu = hvm_save::pvh_cpu_record(0x10_0040, 0x6000);
+        let ctx = hvm_save::context(&[(HVM_SAVE_CODE_CPU, 0, cpu.as_bytes())]);
+        assert_eq!(set_ctx(&mut env, u, &ctx), 0);
+        {
+            let d = env.hv.domains.get(u).unwrap();
+            assert!(d.vcpus[0].online && !d.vcpus[1].online);
+            assert!(d.hvm_save.has_start(0));
+            assert!(!d.is_runnable(), "still paused");
+        }
+        assert_eq!(env.simple(0, XEN_DOMCTL_unpausedomain, u), 0);
+        let d = env.hv.domains.get_mut(u).unwrap();
+        assert!(d.is_runnable());
+        let s = d.hvm_save.take_start(0).unwrap();
+        assert_eq!((s.rip, s.rbx), (0x10_0040, 0x6000));
+
+        // A bad record changes nothing; the caller itself, PV, bad pointers.
+        let mut badcpu = cpu;
+        badcpu.tr_arbytes = 0;
+        let ctx = hvm_save::context(&[(HVM_SAVE_CODE_CPU, 0, badcpu.as_bytes())]);
+        assert_eq!(set_ctx(&mut env, u, &ctx), EINVAL);
+        assert!(env.hv.domains.get(u).unwrap().vcpus[0].online, "not downed");
+        assert_eq!(set_ctx(&mut env, 0, &ctx), EINVAL, "dom0 on itself");
+        let set = XEN_DOMCTL_sethvmcontext;
+        assert_eq!(env.domctl(0, &ctx_op(set, u, 100, HOLE_GVA)).0, EFAULT);
+        assert_eq!(
+            env.domctl(0, &ctx_op(set, u, 1 << 20, CTX_GVA)).0,
+            -12,
+            "too big"
+        );
+        assert_eq!(env.domctl(0, &ctx_op(get, u, need, HOLE_GVA)).0, EFAULT);
+        let mut pv = baseline();
+        pv.flags = 0;
+        pv.arch.emulation_flags = 0;
+        let (_, p) = env.create(&pv, 0);
+        assert_eq!(env.domctl(0, &ctx_op(get, p, 0, 0)).0, EINVAL, "PV");
+        assert_eq!(env.domctl(u, &ctx_op(get, 0, 0, 0)).0, EPERM);
     }
 }

@@ -218,6 +218,11 @@ pub trait ExtHandlers {
         Ok(())
     }
 
+    /// The machine's facts (physinfo, CPU masks). Default: one CPU, nothing known.
+    fn host_facts(&self) -> HostFacts {
+        HostFacts::default()
+    }
+
     /// Domain `id` is about to be destroyed (close its event channels, drop its
     /// p2m views, ...). It is still in the table while this runs.
     fn domain_destroy(&mut self, _domains: &mut DomainTable, _id: domid_t) {}
@@ -225,6 +230,35 @@ pub trait ExtHandlers {
     /// Domain `id` has shut down (Xen sends `VIRQ_DOM_EXC` to dom0 here; for the
     /// hardware domain the machine should power off or reboot per `reason`).
     fn domain_shutdown(&mut self, _domains: &mut DomainTable, _id: domid_t, _reason: u32) {}
+}
+
+/// Facts about the machine the toolstack asks for (`XEN_SYSCTL_physinfo`, CPU
+/// masks, the HVM save header). The boot code fills them in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    /// CPUs online.
+    pub nr_cpus: u32,
+    pub cpu_khz: u32,
+    /// Frames of RAM the hypervisor manages, and how many are free now.
+    pub total_pages: u64,
+    pub free_pages: u64,
+    /// The highest machine frame number.
+    pub max_mfn: u64,
+    /// CPUID leaf 1 EAX of the boot CPU.
+    pub cpuid1_eax: u32,
+}
+
+impl Default for HostFacts {
+    fn default() -> Self {
+        HostFacts {
+            nr_cpus: 1,
+            cpu_khz: 0,
+            total_pages: 0,
+            free_pages: 0,
+            max_mfn: 0,
+            cpuid1_eax: 0,
+        }
+    }
 }
 
 /// The [`ExtHandlers`] with nothing wired: every external hypercall is `-ENOSYS`.
@@ -315,11 +349,11 @@ fn dispatch(
         __HYPERVISOR_console_io => console_io::do_console_io(hv, caller, a1 as u32, a2 as u32, a3, guest),
         __HYPERVISOR_sched_op => sched_op::do_sched_op(hv, ext, caller, a1 as i32, a2, guest),
         __HYPERVISOR_domctl => domctl::do_domctl(hv, ext, caller, a1, guest),
-        __HYPERVISOR_sysctl => sysctl::do_sysctl(hv, caller, a1, guest),
         __HYPERVISOR_event_channel_op => ext.event_channel_op(&mut hv.domains, caller, a1, a2, guest),
         __HYPERVISOR_hvm_op => ext.hvm_op(&mut hv.domains, caller, a1, a2, guest),
         __HYPERVISOR_memory_op => ext.memory_op(&mut hv.domains, caller, a1, a2, guest),
         __HYPERVISOR_vcpu_op => ext.vcpu_op(&mut hv.domains, caller, a1, a2, a3, guest),
+        __HYPERVISOR_sysctl => sysctl::do_sysctl(hv, ext, caller, a1, guest),
         // Available to HVM guests in 4.17, not implemented here.
         __HYPERVISOR_platform_op
         | __HYPERVISOR_multicall

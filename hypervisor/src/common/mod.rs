@@ -10,6 +10,7 @@ pub mod domctl;
 pub mod event_channel;
 pub mod guest_access;
 pub mod hvm;
+pub mod hvm_save;
 pub mod hypercall;
 pub mod log_ratelimit;
 pub mod memory;

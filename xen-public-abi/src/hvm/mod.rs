@@ -3,4 +3,5 @@
 pub mod hvm_op;
 pub mod hvm_vcpu;
 pub mod params;
+pub mod save;
 pub mod start_info;

@@ -203,6 +203,22 @@ impl crate::common::console_io::ConsoleSink for LogSink {
     }
 }
 
+/// `max_page`, for [`host_facts`].
+static MAX_RAM_PAGE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The machine's facts for `XEN_SYSCTL_physinfo`: online CPUs, TSC kHz, usable
+/// and free frames (the frame allocator's own count), the highest frame.
+fn host_facts() -> crate::common::hypercall::HostFacts {
+    crate::common::hypercall::HostFacts {
+        nr_cpus: super::percpu::online_count() as u32,
+        cpu_khz: (super::time::tsc_hz() / 1000) as u32,
+        total_pages: frame::usable_frames(),
+        free_pages: frame::free_frames() as u64,
+        max_mfn: MAX_RAM_PAGE.load(core::sync::atomic::Ordering::Relaxed),
+        cpuid1_eax: core::arch::x86_64::__cpuid(1).eax,
+    }
+}
+
 /// After READY: build the manifest's domains and run them (never returns when
 /// there is something to run). `Err`: nothing to run, and why.
 pub fn boot(images: &[ramdisk::Entry<'_>], max_ram_page: u64) -> Result<(), String> {
@@ -219,6 +235,8 @@ pub fn boot(images: &[ramdisk::Entry<'_>], max_ram_page: u64) -> Result<(), Stri
     let mut hv = Hypervisor::new(domains, console, clock());
     let mut ext = XenExt::new(Arc::new(super::guest_mem::PhysMachine), clock());
     ext.max_ram_page = max_ram_page;
+    MAX_RAM_PAGE.store(max_ram_page, core::sync::atomic::Ordering::Relaxed);
+    ext.facts = host_facts;
     let vcpus = build_all(&mut hv, &mut ext, images)?;
     if hv.domains.get(0).is_none() {
         return Err("no dom0 was built".into());

@@ -84,6 +84,13 @@ impl Bitmap {
 }
 
 static FRAMES: Mutex<Option<Bitmap>> = Mutex::new(None);
+/// Frames of usable RAM [`init`] found (for `XEN_SYSCTL_physinfo`'s total_pages).
+static USABLE_FRAMES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Frames of usable RAM the allocator manages.
+pub fn usable_frames() -> u64 {
+    USABLE_FRAMES.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// What [`init`] found.
 pub struct MemoryStats {
@@ -145,6 +152,10 @@ pub fn init(regions: &[MemoryRegion]) -> Result<MemoryStats, &'static str> {
     }
     bm.hint = 0x100; // start single-frame searches at 1 MiB; low memory is scarce
     *FRAMES.lock() = Some(bm);
+    USABLE_FRAMES.store(
+        stats.usable_bytes / FRAME_SIZE,
+        core::sync::atomic::Ordering::Relaxed,
+    );
     Ok(stats)
 }
 

@@ -33,7 +33,7 @@ use super::domain_build::BuiltVcpu;
 use super::guest_mem::VcpuGuestAccess;
 use super::guest_mem::PHYS_MACHINE;
 use super::hvm::exit::{self as hvm_exit, ExitEnv, HvmVcpuState};
-use super::hvm::vcpu::{ExitOutcome, Vcpu, VmExit};
+use super::hvm::vcpu::{ExitOutcome, InitialState, Segment, Vcpu, VmExit};
 use super::percpu::MAX_CPUS;
 use super::shutdown::{exit, ExitCode};
 use super::{apic, hvm, percpu, time};
@@ -157,6 +157,57 @@ pub fn shootdown(domid: domid_t) {
         core::hint::spin_loop();
     }
 }
+/// Hardware halves made by `XEN_DOMCTL_max_vcpus` for domains created at run
+/// time, waiting to join the slots (taken under the state lock, then this one).
+static NEW_HW: Mutex<Vec<BuiltVcpu>> = Mutex::new(Vec::new());
+
+/// `XenExt::vcpu_hw_create`: a hardware vCPU for a domain the toolstack
+/// creates (`-ENOMEM` if the backend cannot make one). It joins the run loop's
+/// slots at the next housekeeping, before any CPU can pick it.
+fn create_hw_vcpu(domid: domid_t, vcpu: u32) -> xen_public_abi::XenResult<()> {
+    let hw = hvm::new_vcpu().map_err(|e| {
+        log::warn!("d{domid}v{vcpu}: no hardware vCPU: {e:?}");
+        xen_public_abi::Errno::ENOMEM
+    })?;
+    NEW_HW.lock().push(BuiltVcpu { domid, vcpu, hw });
+    Ok(())
+}
+
+/// Move new hardware halves into the slots (replacing a stale one of a
+/// destroyed domain whose id came back).
+fn adopt_new_vcpus(st: &mut HvState) {
+    for b in core::mem::take(&mut *NEW_HW.lock()) {
+        st.slots.insert(
+            (b.domid, b.vcpu),
+            Slot {
+                hw: Some((b.hw, HvmVcpuState::new(b.domid, b.vcpu))),
+            },
+        );
+    }
+}
+
+/// A start state loaded by `XEN_DOMCTL_sethvmcontext`, as the backends load it.
+fn initial_state(s: &crate::common::hvm_save::CpuStart) -> InitialState {
+    let seg = |g: &crate::common::hvm_save::SegState| Segment {
+        selector: g.selector,
+        base: g.base,
+        limit: g.limit,
+        attrib: g.attrib,
+    };
+    InitialState {
+        rip: s.rip,
+        rsp: s.rsp,
+        rbx: s.rbx,
+        rflags: s.rflags,
+        cr0: s.cr0,
+        cr3: s.cr3,
+        cr4: s.cr4,
+        efer: s.efer,
+        cs: seg(&s.cs),
+        data: seg(&s.data),
+    }
+}
+
 /// Set once the state is in place: the APs leave their idle loop.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -176,6 +227,7 @@ pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_n
     ext.actions.clear();
     ext.quiesce = quiesce;
     ext.p2m_commit = Box::new(hvm::stage2::ArchCommit);
+    ext.vcpu_hw_create = create_hw_vcpu;
     let mut st = HvState {
         hv,
         ext,
@@ -289,6 +341,7 @@ fn housekeeping(st: &mut HvState) {
     let woken = hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
     kick(&woken);
     reap_destroyed(st);
+    adopt_new_vcpus(st);
     check_dom0(st);
 }
 
@@ -353,6 +406,16 @@ fn pick(st: &mut HvState) -> Option<Picked> {
         };
         let now = st.hv.clock.now_ns();
         let tsc = time::rdtsc();
+        // A CPU record loaded by the toolstack: the vCPU starts there.
+        if let Some(s) = st
+            .hv
+            .domains
+            .get_mut(who.0)
+            .and_then(|d| d.hvm_save.take_start(who.1))
+        {
+            log::debug!("d{}v{}: starting at {:#x}", who.0, who.1, s.rip);
+            hw.set_initial_state(&initial_state(&s));
+        }
         if let Some(d) = st.hv.domains.get_mut(who.0) {
             update_vcpu_time(d, &PHYS_MACHINE, who.1, tsc, now, st.scale);
             // shared_info may have moved (add_to_physmap) since last time.
