@@ -147,7 +147,26 @@ pub enum Mode {
 /// Checks (and installs) the host packages, then the Rust components.
 pub fn ensure(mode: Mode) -> Result<()> {
     host_packages(mode, REQUIREMENTS)?;
-    rust_components(mode)
+    rust_components(mode)?;
+    linux_inputs(mode);
+    Ok(())
+}
+
+/// The Linux domU scenarios' kernel and busybox, fetched from Debian's archive
+/// into `target/linux/` (see `linux.rs`). Not fatal here: only the Linux
+/// scenarios need them, and they fetch (and fail with the reason) themselves.
+fn linux_inputs(mode: Mode) {
+    if mode == Mode::CheckOnly {
+        return;
+    }
+    match crate::linux::inputs() {
+        Ok(inputs) => eprintln!(
+            "xtask deps: Linux test inputs {} and {}",
+            inputs.vmlinux.display(),
+            inputs.initramfs.display()
+        ),
+        Err(e) => eprintln!("xtask deps: Linux test inputs not available: {e:#}"),
+    }
 }
 
 /// Checks (and installs) only the host requirements that come from `packages`

@@ -11,6 +11,7 @@ mod build;
 mod ci;
 mod deps;
 mod emulator;
+mod linux;
 mod qemu_test;
 mod ramdisk;
 mod run;
@@ -72,6 +73,9 @@ enum Cmd {
         #[arg(long)]
         check_only: bool,
     },
+    /// Fetch Debian's cloud kernel and busybox-static and write the Linux domU
+    /// test inputs (target/linux/vmlinux, target/linux/initramfs.cpio).
+    LinuxInputs,
     /// Boot-to-READY times over N QEMU boots and the hypervisor's section sizes.
     Bench {
         /// Number of boots.
@@ -134,6 +138,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Ci { check_only } => Ok(ci::run(deps_mode(check_only))),
         Cmd::Deps { check_only } => {
             deps::ensure(deps_mode(check_only))?;
+            Ok(0)
+        }
+        Cmd::LinuxInputs => {
+            let inputs = linux::inputs()?;
+            println!("{}", inputs.vmlinux.display());
+            println!("{}", inputs.initramfs.display());
             Ok(0)
         }
         Cmd::Bench { boots } => {
