@@ -16,8 +16,8 @@ use super::domain::{Domain, DomainTable};
 use super::event_channel::{self, EvtchnDomain, EvtchnEnv};
 use super::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
 use super::hvm::{self, DomainRef, HvmEnv};
-use super::memory::{NoStage2, P2mCommit};
 use super::hypercall::{Caller, Clock, ExtHandlers, HostFacts};
+use super::memory::{NoStage2, P2mCommit};
 use super::{memory_op, sched_op, vcpu_op};
 
 /// Something only the backend can do, queued by a handler for the vCPU loop.

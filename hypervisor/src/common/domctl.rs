@@ -22,7 +22,20 @@ use alloc::vec::Vec;
 use log::info;
 use xen_public_abi::arch_x86::xen_arch_domainconfig;
 use xen_public_abi::domctl::{
-    xen_domctl, xen_domctl_cpu_policy, xen_domctl_createdomain, XEN_DOMCTL_createdomain, XEN_DOMCTL_destroydomain, XEN_DOMCTL_get_cpu_policy, XEN_DOMCTL_get_paging_mempool_size, xen_domctl_getdomaininfo, XEN_DOMCTL_getdomaininfo, XEN_DOMCTL_gethvmcontext, XEN_DOMCTL_getvcpuaffinity, XEN_DOMCTL_getvcpuinfo, xen_domctl_getvcpuinfo, xen_domctl_hvmcontext, XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMCTL_max_mem, xen_domctl_max_mem, XEN_DOMCTL_max_vcpus, xen_domctl_max_vcpus, xen_domctl_paging_mempool, XEN_DOMCTL_pausedomain, XEN_DOMCTL_SCHEDOP_getinfo, XEN_DOMCTL_SCHEDOP_getvcpuinfo, XEN_DOMCTL_SCHEDOP_putinfo, XEN_DOMCTL_SCHEDOP_putvcpuinfo, xen_domctl_scheduler_op, XEN_DOMCTL_scheduler_op, XEN_DOMCTL_set_cpu_policy, XEN_DOMCTL_set_paging_mempool_size, XEN_DOMCTL_sethvmcontext, XEN_DOMCTL_settscinfo, XEN_DOMCTL_setvcpuaffinity, xen_domctl_tsc_info, XEN_DOMCTL_unpausedomain, xen_domctl_vcpuaffinity, XEN_DOMINF_blocked, XEN_DOMINF_hap, XEN_DOMINF_hvm_guest, XEN_DOMINF_paused, XEN_DOMINF_running, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownshift, XEN_DOMINF_xs_domain, XEN_INVALID_MAX_VCPU_ID, XEN_SCHEDULER_CREDIT2, XEN_VCPUAFFINITY_HARD, XEN_VCPUAFFINITY_SOFT,
+    xen_domctl, xen_domctl_cpu_policy, xen_domctl_createdomain, xen_domctl_getdomaininfo,
+    xen_domctl_getvcpuinfo, xen_domctl_hvmcontext, xen_domctl_max_mem, xen_domctl_max_vcpus,
+    xen_domctl_paging_mempool, xen_domctl_scheduler_op, xen_domctl_tsc_info,
+    xen_domctl_vcpuaffinity, XEN_DOMCTL_SCHEDOP_getinfo, XEN_DOMCTL_SCHEDOP_getvcpuinfo,
+    XEN_DOMCTL_SCHEDOP_putinfo, XEN_DOMCTL_SCHEDOP_putvcpuinfo, XEN_DOMCTL_createdomain,
+    XEN_DOMCTL_destroydomain, XEN_DOMCTL_get_cpu_policy, XEN_DOMCTL_get_paging_mempool_size,
+    XEN_DOMCTL_getdomaininfo, XEN_DOMCTL_gethvmcontext, XEN_DOMCTL_getvcpuaffinity,
+    XEN_DOMCTL_getvcpuinfo, XEN_DOMCTL_max_mem, XEN_DOMCTL_max_vcpus, XEN_DOMCTL_pausedomain,
+    XEN_DOMCTL_scheduler_op, XEN_DOMCTL_set_cpu_policy, XEN_DOMCTL_set_paging_mempool_size,
+    XEN_DOMCTL_sethvmcontext, XEN_DOMCTL_settscinfo, XEN_DOMCTL_setvcpuaffinity,
+    XEN_DOMCTL_unpausedomain, XEN_DOMINF_blocked, XEN_DOMINF_hap, XEN_DOMINF_hvm_guest,
+    XEN_DOMINF_paused, XEN_DOMINF_running, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownshift,
+    XEN_DOMINF_xs_domain, XEN_DOMCTL_INTERFACE_VERSION, XEN_INVALID_MAX_VCPU_ID,
+    XEN_SCHEDULER_CREDIT2, XEN_VCPUAFFINITY_HARD, XEN_VCPUAFFINITY_SOFT,
 };
 use xen_public_abi::xen::xenctl_bitmap;
 use xen_public_abi::xen::{domid_t, DOMID_FIRST_RESERVED};

@@ -19,12 +19,12 @@
 
 use xen_public_abi::domctl::{xen_domctl_getdomaininfo, XEN_SCHEDULER_CREDIT2};
 use xen_public_abi::sysctl::{
-    xen_sysctl, xen_sysctl_cpu_policy, xen_sysctl_getdomaininfolist, XEN_SYSCTL_cpu_policy_host,
+    xen_sysctl, xen_sysctl_cpu_policy, xen_sysctl_getdomaininfolist, xen_sysctl_physinfo,
+    XEN_SYSCTL_PHYSCAP_gnttab_v1, XEN_SYSCTL_PHYSCAP_gnttab_v2, XEN_SYSCTL_PHYSCAP_hap,
+    XEN_SYSCTL_PHYSCAP_hvm, XEN_SYSCTL_PHYSCAP_pv, XEN_SYSCTL_cpu_policy_host,
     XEN_SYSCTL_cpu_policy_hvm_default, XEN_SYSCTL_cpu_policy_hvm_max, XEN_SYSCTL_cpu_policy_raw,
-    XEN_SYSCTL_get_cpu_policy, xen_sysctl_physinfo, XEN_SYSCTL_PHYSCAP_gnttab_v1,
-    XEN_SYSCTL_PHYSCAP_gnttab_v2, XEN_SYSCTL_PHYSCAP_hap, XEN_SYSCTL_PHYSCAP_hvm,
-    XEN_SYSCTL_PHYSCAP_pv, XEN_SYSCTL_getdomaininfolist, XEN_SYSCTL_physinfo, XEN_SYSCTL_sched_id,
-    XEN_SYSCTL_INTERFACE_VERSION,
+    XEN_SYSCTL_get_cpu_policy, XEN_SYSCTL_getdomaininfolist, XEN_SYSCTL_physinfo,
+    XEN_SYSCTL_sched_id, XEN_SYSCTL_INTERFACE_VERSION,
 };
 use xen_public_abi::{Errno, XenResult};
 use zerocopy::{FromZeros, IntoBytes};
