@@ -325,7 +325,7 @@ fn leak_check() {
     let mut changes = 0u64;
     while changes < 1_000_000 {
         gfn = (gfn + 4099) % pages;
-        if changes % 3 == 0 {
+        if changes.is_multiple_of(3) {
             w.add_to_physmap_same(gfn);
             changes += 1;
         } else {
