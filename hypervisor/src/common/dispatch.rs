@@ -536,7 +536,6 @@ mod tests {
     #[test]
     fn altp2m_restriction_is_committed_before_the_call_returns() {
         use crate::common::memory::P2m;
-        use xen_public_abi::UnionMember;
         struct Log(Arc<spin::Mutex<Vec<domid_t>>>);
         impl P2mCommit for Log {
             fn commit(&mut self, domid: domid_t, p2m: &mut P2m) -> XenResult<()> {
