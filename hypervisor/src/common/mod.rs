@@ -7,6 +7,8 @@ pub mod dispatch;
 pub mod domain;
 pub mod domctl;
 pub mod event_channel;
+#[cfg(test)]
+mod fuzz;
 pub mod guest_access;
 pub mod hvm;
 pub mod hypercall;
