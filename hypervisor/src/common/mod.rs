@@ -23,3 +23,5 @@ pub mod test_support;
 pub mod time;
 pub mod vcpu_op;
 pub mod xen_version;
+#[cfg(test)]
+mod xsa_tests;
