@@ -8,6 +8,8 @@ pub mod dispatch;
 pub mod domain;
 pub mod domctl;
 pub mod event_channel;
+#[cfg(test)]
+mod fuzz;
 pub mod guest_access;
 pub mod hvm;
 pub mod hvm_save;
@@ -24,3 +26,5 @@ pub mod test_support;
 pub mod time;
 pub mod vcpu_op;
 pub mod xen_version;
+#[cfg(test)]
+mod xsa_tests;
