@@ -214,7 +214,8 @@ pub fn boot(images: &[ramdisk::Entry<'_>], max_ram_page: u64) -> Result<(), Stri
     super::virt::guests_allowed().map_err(String::from)?;
     let scale = TimeScale::from_hz(super::time::tsc_hz());
     let clock = || Box::new(super::sched::TscClock { scale });
-    let domains = DomainTable::new(HostCaps::THIS_HYPERVISOR, Box::new(KernelPages));
+    let mut domains = DomainTable::new(HostCaps::THIS_HYPERVISOR, Box::new(KernelPages));
+    domains.set_cpu_policies(super::hvm::system_cpu_policies());
     let console = Console::new(Box::new(LogSink { line: Vec::new() }));
     let mut hv = Hypervisor::new(domains, console, clock());
     let mut ext = XenExt::new(Arc::new(super::guest_mem::PhysMachine), clock());
