@@ -30,6 +30,7 @@ use crate::common::memory::{P2mAccess, Rights};
 
 pub use crate::common::cpu_policy::cpuid::MSR_XEN_HYPERCALL_PAGE;
 use crate::common::cpu_policy::cpuid::{guest_cpuid, VcpuView};
+use crate::common::cpu_policy::cr4;
 use crate::common::cpu_policy::msr::{self, MsrAccess, VcpuMsrs};
 use xen_public_abi::arch_x86::XEN_X86_MSR_RELAXED;
 
@@ -40,7 +41,10 @@ const PORT_E9: u16 = 0xE9;
 /// COM1's registers (dom0 only).
 const COM1: core::ops::RangeInclusive<u16> = 0x3F8..=0x3FF;
 
+const X86_EXC_DB: u8 = 1;
 const X86_EXC_UD: u8 = 6;
+const RFLAGS_TF: u64 = 1 << 8;
+use super::debugreg::DR6_BS;
 const X86_EXC_GP: u8 = 13;
 const X86_EXC_MC: u8 = 18;
 
@@ -58,6 +62,8 @@ pub struct HvmVcpuState {
     last_allowed_fault: Option<u64>,
     /// Per-vCPU MSRs the CPU policy governs (`struct vcpu_msrs`).
     pub msrs: VcpuMsrs,
+    /// The CR4 mask last given to [`Vcpu::set_cr4_valid`].
+    cr4_valid: Option<u64>,
 }
 
 impl HvmVcpuState {
@@ -70,6 +76,7 @@ impl HvmVcpuState {
             entered_tsc: 0,
             last_allowed_fault: None,
             msrs: VcpuMsrs::default(),
+            cr4_valid: None,
         }
     }
 }
@@ -149,6 +156,12 @@ pub fn prepare_entry(
             reason: d.shutdown.code,
         });
     }
+    // The CR4 bits the policy grants (the policy may change until first unpause).
+    let valid = d.cpu_policy.cr4_valid_bits();
+    if st.cr4_valid != Some(valid) {
+        vcpu.set_cr4_valid(valid);
+        st.cr4_valid = Some(valid);
+    }
     let view = d.hvm.p2m.current_view(st.vcpu_id);
     let hw_views = match super::altp2m_hw::install(vcpu, domid, &d.hvm, st.vcpu_id) {
         Ok(taken) => taken,
@@ -170,8 +183,40 @@ pub fn prepare_entry(
     Ok(())
 }
 
-/// Handle one exit.
+/// Handle one exit. After an instruction the handlers emulated and stepped
+/// over, a guest single-stepping (RFLAGS.TF) gets its #DB with DR6.BS, as the
+/// hardware would have delivered it (Xen's `__update_guest_eip`).
 pub fn handle(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitOutcome {
+    let emulated = matches!(
+        exit,
+        VmExit::Hypercall
+            | VmExit::Cpuid
+            | VmExit::MsrRead
+            | VmExit::MsrWrite
+            | VmExit::Io(_)
+            | VmExit::Hlt
+            | VmExit::Cr4Write { .. }
+    );
+    let rip = vcpu.reg(Reg::Rip);
+    let out = handle_exit(vcpu, exit, env);
+    if emulated
+        && matches!(
+            out,
+            ExitOutcome::Continue | ExitOutcome::Block | ExitOutcome::Yield
+        )
+        && vcpu.reg(Reg::Rip) != rip
+        && vcpu.reg(Reg::Rflags) & RFLAGS_TF != 0
+    {
+        vcpu.set_dr6_bits(DR6_BS);
+        vcpu.inject(Event::Exception {
+            vector: X86_EXC_DB,
+            error_code: None,
+        });
+    }
+    out
+}
+
+fn handle_exit(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let domid = env.state.domid;
     if let Some(d) = env.hv.domains.get_mut(domid) {
         super::altp2m_hw::sync_view(vcpu, &mut d.hvm, env.state.vcpu_id);
@@ -183,6 +228,7 @@ pub fn handle(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitO
         VmExit::Hypercall => hypercall(vcpu, env),
         VmExit::Cpuid => cpuid(vcpu, env),
         VmExit::MsrRead => msr_read(vcpu, env),
+        VmExit::Cr4Write { value } => cr4_write(vcpu, env, value),
         VmExit::MsrWrite => msr_write(vcpu, env),
         VmExit::Io(io) => port_io(vcpu, env, io),
         VmExit::Hlt => {
@@ -321,6 +367,84 @@ fn cpuid(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     vcpu.set_reg(Reg::Rdx, r[3] as u64);
     vcpu.advance_rip();
     ExitOutcome::Continue
+}
+
+/// MOV to CR4: the new value must stay within the policy's
+/// `hvm_cr4_guest_valid_bits` and the architectural rules (`hvm_set_cr4`:
+/// PAE cannot be cleared in long mode, PCIDE needs long mode and CR3\[11:0\] =
+/// 0); otherwise #GP.
+fn cr4_write(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>, value: Option<u64>) -> ExitOutcome {
+    let domid = env.state.domid;
+    let (value, len) = match value {
+        Some(v) => (v, None),
+        None => match decode_mov_to_cr4(vcpu, env) {
+            Some((v, len)) => (v, Some(len)),
+            None => {
+                let rip = vcpu.reg(Reg::Rip);
+                let why = format!("CR4 write at rip {rip:#x} that cannot be decoded");
+                return crash_domain(env.hv, env.ext, domid, &why);
+            }
+        },
+    };
+    let Some(d) = env.hv.domains.get(domid) else {
+        return ExitOutcome::Crashed;
+    };
+    let valid = d.cpu_policy.cr4_valid_bits();
+    let ps = vcpu.paging_state();
+    let long = ps.efer & PagingState::EFER_LMA != 0;
+    let pcide = cr4::PCIDE;
+    let bad = value & !valid != 0
+        || (long && value & cr4::PAE == 0)
+        || (value & pcide != 0 && ps.cr4 & pcide == 0 && (!long || ps.cr3 & 0xfff != 0));
+    if bad {
+        return inject_gp(vcpu);
+    }
+    vcpu.set_cr4(value);
+    match len {
+        Some(l) => {
+            let rip = vcpu.reg(Reg::Rip);
+            vcpu.set_reg(Reg::Rip, rip.wrapping_add(l));
+        }
+        None => vcpu.advance_rip(),
+    }
+    ExitOutcome::Continue
+}
+
+/// Decode `mov %reg, %cr4` at RIP (legacy prefixes, REX, `0f 22 /r` with
+/// ModRM.reg = 4): the source value and the instruction length.
+fn decode_mov_to_cr4(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> Option<(u64, u64)> {
+    let rip = vcpu.reg(Reg::Rip);
+    let mut b = [0u8; 15];
+    env.guest.copy_from_guest(rip, &mut b).ok()?;
+    let long = vcpu.mode() == CpuMode::Long64;
+    let mut i = 0;
+    while i < b.len()
+        && matches!(
+            b[i],
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf2 | 0xf3
+        )
+    {
+        i += 1;
+    }
+    let mut rex = 0u8;
+    if long && i < b.len() && b[i] & 0xf0 == 0x40 {
+        rex = b[i];
+        i += 1;
+    }
+    if b.get(i..i + 2)? != [0x0f, 0x22] {
+        return None;
+    }
+    let modrm = *b.get(i + 2)?;
+    let reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
+    if reg != 4 {
+        return None;
+    }
+    let rm = (modrm & 7) | ((rex & 1) << 3);
+    let mut v = vcpu.reg(Reg::gpr(rm)?);
+    if !long {
+        v &= 0xffff_ffff;
+    }
+    Some((v, (i + 3) as u64))
 }
 
 fn inject_gp(vcpu: &mut dyn Vcpu) -> ExitOutcome {

@@ -6,6 +6,7 @@
 //! Mirrors `xen/arch/x86/hvm/` (`hvm.c`'s function table, `svm/`, `vmx/`).
 
 pub mod altp2m_hw;
+pub mod debugreg;
 pub mod exit;
 pub mod fpu;
 pub mod irq;
