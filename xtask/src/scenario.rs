@@ -527,6 +527,28 @@ const GUESTS: &[GuestScenario] = &[
         opt_in: false,
         about: "isolation: a triple-faulting domU and one touching memory outside its p2m are crashed alone",
     },
+    GuestScenario {
+        name: "cpu-policy",
+        dom0: &[
+            "RESULT cpu-policy.sysctl-hvm-max PASS",
+            "RESULT cpu-policy.domctl-get-narrowed PASS",
+            "RESULT cpu-policy.domctl-set-running-eexist PASS",
+            "RESULT cpu-policy.domctl-set-self-einval PASS",
+            "RESULT cpu-policy.domu-d1 PASS",
+            "RESULT cpu-policy.domu-d2 PASS",
+            "SCENARIO cpu-policy DONE",
+            "EXIT: success",
+        ],
+        anywhere: &[
+            "cpu-policy: d1 checked CPUID, * CR4 bits, 5 EFER bits, 15 MSRs, a 100000-MSR scan, debug registers and single-step",
+            "cpu-policy: d2 checked CPUID, * CR4 bits, 5 EFER bits, 15 MSRs, the narrowing, a 100000-MSR scan, debug registers and single-step",
+            "RESULT cpu-policy.d1 PASS",
+            "RESULT cpu-policy.d2 PASS",
+            "MEASURE cpu-policy.msr_scan_100k_cycles",
+        ],
+        opt_in: false,
+        about: "cpu-policy: CPUID, CR4/EFER bits and MSRs work exactly when advertised (default and narrowed policy), 100,000-MSR scan, per-domain debug registers and single-step",
+    },
 ];
 
 /// The Bochs `ryzen` variant (`<name>-bochs`, 1 CPU): a second SVM

@@ -93,6 +93,10 @@ pub struct BootDomain {
     /// `HVM_PARAM_ALTP2M` to set before the domain runs.
     pub altp2m: u64,
     pub cmdline: String,
+    /// CPUID feature bits to clear from the domain's default policy before it
+    /// runs (`cpuid_clear=7b0:0x80,1d:0x2000`: feature-word name : mask), applied
+    /// as `XEN_DOMCTL_set_cpu_policy` would be.
+    pub cpuid_clear: Vec<(usize, u32)>,
 }
 
 impl fmt::Debug for BootDomain {
@@ -280,6 +284,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
     let mut domid = None;
     let mut privileged = false;
     let mut altp2m = 0;
+    let mut cpuid_clear = Vec::new();
     let mut cmdline = String::new();
     let mut config = xen_domctl_createdomain::new_zeroed();
     config.flags = XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap;
@@ -333,6 +338,21 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
             }
             "altp2m" => altp2m = bounded(line, key, v, 3)?,
             "cmdline" => cmdline = v.clone(),
+            "cpuid_clear" => {
+                for part in v.split(',') {
+                    let (word, mask) = part
+                        .split_once(':')
+                        .ok_or_else(|| err(line, key, "expected word:mask"))?;
+                    let w = crate::common::cpu_policy::FEATURE_WORDS
+                        .iter()
+                        .position(|f| f.name == word)
+                        .ok_or_else(|| err(line, key, format!("unknown feature word `{word}`")))?;
+                    let m = mask.strip_prefix("0x").unwrap_or(mask);
+                    let m = u32::from_str_radix(m, 16)
+                        .map_err(|_| err(line, key, format!("bad mask `{mask}`")))?;
+                    cpuid_clear.push((w, m));
+                }
+            }
             _ => return Err(err(line, key, "unknown key")),
         }
     }
@@ -348,6 +368,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
         config,
         altp2m,
         cmdline,
+        cpuid_clear,
     })
 }
 
@@ -416,6 +437,21 @@ name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo
 
     fn fails(text: &str) -> ManifestError {
         parse(text).expect_err(text)
+    }
+
+    #[test]
+    fn cpuid_clear() {
+        let d =
+            parse("name=a image=a.elf memory_mib=1 cpuid_clear=7b0:0x80,1d:2000").expect("valid");
+        assert_eq!(d[0].cpuid_clear, [(5, 0x80), (0, 0x2000)]);
+        for bad in [
+            "cpuid_clear=7b0",
+            "cpuid_clear=zz:0x1",
+            "cpuid_clear=1d:0xq",
+        ] {
+            let e = parse(&format!("name=a image=a.elf memory_mib=1 {bad}")).unwrap_err();
+            assert!(format!("{e:?}").contains("cpuid_clear"), "{bad}: {e:?}");
+        }
     }
 
     #[test]

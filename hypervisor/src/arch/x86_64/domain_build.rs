@@ -102,6 +102,26 @@ fn populate_and_load(
     let d = hv.domains.get_mut(id).ok_or("vanished")?;
     d.memmap = pvh_memmap(pages);
     create_vcpus(d, ext).map_err(|e| format!("vCPUs: {e:?}"))?;
+    if !bd.cpuid_clear.is_empty() {
+        // As the toolstack would: the domain's leaves with the bits cleared,
+        // through XEN_DOMCTL_set_cpu_policy's path.
+        let mut narrowed = d.cpu_policy.cpuid.clone();
+        for &(w, mask) in &bd.cpuid_clear {
+            let v = narrowed.word(w) & !mask;
+            narrowed.set_word(w, v);
+        }
+        let max = hv.domains.cpu_policies().hvm_max.clone();
+        let d = hv.domains.get_mut(id).ok_or("vanished")?;
+        let mut err = crate::common::cpu_policy::PolicyErrors::NONE;
+        d.cpu_policy
+            .update_from_toolstack(&max, &narrowed.serialise(), &[], &mut err)
+            .map_err(|e| format!("cpuid_clear: {e:?} ({err:?})"))?;
+        log::info!(
+            "d{id}: CPU policy narrowed by the manifest: {:?}",
+            bd.cpuid_clear
+        );
+    }
+    let d = hv.domains.get_mut(id).ok_or("vanished")?;
     if bd.altp2m != 0 {
         d.hvm
             .set_param_raw(HVM_PARAM_ALTP2M, bd.altp2m)
@@ -230,7 +250,8 @@ pub fn boot(images: &[ramdisk::Entry<'_>], max_ram_page: u64) -> Result<(), Stri
     super::virt::guests_allowed().map_err(String::from)?;
     let scale = TimeScale::from_hz(super::time::tsc_hz());
     let clock = || Box::new(super::sched::TscClock { scale });
-    let domains = DomainTable::new(HostCaps::THIS_HYPERVISOR, Box::new(KernelPages));
+    let mut domains = DomainTable::new(HostCaps::THIS_HYPERVISOR, Box::new(KernelPages));
+    domains.set_cpu_policies(super::hvm::system_cpu_policies());
     let console = Console::new(Box::new(LogSink { line: Vec::new() }));
     let mut hv = Hypervisor::new(domains, console, clock());
     let mut ext = XenExt::new(Arc::new(super::guest_mem::PhysMachine), clock());

@@ -6,6 +6,7 @@
 #![no_main]
 
 mod altp2m;
+mod cpu_policy;
 mod dom0;
 mod errors;
 mod evtchn;
@@ -38,6 +39,8 @@ fn guest_main(boot: &Boot) -> ! {
         "altp2m" => altp2m::dom0(boot),
         "altp2m-domu" => altp2m::domu(boot),
         "isolation" => isolation::dom0(boot),
+        "cpu-policy" => cpu_policy::dom0(boot),
+        "cpu-policy-domu" => cpu_policy::domu(boot),
         "triple-fault" => isolation::triple_fault(),
         "bad-gpa" => isolation::bad_gpa(boot),
         "none" => xen::shutdown(SHUTDOWN_poweroff),

@@ -4,8 +4,7 @@
 //!
 //! Mirrors Xen's `xen/arch/x86/hvm/hvm.c` (`hvm_hypercall` dispatch and CPL check,
 //! `hvm_msr_read/write_intercept`, `hvm_hlt`, `hvm_hap_nested_page_fault`,
-//! `hvm_triple_fault`), `xen/arch/x86/cpuid.c` (the Xen leaves
-//! 0x40000000..0x40000005 of `cpuid_hypervisor_leaves`), `init_hypercall_page`
+//! `hvm_triple_fault`), `init_hypercall_page`
 //! (xen/arch/x86/domain.c) and the #VE emulation that upstream Xen does not have
 //! on SVM (altp2m on NPT is new ground here: `altp2m::check_access` +
 //! `altp2m::deliver_ve` + injecting vector 20).
@@ -16,14 +15,13 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use xen_public_abi::arch_x86::cpuid::*;
 use xen_public_abi::domctl::XEN_DOMCTL_CDF_evtchn_upcall;
 use xen_public_abi::sched::{SCHEDOP_yield, SHUTDOWN_crash};
 use xen_public_abi::xen::{__HYPERVISOR_sched_op, domid_t};
 
 use super::irq::{self, VLapic, MSR_APIC_BASE, MSR_X2APIC_FIRST, MSR_X2APIC_LAST};
 use super::stage2;
-use super::vcpu::{CpuMode, Event, ExitOutcome, IoAccess, Reg, Vcpu, VmExit};
+use super::vcpu::{CpuMode, Event, ExitOutcome, IoAccess, PagingState, Reg, Vcpu, VmExit};
 use crate::common::dispatch::{ArchAction, XenExt};
 use crate::common::guest_access::{GuestAccess, GuestMemory, GuestRam};
 use crate::common::hvm::altp2m::{self, AccessOutcome, X86_EXC_VE};
@@ -31,16 +29,24 @@ use crate::common::hypercall::{
     check_cpl, hypercall_entry, Caller, HypercallOutcome, HypercallRegs, Hypervisor,
 };
 use crate::common::memory::{P2mAccess, Rights};
-use crate::common::xen_version::{XEN_MAJOR, XEN_MINOR};
 
-/// The hypercall-page MSR (`CPUID(0x40000002).EBX`).
-pub const MSR_XEN_HYPERCALL_PAGE: u32 = 0x4000_0000;
+pub use crate::common::cpu_policy::cpuid::MSR_XEN_HYPERCALL_PAGE;
+use crate::common::cpu_policy::cpuid::{guest_cpuid, VcpuView};
+use crate::common::cpu_policy::cr4;
+use crate::common::cpu_policy::msr::{self, MsrAccess, VcpuMsrs};
+use xen_public_abi::arch_x86::XEN_X86_MSR_RELAXED;
+
+/// `MSR_EFER`.
+const MSR_EFER: u32 = 0xC000_0080;
 /// Port 0xE9: the "Bochs/Xen debug port" early console (dom0 only).
 const PORT_E9: u16 = 0xE9;
 /// COM1's registers (dom0 only).
 const COM1: core::ops::RangeInclusive<u16> = 0x3F8..=0x3FF;
 
+const X86_EXC_DB: u8 = 1;
 const X86_EXC_UD: u8 = 6;
+const RFLAGS_TF: u64 = 1 << 8;
+use super::debugreg::DR6_BS;
 const X86_EXC_GP: u8 = 13;
 const X86_EXC_MC: u8 = 18;
 
@@ -59,6 +65,10 @@ pub struct HvmVcpuState {
     /// The p2m's TLB generation this vCPU last flushed at
     /// (`P2m::tlb_generation`).
     pub flushed_tlb_gen: u64,
+    /// Per-vCPU MSRs the CPU policy governs (`struct vcpu_msrs`).
+    pub msrs: VcpuMsrs,
+    /// The CR4 mask last given to [`Vcpu::set_cr4_valid`].
+    cr4_valid: Option<u64>,
 }
 
 impl HvmVcpuState {
@@ -71,6 +81,8 @@ impl HvmVcpuState {
             entered_tsc: 0,
             last_allowed_fault: None,
             flushed_tlb_gen: 0,
+            msrs: VcpuMsrs::default(),
+            cr4_valid: None,
         }
     }
 }
@@ -150,6 +162,12 @@ pub fn prepare_entry(
             reason: d.shutdown.code,
         });
     }
+    // The CR4 bits the policy grants (the policy may change until first unpause).
+    let valid = d.cpu_policy.cr4_valid_bits();
+    if st.cr4_valid != Some(valid) {
+        vcpu.set_cr4_valid(valid);
+        st.cr4_valid = Some(valid);
+    }
     let view = d.hvm.p2m.current_view(st.vcpu_id);
     // Changes made outside a hypercall (an access upgraded by the fault path)
     // are committed here; a hypercall's were committed when it returned.
@@ -186,8 +204,40 @@ pub fn prepare_entry(
     Ok(())
 }
 
-/// Handle one exit.
+/// Handle one exit. After an instruction the handlers emulated and stepped
+/// over, a guest single-stepping (RFLAGS.TF) gets its #DB with DR6.BS, as the
+/// hardware would have delivered it (Xen's `__update_guest_eip`).
 pub fn handle(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitOutcome {
+    let emulated = matches!(
+        exit,
+        VmExit::Hypercall
+            | VmExit::Cpuid
+            | VmExit::MsrRead
+            | VmExit::MsrWrite
+            | VmExit::Io(_)
+            | VmExit::Hlt
+            | VmExit::Cr4Write { .. }
+    );
+    let rip = vcpu.reg(Reg::Rip);
+    let out = handle_exit(vcpu, exit, env);
+    if emulated
+        && matches!(
+            out,
+            ExitOutcome::Continue | ExitOutcome::Block | ExitOutcome::Yield
+        )
+        && vcpu.reg(Reg::Rip) != rip
+        && vcpu.reg(Reg::Rflags) & RFLAGS_TF != 0
+    {
+        vcpu.set_dr6_bits(DR6_BS);
+        vcpu.inject(Event::Exception {
+            vector: X86_EXC_DB,
+            error_code: None,
+        });
+    }
+    out
+}
+
+fn handle_exit(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let domid = env.state.domid;
     if let Some(d) = env.hv.domains.get_mut(domid) {
         super::altp2m_hw::sync_view(vcpu, &mut d.hvm, env.state.vcpu_id);
@@ -197,12 +247,9 @@ pub fn handle(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitO
     }
     match exit {
         VmExit::Hypercall => hypercall(vcpu, env),
-        VmExit::Cpuid => {
-            cpuid(vcpu, env);
-            vcpu.advance_rip();
-            ExitOutcome::Continue
-        }
+        VmExit::Cpuid => cpuid(vcpu, env),
         VmExit::MsrRead => msr_read(vcpu, env),
+        VmExit::Cr4Write { value } => cr4_write(vcpu, env, value),
         VmExit::MsrWrite => msr_write(vcpu, env),
         VmExit::Io(io) => port_io(vcpu, env, io),
         VmExit::Hlt => {
@@ -330,89 +377,111 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     ExitOutcome::Continue
 }
 
-/// The Xen leaves (base 0x40000000), `cpuid_hypervisor_leaves`.
-fn xen_leaf(env: &ExitEnv<'_>, leaf: u32, subleaf: u32) -> [u32; 4] {
-    let idx = leaf - XEN_CPUID_FIRST_LEAF;
-    match idx {
-        0 => [
-            XEN_CPUID_FIRST_LEAF + XEN_CPUID_MAX_NUM_LEAVES,
-            XEN_CPUID_SIGNATURE_EBX,
-            XEN_CPUID_SIGNATURE_ECX,
-            XEN_CPUID_SIGNATURE_EDX,
-        ],
-        1 => [(XEN_MAJOR << 16) | XEN_MINOR, 0, 0, 0],
-        // One hypercall page, MSR base; no PV feature bits for HVM.
-        2 => [1, MSR_XEN_HYPERCALL_PAGE, 0, 0],
-        3 => {
-            let khz = (crate::arch::x86_64::time::tsc_hz() / 1000) as u32;
-            match subleaf {
-                // vtsc flags 0, TSC_MODE_DEFAULT, guest TSC kHz, incarnation 0.
-                0 => [0, 0, khz, 0],
-                // Host kHz (`cpu_khz`) in ECX.
-                2 => [0, 0, khz, 0],
-                _ => [0; 4],
-            }
-        }
-        4 if subleaf == 0 => {
-            let flags = env
-                .hv
-                .domains
-                .get(env.state.domid)
-                .map_or(0, |d| d.config.flags);
-            let mut eax = XEN_HVM_CPUID_VCPU_ID_PRESENT | XEN_HVM_CPUID_DOMID_PRESENT;
-            if flags & XEN_DOMCTL_CDF_evtchn_upcall != 0 {
-                eax |= XEN_HVM_CPUID_UPCALL_VECTOR;
-            }
-            [eax, env.state.vcpu_id, u32::from(env.state.domid), 0]
-        }
-        _ => [0; 4],
-    }
-}
-
-/// CPUID: the Xen leaves, or the host's answer with what the guest must not see
-/// (SVM, VMX, MONITOR, MCE/MCA, MTRR) cleared and the hypervisor bit, x2APIC and
-/// the vCPU's APIC id set.
-fn cpuid(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) {
+/// CPUID: answered from the domain's CPU policy (`common::cpu_policy::cpuid`),
+/// the one implementation both backends use. With CPUID faulting enabled
+/// (`MSR_INTEL_MISC_FEATURES_ENABLES`), CPUID at CPL > 0 is #GP.
+fn cpuid(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let leaf = vcpu.reg(Reg::Rax) as u32;
     let subleaf = vcpu.reg(Reg::Rcx) as u32;
-    let r = if (XEN_CPUID_FIRST_LEAF..XEN_CPUID_FIRST_LEAF + 0x100).contains(&leaf) {
-        xen_leaf(env, leaf, subleaf)
-    } else if (0x4000_0100..0x4001_0000).contains(&leaf) {
-        [0; 4]
-    } else {
-        let h = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-        let mut r = [h.eax, h.ebx, h.ecx, h.edx];
-        let id = env.state.vcpu_id;
-        match leaf {
-            1 => {
-                r[1] = (r[1] & 0x00ff_ffff) | (id << 24);
-                // Clear MONITOR(3), VMX(5), FMA(12), XSAVE(26), OSXSAVE(27),
-                // AVX(28), F16C(29): XCR0 and the XSAVE state are not switched
-                // between vCPUs, so guests get x87/SSE only. Set x2APIC(21),
-                // hypervisor(31).
-                r[2] = (r[2] & !(1 << 3 | 1 << 5 | 1 << 12 | 0xF << 26)) | 1 << 21 | 1 << 31;
-                // Clear MCE(7), MTRR(12), MCA(14), ACPI(22); APIC(9) stays.
-                r[3] &= !(1 << 7 | 1 << 12 | 1 << 14 | 1 << 22);
-            }
-            // No AVX2 (EBX 5) and no AVX-512 (EBX 16, 17, 21, 26-28, 30, 31;
-            // ECX 1, 6, 11, 12, 14; EDX 2, 3, 8, 23): they need XSAVE state.
-            7 if subleaf == 0 => {
-                r[1] &= !(1 << 5 | 1 << 16 | 1 << 17 | 1 << 21 | 0x7 << 26 | 0x3 << 30);
-                r[2] &= !(1 << 1 | 1 << 6 | 1 << 11 | 1 << 12 | 1 << 14);
-                r[3] &= !(1 << 2 | 1 << 3 | 1 << 8 | 1 << 23);
-            }
-            0xD => r = [0; 4],
-            0xB | 0x1F => r[3] = id,
-            0x8000_0001 => r[2] &= !(1 << 2), // SVM
-            0x8000_000A => r = [0; 4],
-            _ => {}
-        }
-        r
+    if env.state.msrs.cpuid_faulting() && vcpu.cpl() > 0 {
+        return inject_gp(vcpu);
+    }
+    let Some(d) = env.hv.domains.get(env.state.domid) else {
+        return ExitOutcome::Crashed;
     };
+    let view = VcpuView {
+        domid: env.state.domid,
+        vcpu_id: env.state.vcpu_id,
+        cr4: vcpu.paging_state().cr4,
+        apic_enabled: env.state.lapic.apic_base & (1 << 11) != 0,
+        evtchn_upcall: d.config.flags & XEN_DOMCTL_CDF_evtchn_upcall != 0,
+        tsc_khz: (crate::arch::x86_64::time::tsc_hz() / 1000) as u32,
+    };
+    let r = guest_cpuid(&d.cpu_policy, &view, leaf, subleaf);
     vcpu.set_reg(Reg::Rax, r[0] as u64);
     vcpu.set_reg(Reg::Rbx, r[1] as u64);
     vcpu.set_reg(Reg::Rcx, r[2] as u64);
     vcpu.set_reg(Reg::Rdx, r[3] as u64);
+    vcpu.advance_rip();
+    ExitOutcome::Continue
+}
+
+/// MOV to CR4: the new value must stay within the policy's
+/// `hvm_cr4_guest_valid_bits` and the architectural rules (`hvm_set_cr4`:
+/// PAE cannot be cleared in long mode, PCIDE needs long mode and CR3\[11:0\] =
+/// 0); otherwise #GP.
+fn cr4_write(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>, value: Option<u64>) -> ExitOutcome {
+    let domid = env.state.domid;
+    let (value, len) = match value {
+        Some(v) => (v, None),
+        None => match decode_mov_to_cr4(vcpu, env) {
+            Some((v, len)) => (v, Some(len)),
+            None => {
+                let rip = vcpu.reg(Reg::Rip);
+                let why = format!("CR4 write at rip {rip:#x} that cannot be decoded");
+                return crash_domain(env.hv, env.ext, domid, &why);
+            }
+        },
+    };
+    let Some(d) = env.hv.domains.get(domid) else {
+        return ExitOutcome::Crashed;
+    };
+    let valid = d.cpu_policy.cr4_valid_bits();
+    let ps = vcpu.paging_state();
+    let long = ps.efer & PagingState::EFER_LMA != 0;
+    let pcide = cr4::PCIDE;
+    let bad = value & !valid != 0
+        || (long && value & cr4::PAE == 0)
+        || (value & pcide != 0 && ps.cr4 & pcide == 0 && (!long || ps.cr3 & 0xfff != 0));
+    if bad {
+        return inject_gp(vcpu);
+    }
+    vcpu.set_cr4(value);
+    match len {
+        Some(l) => {
+            let rip = vcpu.reg(Reg::Rip);
+            vcpu.set_reg(Reg::Rip, rip.wrapping_add(l));
+        }
+        None => vcpu.advance_rip(),
+    }
+    ExitOutcome::Continue
+}
+
+/// Decode `mov %reg, %cr4` at RIP (legacy prefixes, REX, `0f 22 /r` with
+/// ModRM.reg = 4): the source value and the instruction length.
+fn decode_mov_to_cr4(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> Option<(u64, u64)> {
+    let rip = vcpu.reg(Reg::Rip);
+    let mut b = [0u8; 15];
+    env.guest.copy_from_guest(rip, &mut b).ok()?;
+    let long = vcpu.mode() == CpuMode::Long64;
+    let mut i = 0;
+    while i < b.len()
+        && matches!(
+            b[i],
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf2 | 0xf3
+        )
+    {
+        i += 1;
+    }
+    let mut rex = 0u8;
+    if long && i < b.len() && b[i] & 0xf0 == 0x40 {
+        rex = b[i];
+        i += 1;
+    }
+    if b.get(i..i + 2)? != [0x0f, 0x22] {
+        return None;
+    }
+    let modrm = *b.get(i + 2)?;
+    let reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
+    if reg != 4 {
+        return None;
+    }
+    let rm = (modrm & 7) | ((rex & 1) << 3);
+    let mut v = vcpu.reg(Reg::gpr(rm)?);
+    if !long {
+        v &= 0xffff_ffff;
+    }
+    Some((v, (i + 3) as u64))
 }
 
 fn inject_gp(vcpu: &mut dyn Vcpu) -> ExitOutcome {
@@ -423,24 +492,74 @@ fn inject_gp(vcpu: &mut dyn Vcpu) -> ExitOutcome {
     ExitOutcome::Continue
 }
 
+/// The vLAPIC's MSRs (`APIC_BASE`, the x2APIC range 0x800-0x8ff): the hook the
+/// vLAPIC owns. `None`: not an APIC MSR; `Some(None)`: #GP.
+fn apic_msr_read(st: &HvmVcpuState, msr: u32) -> Option<Option<u64>> {
+    match msr {
+        MSR_APIC_BASE => Some(Some(st.lapic.apic_base)),
+        MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => Some(st.lapic.read_msr(msr)),
+        _ => None,
+    }
+}
+
+/// The vLAPIC's MSR writes; `None`: not an APIC MSR, `Some(ok)`.
+fn apic_msr_write(st: &mut HvmVcpuState, msr: u32, value: u64) -> Option<bool> {
+    match msr {
+        MSR_APIC_BASE => Some(st.lapic.write_apic_base(value)),
+        MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => Some(st.lapic.write_msr(msr, value)),
+        _ => None,
+    }
+}
+
+/// An MSR no handler knows: #GP, or read-as-zero with `XEN_X86_MSR_RELAXED`
+/// (reads only). Counted per domain, logged once per MSR and direction.
+fn unknown_msr(env: &mut ExitEnv<'_>, msr: u32, write: Option<u64>) -> Option<u64> {
+    let (domid, vcpu_id) = (env.state.domid, env.state.vcpu_id);
+    let d = env.hv.domains.get_mut(domid)?;
+    let relaxed = d.config.misc_flags & XEN_X86_MSR_RELAXED != 0;
+    let u = &mut d.unknown_msrs;
+    if u.record(msr, write.is_some()) {
+        match write {
+            Some(v) => log::info!(
+                "d{domid}v{vcpu_id}: wrmsr {msr:#x} <- {v:#x}: unknown MSR, #GP (logged once)"
+            ),
+            None => log::info!(
+                "d{domid}v{vcpu_id}: rdmsr {msr:#x}: unknown MSR, {} (logged once)",
+                if relaxed {
+                    "reads as 0 (MSR_RELAXED)"
+                } else {
+                    "#GP"
+                }
+            ),
+        }
+    } else if u.limit_reached_now() {
+        log::info!("d{domid}: further unknown MSRs are counted, not logged");
+    }
+    (relaxed && write.is_none()).then_some(0)
+}
+
 fn msr_read(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let msr = vcpu.reg(Reg::Rcx) as u32;
-    let value = match msr {
-        MSR_XEN_HYPERCALL_PAGE => Some(0),
-        MSR_APIC_BASE => Some(env.state.lapic.apic_base),
-        MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => env.state.lapic.read_msr(msr),
-        // IA32_TSC.
-        0x10 => Some(crate::arch::x86_64::time::rdtsc()),
-        _ => vcpu.msr(msr),
+    let value = if let Some(v) = apic_msr_read(env.state, msr) {
+        v
+    } else if msr == MSR_XEN_HYPERCALL_PAGE {
+        Some(0)
+    } else if msr == msr::MSR_IA32_TSC {
+        Some(crate::arch::x86_64::time::rdtsc())
+    } else {
+        let Some(d) = env.hv.domains.get(env.state.domid) else {
+            return ExitOutcome::Crashed;
+        };
+        match msr::guest_rdmsr(&d.cpu_policy, &env.state.msrs, msr) {
+            MsrAccess::Ok(v) => Some(v),
+            MsrAccess::Gp => None,
+            MsrAccess::Unhandled => match vcpu.msr(msr) {
+                Some(v) => Some(v),
+                None => unknown_msr(env, msr, None),
+            },
+        }
     };
     let Some(v) = value else {
-        crate::gprintk!(
-            env.state.domid,
-            log::Level::Debug,
-            "d{}v{}: rdmsr {msr:#x}: #GP",
-            env.state.domid,
-            env.state.vcpu_id
-        );
         return inject_gp(vcpu);
     };
     vcpu.set_reg(Reg::Rax, v & 0xffff_ffff);
@@ -452,30 +571,44 @@ fn msr_read(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
 fn msr_write(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let msr = vcpu.reg(Reg::Rcx) as u32;
     let value = (vcpu.reg(Reg::Rdx) << 32) | (vcpu.reg(Reg::Rax) & 0xffff_ffff);
-    let ok = match msr {
-        MSR_XEN_HYPERCALL_PAGE => write_hypercall_page(vcpu, env, value),
-        MSR_APIC_BASE => env.state.lapic.write_apic_base(value),
-        MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => {
-            if msr == MSR_X2APIC_FIRST + 0x30 {
-                let (d, v) = (env.state.domid, env.state.vcpu_id);
-                crate::gprintk!(
-                    d,
-                    log::Level::Debug,
-                    "d{d}v{v}: x2APIC ICR write {value:#x} ignored (no IPIs)"
-                );
+    let ok = if let Some(ok) = apic_msr_write(env.state, msr, value) {
+        ok
+    } else if msr == MSR_XEN_HYPERCALL_PAGE {
+        write_hypercall_page(vcpu, env, value)
+    } else {
+        let Some(d) = env.hv.domains.get(env.state.domid) else {
+            return ExitOutcome::Crashed;
+        };
+        match msr::guest_wrmsr(&d.cpu_policy, &mut env.state.msrs, msr, value) {
+            MsrAccess::Ok(()) => true,
+            MsrAccess::Gp => false,
+            MsrAccess::Unhandled if msr == MSR_EFER => {
+                // `hvm_efer_valid` against the policy, then the backend.
+                let pg = vcpu.paging_state().cr0 & PagingState::CR0_PG != 0;
+                match d.cpu_policy.efer_invalid(value, pg) {
+                    Some(why) => {
+                        crate::gprintk!(
+                            env.state.domid,
+                            log::Level::Debug,
+                            "d{}v{}: wrmsr EFER <- {value:#x}: {why}, #GP",
+                            env.state.domid,
+                            env.state.vcpu_id
+                        );
+                        false
+                    }
+                    None => vcpu.set_msr(msr, value).unwrap_or(false),
+                }
             }
-            env.state.lapic.write_msr(msr, value)
+            MsrAccess::Unhandled => match vcpu.set_msr(msr, value) {
+                Some(ok) => ok,
+                None => {
+                    unknown_msr(env, msr, Some(value));
+                    false
+                }
+            },
         }
-        _ => vcpu.set_msr(msr, value).unwrap_or(false),
     };
     if !ok {
-        crate::gprintk!(
-            env.state.domid,
-            log::Level::Debug,
-            "d{}v{}: wrmsr {msr:#x} <- {value:#x}: #GP",
-            env.state.domid,
-            env.state.vcpu_id
-        );
         return inject_gp(vcpu);
     }
     vcpu.advance_rip();

@@ -6,6 +6,7 @@
 //! Mirrors `xen/arch/x86/hvm/` (`hvm.c`'s function table, `svm/`, `vmx/`).
 
 pub mod altp2m_hw;
+pub mod debugreg;
 pub mod exit;
 pub mod fpu;
 pub mod irq;
@@ -29,6 +30,33 @@ pub fn cpu_enable() -> Result<(), VcpuError> {
         VirtSupport::Vmx(_) => vmx::cpu_enable(),
         VirtSupport::None(why) => Err(VcpuError::Unsupported(why)),
     }
+}
+
+/// The system CPU policies for this machine: the boot CPU's CPUID and what the
+/// detected backend can virtualise (`common::cpu_policy::derive`).
+pub fn system_cpu_policies() -> crate::common::cpu_policy::derive::SystemPolicies {
+    use crate::common::cpu_policy::derive::{Backend, SystemPolicies};
+    let backend = match virt::guests_allowed() {
+        Ok(VirtSupport::Vmx(_)) => Backend::Vmx,
+        _ => Backend::Svm,
+    };
+    let cpuid = |leaf: u32, subleaf: u32| {
+        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    };
+    let p = SystemPolicies::derive(backend, &cpuid);
+    log::info!(
+        "cpu policy: {backend:?}, HVM max: max leaf {:#x}, extended {:#x}, 1c {:#010x} 1d {:#010x} 7b0 {:#010x} 7c0 {:#010x} e1c {:#010x} e1d {:#010x}",
+        p.hvm_max.cpuid.max_leaf(),
+        p.hvm_max.cpuid.extd_max_leaf(),
+        p.hvm_max.cpuid.word(1),
+        p.hvm_max.cpuid.word(0),
+        p.hvm_max.cpuid.word(5),
+        p.hvm_max.cpuid.word(6),
+        p.hvm_max.cpuid.word(3),
+        p.hvm_max.cpuid.word(2),
+    );
+    p
 }
 
 /// A new vCPU of the detected backend, in the reset state (use

@@ -726,7 +726,8 @@ pub fn run_selftest() -> bool {
         return false;
     }
     let machine = Arc::new(PhysMap);
-    let domains = DomainTable::new(HostCaps::THIS_HYPERVISOR, Box::new(Frames));
+    let mut domains = DomainTable::new(HostCaps::THIS_HYPERVISOR, Box::new(Frames));
+    domains.set_cpu_policies(super::system_cpu_policies());
     let mut hv = Hypervisor::new(domains, Console::new(Box::new(LogSink)), Box::new(TscClock));
     let mut ext = XenExt::new(machine.clone(), Box::new(TscClock));
     let mut ok = true;

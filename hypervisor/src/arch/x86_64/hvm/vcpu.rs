@@ -234,6 +234,12 @@ pub enum VmExit {
     Io(IoAccess),
     /// HLT.
     Hlt,
+    /// MOV to CR4 that the policy check must see (bits outside the mask given to
+    /// [`Vcpu::set_cr4_valid`], or every CR4 write where the backend cannot
+    /// filter): `value` when the backend decoded the source register (then
+    /// [`Vcpu::advance_rip`] steps over it), `None` when the caller decodes the
+    /// instruction at RIP itself.
+    Cr4Write { value: Option<u64> },
     /// Nested-page fault / EPT violation: the guest-physical access was refused
     /// by stage 2 (`present`: the entry existed but lacked the right).
     Stage2Fault {
@@ -375,6 +381,16 @@ pub trait Vcpu: Send {
     fn set_ve_info(&mut self, _info_hpa: Option<u64>) -> bool {
         false
     }
+
+    /// Make every guest write to CR4 that sets a bit outside `valid` (the
+    /// policy's `hvm_cr4_guest_valid_bits`) exit as [`VmExit::Cr4Write`]. Backends
+    /// may exit on more writes than that (SVM: every CR4 write).
+    fn set_cr4_valid(&mut self, valid: u64);
+    /// Set the guest's CR4 (after the caller's checks), flushing the guest TLB.
+    fn set_cr4(&mut self, value: u64);
+    /// OR `bits` into the guest's DR6 (the single-step #DB after an emulated
+    /// instruction sets `DR6.BS`).
+    fn set_dr6_bits(&mut self, bits: u64);
 
     /// The 3-byte hypercall instruction (VMMCALL `0f 01 d9` / VMCALL `0f 01 c1`)
     /// the hypercall page is filled with.

@@ -20,6 +20,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
 
+use super::debugreg::GuestDebugRegs;
 use super::fpu::FpuState;
 use super::vcpu::{
     CpuMode, Event, InitialState, IoAccess, PagingState, Reg, Segment, Vcpu, VcpuError, VmExit,
@@ -212,6 +213,8 @@ pub struct SvmVcpu {
     next_rip: Option<u64>,
     /// Exits taken (statistics).
     pub exits: u64,
+    /// DR0-DR3, switched lazily (DR6/DR7 are in the VMCB).
+    debug: GuestDebugRegs,
     /// The guest's x87/SSE registers while it does not run.
     fpu: Box<FpuState>,
 }
@@ -265,6 +268,7 @@ impl SvmVcpu {
             flush: true,
             next_rip: None,
             exits: 0,
+            debug: GuestDebugRegs::new(vmcb_pa, false),
             fpu: FpuState::reset(),
         };
         v.init_control();
@@ -291,6 +295,11 @@ impl SvmVcpu {
         let (iopm, msrpm) = (self.iopm_pa, self.msrpm_pa);
         let c = &mut self.vmcb_mut().control;
         c.intercept_exceptions = 1 << 6 | 1 << 18; // #UD, #MC
+                                                   // Every CR4 write is checked against the policy (no write mask on SVM);
+                                                   // MOV DR exits until the vCPU owns the debug registers.
+        c.intercept_cr_write = 1 << 4;
+        c.intercept_dr_read = 0xff;
+        c.intercept_dr_write = 0xff;
         c.intercept_misc1 = INTERCEPT_INTR
             | INTERCEPT_NMI
             | INTERCEPT_CPUID
@@ -332,6 +341,7 @@ impl SvmVcpu {
         };
         let if_was_set = x86_64::instructions::interrupts::are_enabled();
         x86_64::instructions::interrupts::disable();
+        self.debug.before_entry();
         // SAFETY: SVM is enabled on this CPU (HOST_VMCB set by cpu_enable), the VMCB,
         // its permission maps and the NPT root are valid frames we own, and
         // `svm_vmrun` restores every callee-saved register and the host's
@@ -342,6 +352,7 @@ impl SvmVcpu {
             svm_vmrun(&mut self.gprs, self.vmcb_pa, host);
             self.fpu.save();
         }
+        self.debug.after_exit();
         if if_was_set {
             x86_64::instructions::interrupts::enable();
         }
@@ -388,6 +399,18 @@ impl SvmVcpu {
             VMEXIT_HLT => {
                 next(1);
                 VmExit::Hlt
+            }
+            // MOV to CR4: the caller decodes the instruction (no decode assists
+            // under QEMU TCG) and steps over it itself.
+            VMEXIT_CR4_WRITE => VmExit::Cr4Write { value: None },
+            // MOV DR: the vCPU takes the debug registers; the instruction runs
+            // again without the intercept.
+            VMEXIT_DR0_READ..=VMEXIT_DR15_WRITE => {
+                self.debug.take_ownership();
+                let c = &mut self.vmcb_mut().control;
+                c.intercept_dr_read = 0;
+                c.intercept_dr_write = 0;
+                return None;
             }
             VMEXIT_IOIO => {
                 // EXITINFO2 holds the next RIP with or without NRIP save.
@@ -550,6 +573,11 @@ impl Vcpu for SvmVcpu {
         s.g_pat = 0x0007_0406_0007_0406;
         self.vmcb_mut().control.eventinj = 0;
         self.vmcb_mut().control.interrupt_shadow = 0;
+        // A reset vCPU gives the debug registers back: MOV DR exits again.
+        self.debug.reset();
+        let c = &mut self.vmcb_mut().control;
+        c.intercept_dr_read = 0xff;
+        c.intercept_dr_write = 0xff;
     }
 
     fn advance_rip(&mut self) {
@@ -611,6 +639,19 @@ impl Vcpu for SvmVcpu {
 
     fn flush_guest_tlb(&mut self) {
         self.flush = true;
+    }
+
+    fn set_cr4_valid(&mut self, _valid: u64) {
+        // Every CR4 write exits already (init_control).
+    }
+
+    fn set_cr4(&mut self, value: u64) {
+        self.vmcb_mut().save.cr4 = value;
+        self.flush = true;
+    }
+
+    fn set_dr6_bits(&mut self, bits: u64) {
+        self.vmcb_mut().save.dr6 |= bits;
     }
 
     fn hypercall_insn(&self) -> [u8; 3] {

@@ -216,6 +216,9 @@ pub const EVENT_TYPE_NMI: u64 = 2 << 8;
 pub const EVENT_TYPE_EXCEPTION: u64 = 3 << 8;
 
 // Exit codes (APM appendix C).
+pub const VMEXIT_CR4_WRITE: u64 = 0x14;
+pub const VMEXIT_DR0_READ: u64 = 0x20;
+pub const VMEXIT_DR15_WRITE: u64 = 0x3F;
 pub const VMEXIT_EXCP_BASE: u64 = 0x40;
 pub const VMEXIT_INTR: u64 = 0x60;
 pub const VMEXIT_NMI: u64 = 0x61;

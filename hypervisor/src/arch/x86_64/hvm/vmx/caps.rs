@@ -42,6 +42,7 @@ pub mod proc {
     pub const HLT_EXITING: u32 = 1 << 7;
     pub const CR3_LOAD_EXITING: u32 = 1 << 15;
     pub const CR3_STORE_EXITING: u32 = 1 << 16;
+    pub const MOV_DR_EXITING: u32 = 1 << 23;
     pub const UNCOND_IO_EXITING: u32 = 1 << 24;
     pub const USE_MSR_BITMAPS: u32 = 1 << 28;
     pub const SECONDARY_CONTROLS: u32 = 1 << 31;
@@ -273,17 +274,16 @@ pub fn controls(c: &VmxCapabilities) -> Result<Controls, MissingControl> {
         .proc
         .adjust(
             proc::HLT_EXITING | proc::UNCOND_IO_EXITING | proc::SECONDARY_CONTROLS,
-            proc::USE_MSR_BITMAPS,
+            proc::USE_MSR_BITMAPS | proc::MOV_DR_EXITING,
         )
         .map_err(miss("primary processor-based"))?;
     let proc2 = c
         .proc2
         .adjust(
             proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST,
-            proc2::ENABLE_VPID
-                | proc2::ENABLE_RDTSCP
-                | proc2::ENABLE_INVPCID
-                | proc2::ENABLE_XSAVES,
+            // Not RDTSCP or INVPCID: the CPU policy does not offer them, and
+            // without these controls the instructions are #UD, as CPUID says.
+            proc2::ENABLE_VPID | proc2::ENABLE_XSAVES,
         )
         .map_err(miss("secondary processor-based"))?;
     let exit = c

@@ -25,6 +25,7 @@ pub mod reason {
     pub const INVVPID: u16 = 53;
     pub const XSETBV: u16 = 55;
     pub const CR_ACCESS: u16 = 28;
+    pub const DR_ACCESS: u16 = 29;
     pub const IO_INSTRUCTION: u16 = 30;
     pub const RDMSR: u16 = 31;
     pub const WRMSR: u16 = 32;

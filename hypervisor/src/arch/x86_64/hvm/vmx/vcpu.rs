@@ -21,6 +21,7 @@ use super::entry::{enter, EntryResult, Gprs};
 use super::exit::{self, reason, ExitInfo};
 use super::vmcs::{self as v, VmFail};
 use super::{ept, vmxon};
+use crate::arch::x86_64::hvm::debugreg::GuestDebugRegs;
 use crate::arch::x86_64::hvm::fpu::FpuState;
 use crate::arch::x86_64::hvm::vcpu::{
     CpuMode, Event, InitialState, IoAccess, PagingState, Reg, Vcpu, VcpuError, VmExit,
@@ -222,6 +223,11 @@ pub struct VmxVcpu {
     /// Guest-visible CR0/CR4 (the read shadows for host-owned bits).
     cr0: u64,
     cr4: u64,
+    /// `CR4_GUEST_HOST_MASK`: the VMX-fixed bits and every bit the CPU policy
+    /// does not grant (a write changing one exits).
+    cr4_mask: u64,
+    /// DR0-DR3 (lazily) and DR6 (every entry/exit); DR7 is in the VMCS.
+    debug: GuestDebugRegs,
     cr3: u64,
     efer: u64,
     cs_ar: u64,
@@ -280,6 +286,8 @@ impl VmxVcpu {
             rflags: 2,
             cr0: 0x10,
             cr4: 0,
+            cr4_mask: caps::cr4_host_owned(caps),
+            debug: GuestDebugRegs::new(vmcs, true),
             cr3: 0,
             efer: 0,
             cs_ar: 0,
@@ -368,7 +376,7 @@ impl VmxVcpu {
             }
         }
         v::set(v::CR0_GUEST_HOST_MASK, caps::cr0_host_owned(self.caps));
-        v::set(v::CR4_GUEST_HOST_MASK, caps::cr4_host_owned(self.caps));
+        v::set(v::CR4_GUEST_HOST_MASK, self.cr4_mask);
         if self.vpid != 0 {
             v::set(v::VIRTUAL_PROCESSOR_ID, self.vpid as u64);
         }
@@ -578,7 +586,7 @@ impl VmxVcpu {
         self.rsp = v::read(v::GUEST_RSP);
         self.rflags = v::read(v::GUEST_RFLAGS);
         let mask0 = caps::cr0_host_owned(self.caps);
-        let mask4 = caps::cr4_host_owned(self.caps);
+        let mask4 = self.cr4_mask;
         self.cr0 = (v::read(v::GUEST_CR0) & !mask0) | (v::read(v::CR0_READ_SHADOW) & mask0);
         self.cr4 = (v::read(v::GUEST_CR4) & !mask4) | (v::read(v::CR4_READ_SHADOW) & mask4);
         self.cr3 = v::read(v::GUEST_CR3);
@@ -679,6 +687,19 @@ impl VmxVcpu {
                 string: q & (1 << 4) != 0,
                 rep: q & (1 << 5) != 0,
             }),
+            // MOV to CR4 with a bit outside the policy's mask: the common code
+            // checks it (and steps over it with advance_rip).
+            reason::CR_ACCESS if q & 0xf == 4 && (q >> 4) & 3 == 0 => {
+                let value = Reg::gpr(((q >> 8) & 0xf) as u8).map(|r| self.reg(r));
+                VmExit::Cr4Write { value }
+            }
+            // MOV DR: the vCPU takes the debug registers, the instruction runs
+            // again without the intercept.
+            reason::DR_ACCESS => {
+                self.debug.take_ownership();
+                self.ctl.proc &= !proc::MOV_DR_EXITING;
+                return None;
+            }
             reason::CR_ACCESS => {
                 if self.cr_access(q) {
                     return None;
@@ -733,11 +754,13 @@ impl VmxVcpu {
         // CR2 is not part of the VMCS: the guest's value is loaded here and saved
         // after the exit, so another vCPU's page faults never show through.
         let r = unsafe {
+            self.debug.before_entry();
             self.fpu.load();
             asm!("mov cr2, {}", in(reg) self.cr2, options(nostack, nomem));
             let r = enter(&mut self.gprs, self.launched);
             asm!("mov {}, cr2", out(reg) self.cr2, options(nostack, nomem));
             self.fpu.save();
+            self.debug.after_exit();
             r
         };
         let out = match r {
@@ -987,6 +1010,11 @@ impl Vcpu for VmxVcpu {
 
     fn set_initial_state(&mut self, s: &InitialState) {
         let s = *s;
+        // A reset vCPU gives the debug registers back: MOV DR exits again.
+        self.debug.reset();
+        if let Ok(c) = caps::controls(self.caps) {
+            self.ctl.proc |= c.proc & proc::MOV_DR_EXITING;
+        }
         if let Err(e) = self.with_vmcs(|me| me.write_guest_state(&s)) {
             log::error!("vmx: set_initial_state: {e:?}");
         }
@@ -1112,6 +1140,32 @@ impl Vcpu for VmxVcpu {
             return false;
         }
         self.enable_hw_ve(info_hpa)
+    }
+
+    fn set_cr4_valid(&mut self, valid: u64) {
+        let mask = caps::cr4_host_owned(self.caps) | !valid;
+        if mask == self.cr4_mask {
+            return;
+        }
+        self.cr4_mask = mask;
+        let cr4 = self.cr4;
+        if let Err(e) = self.with_vmcs(|_| {
+            v::set(v::CR4_GUEST_HOST_MASK, mask);
+            v::set(v::CR4_READ_SHADOW, cr4);
+        }) {
+            log::error!("vmx: set_cr4_valid: {e:?}");
+        }
+    }
+
+    fn set_cr4(&mut self, value: u64) {
+        if let Err(e) = self.with_vmcs(|me| me.write_cr4(value)) {
+            log::error!("vmx: set_cr4: {e:?}");
+        }
+        self.flush = true;
+    }
+
+    fn set_dr6_bits(&mut self, bits: u64) {
+        self.debug.dr6_or(bits);
     }
 
     fn hypercall_insn(&self) -> [u8; 3] {
