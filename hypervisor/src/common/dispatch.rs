@@ -17,7 +17,11 @@ use super::event_channel::{self, EvtchnDomain, EvtchnEnv};
 use super::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
 use super::hvm::{self, DomainRef, HvmEnv};
 use super::hypercall::{Caller, Clock, ExtHandlers, HostFacts};
-use super::{memory_op, sched_op, vcpu_op};
+use super::{domain_memory, foreign_map, memory_op, sched_op, vcpu_op};
+use xen_public_abi::memory::{
+    XENMEM_add_to_physmap_batch, XENMEM_claim_pages, XENMEM_remove_from_physmap,
+    XENMEM_set_memory_map,
+};
 
 /// Something only the backend can do, queued by a handler for the vCPU loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +240,7 @@ impl ExtHandlers for XenExt {
         hvm::do_hvm_op(&mut env, guest, op, arg)
     }
 
+    #[allow(non_upper_case_globals)]
     fn memory_op(
         &mut self,
         domains: &mut DomainTable,
@@ -244,12 +249,32 @@ impl ExtHandlers for XenExt {
         arg: u64,
         guest: &mut dyn GuestAccess,
     ) -> i64 {
+        let free_pages = (self.facts)().free_pages;
         let mut env = memory_op::MemoryOpEnv {
             machine: &*self.machine,
             actions: &mut self.actions,
             max_ram_page: self.max_ram_page,
         };
-        memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest)
+        // The toolstack's ops on other domains live in their own modules.
+        let op = (cmd & memory_op::MEMOP_CMD_MASK) as u32;
+        let start = cmd >> memory_op::MEMOP_EXTENT_SHIFT;
+        let rc = match op {
+            XENMEM_add_to_physmap_batch => {
+                foreign_map::add_to_physmap_batch(&mut env, domains, caller, start, arg, guest)
+            }
+            XENMEM_remove_from_physmap => {
+                foreign_map::remove_from_physmap(&mut env, domains, caller, start, arg, guest)
+            }
+            XENMEM_claim_pages => {
+                domain_memory::claim_pages(domains, caller, start, arg, guest, free_pages)
+            }
+            XENMEM_set_memory_map => domain_memory::set_memory_map(domains, caller, arg, guest),
+            _ => return memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest),
+        };
+        match rc {
+            Ok(()) => 0,
+            Err(e) => e.as_ret(),
+        }
     }
 
     fn vcpu_op(

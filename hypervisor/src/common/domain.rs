@@ -655,6 +655,10 @@ impl Domain {
     pub fn flags(&self) -> u32 {
         self.config.flags
     }
+    /// The domain owns machine frame `mfn` (a guest page allocated to it).
+    pub fn owns_page(&self, mfn: Mfn) -> bool {
+        self.pages.contains(&mfn)
+    }
     pub fn is_hvm(&self) -> bool {
         self.config.flags & XEN_DOMCTL_CDF_hvm != 0
     }
@@ -753,6 +757,8 @@ pub struct DomainTable {
     rover: domid_t,
     caps: HostCaps,
     pages: Box<dyn PageAllocator + Send>,
+    /// Foreign mappings and the frame references they hold (`foreign_map.rs`).
+    pub foreign: super::foreign_map::ForeignRefs,
 }
 
 impl DomainTable {
@@ -762,7 +768,22 @@ impl DomainTable {
             rover: 0,
             caps,
             pages,
+            foreign: Default::default(),
         }
+    }
+
+    /// A frame leaves a domain: back to the allocator, unless a foreign mapping
+    /// still references it (then it is freed when the last mapping goes).
+    fn release_frame(&mut self, mfn: Mfn) {
+        if !self.foreign.orphan_if_mapped(mfn) {
+            self.pages.free_frame(mfn);
+        }
+    }
+
+    /// Give a frame back to the allocator (`foreign_map.rs`: the last reference of
+    /// an orphaned frame went).
+    pub(super) fn free_frame(&mut self, mfn: Mfn) {
+        self.pages.free_frame(mfn);
     }
 
     pub fn caps(&self) -> &HostCaps {
@@ -903,9 +924,13 @@ impl DomainTable {
     pub fn destroy_domain(&mut self, id: domid_t) -> XenResult<()> {
         let d = self.domains.remove(&id).ok_or(Errno::ESRCH)?;
         for mfn in d.pages {
-            self.pages.free_frame(mfn);
+            self.release_frame(mfn);
         }
         self.pages.free_frame(d.shared_info_mfn);
+        // The foreign mappings it held drop their references.
+        for mfn in self.foreign.mapper_gone(id) {
+            self.pages.free_frame(mfn);
+        }
         info!("d{id}: destroyed");
         Ok(())
     }
@@ -932,7 +957,7 @@ impl DomainTable {
             .position(|&m| m == mfn)
             .ok_or(Errno::EINVAL)?;
         d.pages.swap_remove(pos);
-        self.pages.free_frame(mfn);
+        self.release_frame(mfn);
         Ok(())
     }
 }
