@@ -23,7 +23,7 @@ use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::vec;
 
-use xen_public_abi::xen::{CONSOLEIO_read, CONSOLEIO_write};
+use xen_public_abi::xen::{__HYPERVISOR_console_io, CONSOLEIO_read, CONSOLEIO_write};
 use xen_public_abi::{Errno, XenResult};
 
 use super::guest_access::GuestAccess;
@@ -35,6 +35,9 @@ pub const DOMAIN_PBUF_SIZE: usize = 200;
 pub const SERIAL_RX_SIZE: usize = 128;
 /// Xen copies guest output in chunks of `sizeof(kbuf) - 1` bytes.
 const WRITE_CHUNK: usize = 127;
+/// Chunks copied per hypercall entry before a `CONSOLEIO_write` is preempted
+/// (the work budget: about 1 KiB).
+pub const WRITE_CHUNKS_PER_ENTRY: usize = 8;
 /// `printk_ratelimit_ms` and `printk_ratelimit_burst`.
 pub const RATELIMIT_MS: u64 = 5000;
 pub const RATELIMIT_BURST: u64 = 10;
@@ -163,7 +166,17 @@ pub fn do_console_io(
         return Errno::EPERM.as_ret();
     }
     let r = match cmd {
-        CONSOLEIO_write => console_write(hv, caller, privileged, count, buffer, guest).map(|()| 0),
+        CONSOLEIO_write => match console_write(hv, caller, privileged, count, buffer, guest) {
+            Ok(Some((left, at))) => {
+                hv.domains.create_continuation(
+                    __HYPERVISOR_console_io,
+                    [u64::from(CONSOLEIO_write), u64::from(left), at, 0, 0],
+                );
+                Ok(0)
+            }
+            Ok(None) => Ok(0),
+            Err(e) => Err(e),
+        },
         CONSOLEIO_read => console_read(hv, count, buffer, guest),
         _ => Err(Errno::ENOSYS),
     };
@@ -174,7 +187,10 @@ pub fn do_console_io(
 }
 
 /// `guest_console_write()`: chunk by chunk; a bad buffer is `-EFAULT` (chunks
-/// before it have been written, as in Xen).
+/// before it have been written, as in Xen). At most [`WRITE_CHUNKS_PER_ENTRY`]
+/// chunks per hypercall entry: with bytes left, returns the count left and
+/// where they start, for the continuation (Xen's `"iih"` continuation with the
+/// buffer moved on and the count reduced).
 fn console_write(
     hv: &mut Hypervisor,
     caller: Caller,
@@ -182,29 +198,42 @@ fn console_write(
     count: u32,
     buffer: u64,
     guest: &mut dyn GuestAccess,
-) -> XenResult<()> {
-    let mut left = count as usize;
+) -> XenResult<Option<(u32, u64)>> {
+    let mut left = count;
     let mut addr = buffer;
     let mut kbuf = [0u8; WRITE_CHUNK];
+    let mut chunks = 0;
     while left > 0 {
-        let n = left.min(WRITE_CHUNK);
+        if chunks == WRITE_CHUNKS_PER_ENTRY {
+            return Ok(Some((left, addr)));
+        }
+        chunks += 1;
+        let n = (left as usize).min(WRITE_CHUNK);
         guest.copy_from_guest(addr, &mut kbuf[..n])?;
-        let consumed = if privileged {
+        if privileged {
             hv.console.sink.write(&kbuf[..n]);
-            n
         } else {
-            guest_chunk(hv, caller.domid, &kbuf[..n])
-        };
-        addr = addr.wrapping_add(consumed as u64);
-        left -= consumed;
+            guest_chunk(hv, caller.domid, &kbuf[..n]);
+        }
+        addr = addr.wrapping_add(n as u64);
+        // n <= left.
+        left -= n as u32;
     }
-    Ok(())
+    Ok(None)
 }
 
-/// One chunk of a non-privileged domain's output: filter up to and including the
-/// first newline, then either buffer the text or print the completed line.
-/// Returns how many input bytes were consumed.
-fn guest_chunk(hv: &mut Hypervisor, domid: u16, chunk: &[u8]) -> usize {
+/// One chunk of a non-privileged domain's output, line by line.
+fn guest_chunk(hv: &mut Hypervisor, domid: u16, mut chunk: &[u8]) {
+    while !chunk.is_empty() {
+        let consumed = guest_line_part(hv, domid, chunk);
+        chunk = &chunk[consumed..];
+    }
+}
+
+/// Filter up to and including the first newline of `chunk`, then either buffer
+/// the text or print the completed line. Returns how many input bytes were
+/// consumed.
+fn guest_line_part(hv: &mut Hypervisor, domid: u16, chunk: &[u8]) -> usize {
     let (text, consumed, newline) = match chunk.iter().position(|&c| c == b'\n') {
         Some(i) => (&chunk[..i], i + 1, true),
         None => (chunk, chunk.len(), false),
@@ -271,8 +300,10 @@ pub mod fake {
 
 #[cfg(test)]
 mod tests {
+    use crate::common::guest_access::GuestAccess;
     use crate::common::test_support::*;
     use xen_public_abi::xen::{__HYPERVISOR_console_io as CIO, CONSOLEIO_read, CONSOLEIO_write};
+    use xen_public_abi::{Errno, XenResult};
 
     fn write(env: &mut Env, dom: u16, bytes: &[u8]) -> i64 {
         env.mem.bytes[ARG_GVA as usize..ARG_GVA as usize + bytes.len()].copy_from_slice(bytes);
@@ -389,6 +420,116 @@ mod tests {
         let (_, u) = env.create(&baseline(), 0);
         assert_eq!(env.hypercall(0, CIO, [99, 0, 0, 0, 0]), -38);
         assert_eq!(env.hypercall(u, CIO, [99, 0, 0, 0, 0]), -1);
+    }
+
+    /// One page of text aliased over the whole address space (the hostile
+    /// guest's trick: a count of 2³² costs it one page); counts the bytes read.
+    struct Aliased {
+        page: [u8; 4096],
+        read: u64,
+    }
+    impl GuestAccess for Aliased {
+        fn copy_from_guest(&mut self, gva: u64, buf: &mut [u8]) -> XenResult<()> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = self.page[(gva.wrapping_add(i as u64) & 0xfff) as usize];
+            }
+            self.read += buf.len() as u64;
+            Ok(())
+        }
+        fn copy_to_guest(&mut self, _: u64, _: &[u8]) -> XenResult<()> {
+            Err(Errno::EFAULT)
+        }
+    }
+
+    /// Defect 3 of issue 14: a huge `CONSOLEIO_write` is done in bounded entries
+    /// (about 1 KiB each), each continuing with the buffer moved on and the count
+    /// reduced; re-entered as a guest would, it writes the same as one call.
+    #[test]
+    fn huge_write_is_preempted_and_continued() {
+        use super::WRITE_CHUNKS_PER_ENTRY;
+        use crate::common::hypercall::{
+            hypercall_entry, Caller, HypercallOutcome, HypercallRegs, NoExt,
+        };
+        let mut env = Env::new();
+        let mut page = [b'a'; 4096];
+        for (i, b) in page.iter_mut().enumerate() {
+            *b = b'a' + (i % 26) as u8;
+        }
+        let mut g = Aliased { page, read: 0 };
+        let count: u64 = 300_007;
+        let start = 0xffff_ffff_ffff_0123;
+        let mut regs = HypercallRegs {
+            rax: u64::from(CIO),
+            args: [u64::from(CONSOLEIO_write), count, start, 0, 0],
+        };
+        let caller = Caller { domid: 0, vcpu: 0 };
+        let mut entries = 0u64;
+        loop {
+            entries += 1;
+            let before = g.read;
+            let out = hypercall_entry(&mut env.hv, &mut NoExt, caller, regs.rax, regs.args, &mut g);
+            assert!(g.read - before <= (WRITE_CHUNKS_PER_ENTRY * 127) as u64);
+            if let HypercallOutcome::Continue(c) = out {
+                assert_eq!(c.number, CIO);
+                assert_eq!(c.args[0], u64::from(CONSOLEIO_write));
+                assert_eq!(c.args[1], count - (g.read), "count reduced");
+                assert_eq!(c.args[2], start.wrapping_add(g.read), "buffer moved on");
+            }
+            if out.apply(&mut regs) {
+                break;
+            }
+        }
+        assert_eq!(regs.rax, 0);
+        let per_entry = (WRITE_CHUNKS_PER_ENTRY * 127) as u64;
+        assert_eq!(entries, count.div_ceil(per_entry));
+        let text = env.sink.text();
+        assert_eq!(text.len() as u64, count);
+        let want: alloc::vec::Vec<u8> = (0..count)
+            .map(|i| g.page[(start.wrapping_add(i) & 0xfff) as usize])
+            .collect();
+        assert!(text.as_bytes() == want.as_slice(), "same bytes as one call");
+        // The run-to-completion form gives the same result.
+        let mut env2 = Env::new();
+        let rc = env2.hypercall_with(
+            0,
+            CIO,
+            [u64::from(CONSOLEIO_write), count, start, 0, 0],
+            &mut g,
+        );
+        assert_eq!((rc, env2.sink.text()), (0, text));
+    }
+
+    /// A domU's newline flood (4 GiB of `\n` from one page) costs bounded work per
+    /// entry; the lines are rate-limited and counted.
+    #[test]
+    fn domu_newline_flood_is_bounded() {
+        use crate::common::hypercall::{hypercall_entry, Caller, HypercallRegs, NoExt};
+        let mut env = Env::new();
+        let (_, u) = env.create(&baseline(), 0);
+        let mut g = Aliased {
+            page: [b'\n'; 4096],
+            read: 0,
+        };
+        let mut regs = HypercallRegs {
+            rax: u64::from(CIO),
+            args: [u64::from(CONSOLEIO_write), u64::from(u32::MAX), 0, 0, 0],
+        };
+        // The first 50 entries: each reads at most its budget, and re-enters.
+        for _ in 0..50 {
+            let before = g.read;
+            let out = hypercall_entry(
+                &mut env.hv,
+                &mut NoExt,
+                Caller { domid: u, vcpu: 0 },
+                regs.rax,
+                regs.args,
+                &mut g,
+            );
+            assert!(g.read - before <= 8 * 127);
+            assert!(!out.apply(&mut regs), "not done yet");
+        }
+        assert_eq!(regs.args[1], u64::from(u32::MAX) - g.read);
+        assert_eq!(env.sink.text().lines().count(), 10, "burst of 10 lines");
     }
 
     /// A fault part-way: the chunks before it are written, then -EFAULT.

@@ -17,6 +17,7 @@ use super::event_channel::{self, EvtchnDomain, EvtchnEnv};
 use super::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
 use super::hvm::{self, DomainRef, HvmEnv};
 use super::hypercall::{Caller, Clock, ExtHandlers, HostFacts};
+use super::memory::{NoStage2, P2mCommit};
 use super::{domain_memory, foreign_map, memory_op, sched_op, vcpu_op};
 use xen_public_abi::memory::{
     XENMEM_add_to_physmap_batch, XENMEM_claim_pages, XENMEM_remove_from_physmap,
@@ -63,6 +64,11 @@ pub struct XenExt {
     /// run time (installed by the run loop; boot-time domains get theirs from
     /// the boot builder, before it is installed).
     pub vcpu_hw_create: fn(domid_t, u32) -> XenResult<()>,
+    /// Commits p2m changes to the stage-2 tables and waits for the CPUs that may
+    /// hold older translations ([`P2mCommit`]); run after every memory and HVM op,
+    /// before the frames they unmapped are freed. The run loop installs the real
+    /// one; host tests run no vCPUs ([`NoStage2`]) or record the order.
+    pub p2m_commit: Box<dyn P2mCommit + Send>,
 }
 
 impl XenExt {
@@ -75,7 +81,30 @@ impl XenExt {
             quiesce: |_| {},
             facts: HostFacts::default,
             vcpu_hw_create: |_, _| Ok(()),
+            p2m_commit: Box::new(NoStage2),
         }
+    }
+
+    /// After a handler that may have changed p2ms: each domain with changes not in
+    /// its stage-2 tables yet has them committed (tables edited, CPUs flushed), and
+    /// only then are the frames those changes unmapped given back (the ordering
+    /// rule of `docs/memory.md`, "p2m changes and shootdown"). A commit that fails
+    /// (no frame for a table) crashes that domain.
+    pub fn commit_p2m_changes(&mut self, domains: &mut DomainTable) {
+        let ids: Vec<domid_t> = domains.ids().collect();
+        for id in ids {
+            let Some(d) = domains.get_mut(id) else {
+                continue;
+            };
+            if !d.hvm.p2m.stage2_pending() {
+                continue;
+            }
+            if let Err(e) = self.p2m_commit.commit(id, &mut d.hvm.p2m) {
+                log::warn!("d{id}: cannot update the stage-2 tables: {e:?}");
+                self.actions.push(ArchAction::Crash { domid: id });
+            }
+        }
+        domains.release_deferred_frames();
     }
 
     /// The environment event channels run in, for `caller`.
@@ -224,7 +253,21 @@ impl ExtHandlers for XenExt {
         let mut env = self.evtchn_env(domains, caller.domid);
         env.caller_vcpu = caller.vcpu;
         // Xen's prototype takes `int cmd`.
-        event_channel::do_event_channel_op(&mut env, guest, cmd as u32, arg)
+        let rc = event_channel::do_event_channel_op(&mut env, guest, cmd as u32, arg);
+        if rc == xen_public_abi::Errno::ERESTART.as_ret() {
+            // Only a reset is preempted; it resumes as EVTCHNOP_reset_cont.
+            domains.create_continuation(
+                xen_public_abi::xen::__HYPERVISOR_event_channel_op,
+                [
+                    u64::from(xen_public_abi::event_channel::EVTCHNOP_reset_cont),
+                    arg,
+                    0,
+                    0,
+                    0,
+                ],
+            );
+        }
+        rc
     }
 
     fn hvm_op(
@@ -237,7 +280,9 @@ impl ExtHandlers for XenExt {
     ) -> i64 {
         let mut env = self.evtchn_env(domains, caller.domid);
         env.caller_vcpu = caller.vcpu;
-        hvm::do_hvm_op(&mut env, guest, op, arg)
+        let rc = hvm::do_hvm_op(&mut env, guest, op, arg);
+        self.commit_p2m_changes(domains);
+        rc
     }
 
     #[allow(non_upper_case_globals)]
@@ -269,12 +314,18 @@ impl ExtHandlers for XenExt {
                 domain_memory::claim_pages(domains, caller, start, arg, guest, free_pages)
             }
             XENMEM_set_memory_map => domain_memory::set_memory_map(domains, caller, arg, guest),
-            _ => return memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest),
+            _ => {
+                let rc = memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest);
+                self.commit_p2m_changes(domains);
+                return rc;
+            }
         };
-        match rc {
+        let rc = match rc {
             Ok(()) => 0,
             Err(e) => e.as_ret(),
-        }
+        };
+        self.commit_p2m_changes(domains);
+        rc
     }
 
     fn vcpu_op(
@@ -522,6 +573,72 @@ mod tests {
                 .param(HVM_PARAM_ALTP2M),
             Some(1)
         );
+    }
+
+    /// Issue 14: `EVTCHNOP_reset` of a domain with hundreds of ports is done
+    /// 64 ports per entry and continues as `EVTCHNOP_reset_cont` (Xen's
+    /// continuation); while it is in progress a second reset is `-EBUSY`; the
+    /// end result is every port closed, as one call would leave it.
+    #[test]
+    fn evtchn_reset_is_preempted_and_continued() {
+        use crate::common::event_channel::RESET_STRIDE;
+        use crate::common::hypercall::{hypercall_entry, HypercallOutcome, HypercallRegs};
+        let mut w = World::new();
+        let a = w.domu(0);
+        const PORTS: u32 = 300;
+        for _ in 0..PORTS {
+            let mut au = evtchn_alloc_unbound::new_zeroed();
+            au.dom = a;
+            au.remote_dom = 0;
+            assert_eq!(w.evtchn(0, EVTCHNOP_alloc_unbound, &au), 0);
+        }
+        let ports = |w: &World| {
+            let e = &w.env.hv.domains.get(a).unwrap().evtchn;
+            (1..e.valid_evtchns())
+                .filter(|&p| e.channel(p).unwrap().usable())
+                .count()
+        };
+        assert_eq!(ports(&w), PORTS as usize);
+        w.env.put(ARG_GVA, &evtchn_reset { dom: DOMID_SELF });
+        let mut regs = HypercallRegs {
+            rax: __HYPERVISOR_event_channel_op.into(),
+            args: [EVTCHNOP_reset.into(), ARG_GVA, 0, 0, 0],
+        };
+        let caller = Caller { domid: a, vcpu: 0 };
+        let mut entries = 0;
+        loop {
+            entries += 1;
+            let before = ports(&w);
+            let out = hypercall_entry(
+                &mut w.env.hv,
+                &mut w.ext,
+                caller,
+                regs.rax,
+                regs.args,
+                &mut w.env.mem,
+            );
+            assert!(before - ports(&w) <= RESET_STRIDE as usize, "bounded");
+            if let HypercallOutcome::Continue(c) = out {
+                assert_eq!(c.number, __HYPERVISOR_event_channel_op);
+                assert_eq!(c.args[..2], [EVTCHNOP_reset_cont.into(), ARG_GVA]);
+                if entries == 1 {
+                    // In progress: another reset is refused, nothing closed.
+                    let r = evtchn_reset { dom: a };
+                    assert_eq!(w.evtchn(0, EVTCHNOP_reset, &r), -16);
+                    w.env.put(ARG_GVA, &evtchn_reset { dom: DOMID_SELF });
+                }
+            }
+            if out.apply(&mut regs) {
+                break;
+            }
+        }
+        assert_eq!(regs.rax, 0);
+        assert_eq!(entries, 5, "ports 1..320 in strides of 64");
+        assert_eq!(ports(&w), 0);
+        // No reset in progress any more: reset_cont is -EBUSY, reset works.
+        let r = evtchn_reset { dom: DOMID_SELF };
+        assert_eq!(w.evtchn(a, EVTCHNOP_reset_cont, &r), -16);
+        assert_eq!(w.evtchn(a, EVTCHNOP_reset, &r), 0);
     }
 
     #[test]

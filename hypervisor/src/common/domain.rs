@@ -24,7 +24,7 @@
 #![allow(non_upper_case_globals)]
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use log::{info, warn};
@@ -596,8 +596,10 @@ pub struct Domain {
     pub console: GuestConsoleBuffer,
     /// `SCHEDOP_watchdog` timers.
     pub watchdogs: [WatchdogSlot; NR_DOMAIN_WATCHDOG_TIMERS],
-    /// Guest memory frames this domain owns (`tot_pages` = its length).
-    pages: Vec<Mfn>,
+    /// Guest memory frames this domain owns (`tot_pages` = its size), indexed by
+    /// mfn so that freeing one is O(log n) (Xen keeps `d->page_list` and finds a
+    /// page through its `struct page_info`; a set gives the same bound here).
+    pages: BTreeSet<Mfn>,
     /// Event channels (`d->evtchn`, both ABIs).
     pub evtchn: EvtchnDomain,
     /// HVM params, altp2m state and the p2m (`d->arch.hvm`, `d->arch.p2m`).
@@ -638,7 +640,7 @@ impl Domain {
             shared_info_gfn: u64::MAX,
             console: GuestConsoleBuffer::new(),
             watchdogs: [WatchdogSlot::default(); NR_DOMAIN_WATCHDOG_TIMERS],
-            pages: Vec::new(),
+            pages: BTreeSet::new(),
             evtchn: EvtchnDomain::new(
                 config.max_evtchn_port,
                 config.flags & XEN_DOMCTL_CDF_evtchn_fifo != 0,
@@ -759,6 +761,15 @@ pub struct DomainTable {
     pages: Box<dyn PageAllocator + Send>,
     /// Foreign mappings and the frame references they hold (`foreign_map.rs`).
     pub foreign: super::foreign_map::ForeignRefs,
+    /// Frames taken from their domain and unmapped from its p2m whose stale
+    /// translations other CPUs may still hold: freed by
+    /// [`DomainTable::release_deferred_frames`] once the p2m change was committed
+    /// (stage-2 tables updated, every CPU flushed).
+    deferred: Vec<Mfn>,
+    /// The continuation the running hypercall handler asked for
+    /// (`hypercall_create_continuation`); taken by the dispatcher as soon as the
+    /// handler returns (see `hypercall::Continuation`).
+    continuation: Option<super::hypercall::Continuation>,
 }
 
 impl DomainTable {
@@ -769,6 +780,8 @@ impl DomainTable {
             caps,
             pages,
             foreign: Default::default(),
+            deferred: Vec::new(),
+            continuation: None,
         }
     }
 
@@ -780,10 +793,24 @@ impl DomainTable {
         }
     }
 
-    /// Give a frame back to the allocator (`foreign_map.rs`: the last reference of
-    /// an orphaned frame went).
-    pub(super) fn free_frame(&mut self, mfn: Mfn) {
-        self.pages.free_frame(mfn);
+    /// The last foreign mapping of an orphaned frame was just removed from a
+    /// p2m (`foreign_map.rs`): free it after the shootdown, as other unmapped
+    /// frames.
+    pub(super) fn free_frame_deferred(&mut self, mfn: Mfn) {
+        self.deferred.push(mfn);
+    }
+
+    /// `hypercall_create_continuation()`: the running handler has used its work
+    /// budget; the guest re-executes the hypercall instruction with `number` and
+    /// `args` (see `hypercall::Continuation`). The handler's own return value is
+    /// then ignored.
+    pub fn create_continuation(&mut self, number: u32, args: super::hypercall::HypercallArgs) {
+        self.continuation = Some(super::hypercall::Continuation { number, args });
+    }
+
+    /// The continuation the last handler asked for, if any (the dispatcher's).
+    pub fn take_continuation(&mut self) -> Option<super::hypercall::Continuation> {
+        self.continuation.take()
     }
 
     pub fn caps(&self) -> &HostCaps {
@@ -944,19 +971,46 @@ impl DomainTable {
             return Err(Errno::E2BIG);
         }
         let mfn = self.pages.alloc_frame().ok_or(Errno::ENOMEM)?;
-        d.pages.push(mfn);
+        d.pages.insert(mfn);
         Ok(mfn)
     }
 
-    /// Take a guest frame back from domain `id`; `-EINVAL` if it does not own it.
+    /// Take a guest frame back from domain `id` that its p2m mapped until now: it
+    /// leaves the domain at once but goes back to the allocator only at
+    /// [`DomainTable::release_deferred_frames`], after the shootdown. `-EINVAL` if
+    /// the domain does not own it.
+    pub fn free_domheap_page_deferred(&mut self, id: domid_t, mfn: Mfn) -> XenResult<()> {
+        let d = self.domains.get_mut(&id).ok_or(Errno::ESRCH)?;
+        if !d.pages.remove(&mfn) {
+            return Err(Errno::EINVAL);
+        }
+        // A frame dom0 still maps stays until its last foreign mapping goes.
+        if !self.foreign.orphan_if_mapped(mfn) {
+            self.deferred.push(mfn);
+        }
+        Ok(())
+    }
+
+    /// Frames waiting for a shootdown.
+    pub fn deferred_frames(&self) -> &[Mfn] {
+        &self.deferred
+    }
+
+    /// Every CPU has flushed the translations of the p2m changes made so far: the
+    /// frames they unmapped go back to the allocator.
+    pub fn release_deferred_frames(&mut self) {
+        for mfn in self.deferred.drain(..) {
+            self.pages.free_frame(mfn);
+        }
+    }
+
+    /// Take a guest frame that was never mapped back from domain `id`; `-EINVAL`
+    /// if it does not own it.
     pub fn free_domheap_page(&mut self, id: domid_t, mfn: Mfn) -> XenResult<()> {
         let d = self.domains.get_mut(&id).ok_or(Errno::ESRCH)?;
-        let pos = d
-            .pages
-            .iter()
-            .position(|&m| m == mfn)
-            .ok_or(Errno::EINVAL)?;
-        d.pages.swap_remove(pos);
+        if !d.pages.remove(&mfn) {
+            return Err(Errno::EINVAL);
+        }
         self.release_frame(mfn);
         Ok(())
     }
@@ -1383,6 +1437,37 @@ mod tests {
         t.destroy_domain(id).unwrap();
         assert_eq!(frames.outstanding(), 0);
         assert_eq!(t.destroy_domain(id), Err(Errno::ESRCH));
+    }
+
+    /// The page index (issue 14, defect 6: each free was a linear search of the
+    /// domain's page list, O(n²) for a whole decrease_reservation). A big domain
+    /// frees its pages in a scattered order; another domain's frame and a frame
+    /// freed twice are refused; tot_pages follows. (The cost is measured by the
+    /// `p2m_change` bench, flat in the domain size.)
+    #[test]
+    fn big_domain_frees_pages_in_any_order() {
+        let (mut t, frames) = table(HostCaps::THIS_HYPERVISOR);
+        let a = t.create_domain(0, &baseline()).unwrap();
+        let b = t.create_domain(0, &baseline()).unwrap();
+        const N: usize = 1 << 14;
+        t.get_mut(a).unwrap().max_pages = N as u64;
+        t.get_mut(b).unwrap().max_pages = 1;
+        let pages: Vec<Mfn> = (0..N).map(|_| t.alloc_domheap_page(a).unwrap()).collect();
+        let other = t.alloc_domheap_page(b).unwrap();
+        assert_eq!(t.free_domheap_page(a, other), Err(Errno::EINVAL));
+        // A stride coprime with N visits every page once, far from list order.
+        let mut i = 0usize;
+        for n in 0..N {
+            i = (i + 7919) % N;
+            t.free_domheap_page(a, pages[i]).unwrap();
+            assert_eq!(t.get(a).unwrap().tot_pages(), (N - n - 1) as u64);
+        }
+        assert_eq!(t.free_domheap_page(a, pages[0]), Err(Errno::EINVAL));
+        assert_eq!(
+            frames.outstanding(),
+            2 + 1,
+            "two shared_info frames + b's page"
+        );
     }
 
     #[test]

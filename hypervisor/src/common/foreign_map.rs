@@ -143,7 +143,7 @@ fn unmap_foreign(domains: &mut DomainTable, mapper: domid_t, gfn: u64) -> bool {
     }
     if free {
         // Its owner let go of it before: nobody holds it now.
-        domains.free_frame(mfn);
+        domains.free_frame_deferred(mfn);
     }
     true
 }

@@ -10,6 +10,27 @@
 //! (`__HYPERVISOR_event_channel_op`), HVM ops (`__HYPERVISOR_hvm_op`), memory ops,
 //! vCPU ops and the event-channel questions `SCHEDOP_poll` and `SCHEDOP_block` ask.
 //! [`NoExt`] answers `-ENOSYS` for all of them until the integrator wires them.
+//!
+//! ## Continuations (preemptible hypercalls)
+//!
+//! Xen's `hypercall_create_continuation()` for HVM guests: a handler whose work
+//! the guest controls (a console write of 2³² bytes, a batch of 2³² pages)
+//! does a bounded amount per entry. When its budget is used it records, through
+//! [`DomainTable::create_continuation`], the hypercall number and the argument
+//! registers to re-enter with (a buffer pointer moved on, a count reduced, a
+//! start index encoded in `cmd` as memory_op does, or progress kept in the
+//! guest's own struct as `HVMOP_altp2m_set_mem_access_multi` does) and returns.
+//! A handler whose progress is all in guest memory may instead return
+//! `-ERESTART` (Xen's internal errno): that re-enters with the same number and
+//! arguments, and never reaches the guest. [`hypercall_entry`] then answers [`HypercallOutcome::Continue`]; the exit path
+//! ([`HypercallOutcome::apply`]) leaves RIP on the VMCALL/VMMCALL, sets RAX to
+//! the number and the argument registers to the new values, and the guest
+//! executes the instruction again. In between, the state lock is dropped,
+//! pending events are injected (the guest's handler returns to the same
+//! instruction), and the vCPU may be descheduled at its slice end: the other
+//! vCPUs and domains run. The guest sees one call, whose RAX is the final
+//! result. [`do_hypercall`] is the run-to-completion form (host tests, callers
+//! with no guest to re-enter): it re-enters in a loop.
 
 // Xen's names (`XEN_DOMCTL_createdomain`, `__HYPERVISOR_domctl`, ...) in match patterns.
 #![allow(non_upper_case_globals)]
@@ -43,6 +64,50 @@ pub struct Caller {
 /// The five argument registers of the 64-bit HVM convention, in order:
 /// RDI, RSI, RDX, R10, R8.
 pub type HypercallArgs = [u64; 5];
+
+/// A preempted hypercall: what the guest re-executes the hypercall instruction
+/// with (RAX = `number`, RDI, RSI, RDX, R10, R8 = `args`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Continuation {
+    pub number: u32,
+    pub args: HypercallArgs,
+}
+
+/// What one entry into the dispatcher ended with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HypercallOutcome {
+    /// Finished: the value for RAX; RIP moves past the instruction.
+    Done(i64),
+    /// Work budget used: re-enter with these registers; RIP stays.
+    Continue(Continuation),
+}
+
+/// The registers a 64-bit HVM hypercall reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HypercallRegs {
+    pub rax: u64,
+    /// RDI, RSI, RDX, R10, R8.
+    pub args: HypercallArgs,
+}
+
+impl HypercallOutcome {
+    /// Write the outcome into the guest's registers. Returns whether RIP
+    /// advances past the hypercall instruction (`false`: the guest executes it
+    /// again, Xen's `hcall_preempted`).
+    pub fn apply(&self, regs: &mut HypercallRegs) -> bool {
+        match *self {
+            HypercallOutcome::Done(ret) => {
+                regs.rax = ret as u64;
+                true
+            }
+            HypercallOutcome::Continue(c) => {
+                regs.rax = u64::from(c.number);
+                regs.args = c.args;
+                false
+            }
+        }
+    }
+}
 
 /// Monotonic system time (`NOW()`), in nanoseconds since boot.
 pub trait Clock {
@@ -207,14 +272,62 @@ pub fn check_cpl(cpl: u8) -> Option<i64> {
     (cpl != 0).then_some(Errno::EPERM.as_ret())
 }
 
-/// Dispatch one hypercall made by `caller` in 64-bit mode.
+/// Dispatch one hypercall made by `caller` in 64-bit mode and run it to
+/// completion: a continuation is re-entered at once, in a loop, as a guest that
+/// re-executes the instruction would (with nothing else running in between).
+/// Returns the value for RAX. The exit path uses [`hypercall_entry`] instead.
+pub fn do_hypercall(
+    hv: &mut Hypervisor,
+    ext: &mut dyn ExtHandlers,
+    caller: Caller,
+    number: u64,
+    args: HypercallArgs,
+    guest: &mut dyn GuestAccess,
+) -> i64 {
+    let mut regs = HypercallRegs { rax: number, args };
+    loop {
+        let outcome = hypercall_entry(hv, ext, caller, regs.rax, regs.args, guest);
+        if outcome.apply(&mut regs) {
+            return regs.rax as i64;
+        }
+    }
+}
+
+/// One entry into the dispatcher for a hypercall made by `caller` in 64-bit
+/// mode: the handler's result, or the continuation it asked for.
 ///
 /// `number` is RAX (Xen reads only EAX), `args` are RDI, RSI, RDX, R10, R8, `guest`
-/// reaches the caller's memory. Returns the value for RAX. Hypercalls not
-/// available to HVM/PVH guests in Xen 4.17 (and numbers out of range) are
-/// `-ENOSYS`; so are available ones this hypervisor does not implement (each is
-/// listed below with that note).
-pub fn do_hypercall(
+/// reaches the caller's memory. Hypercalls not available to HVM/PVH guests in
+/// Xen 4.17 (and numbers out of range) are `-ENOSYS`; so are available ones this
+/// hypervisor does not implement (each is listed below with that note).
+pub fn hypercall_entry(
+    hv: &mut Hypervisor,
+    ext: &mut dyn ExtHandlers,
+    caller: Caller,
+    number: u64,
+    args: HypercallArgs,
+    guest: &mut dyn GuestAccess,
+) -> HypercallOutcome {
+    // A continuation left by a handler that was not dispatched from here (a
+    // bug) must not be applied to this call.
+    let stale = hv.domains.take_continuation();
+    debug_assert!(stale.is_none(), "continuation left behind: {stale:?}");
+    let ret = dispatch(hv, ext, caller, number, args, guest);
+    match hv.domains.take_continuation() {
+        Some(c) => HypercallOutcome::Continue(c),
+        // A handler that kept its progress where its arguments point (the guest's
+        // struct) re-enters with the same registers: `-ERESTART` never reaches
+        // the guest.
+        None if ret == Errno::ERESTART.as_ret() => HypercallOutcome::Continue(Continuation {
+            number: number as u32,
+            args,
+        }),
+        None => HypercallOutcome::Done(ret),
+    }
+}
+
+/// The dispatch table proper (one handler entry).
+fn dispatch(
     hv: &mut Hypervisor,
     ext: &mut dyn ExtHandlers,
     caller: Caller,
@@ -632,6 +745,144 @@ mod tests {
         assert_eq!(env.simple(0, XEN_DOMCTL_destroydomain, u), 0);
         assert_eq!(env.frames.outstanding(), frames);
         assert_eq!(env.domctl(0, &domctl_op(XEN_DOMCTL_getdomaininfo, u)).0, -3);
+    }
+
+    /// A handler with a work budget: `memory_op(cmd = n | done << 32, arg)` adds
+    /// `n` units into a counter, at most `BUDGET` per entry, and continues with
+    /// its progress encoded in `cmd` (as Xen's memory_op encodes its start extent).
+    struct Counting {
+        total: u64,
+        entries: u32,
+    }
+    const BUDGET: u64 = 10;
+    impl ExtHandlers for Counting {
+        fn memory_op(
+            &mut self,
+            domains: &mut DomainTable,
+            _: Caller,
+            cmd: u64,
+            arg: u64,
+            _: &mut dyn GuestAccess,
+        ) -> i64 {
+            self.entries += 1;
+            let (n, mut done) = (cmd & 0xffff_ffff, cmd >> 32);
+            while done < n {
+                if done > 0 && done % BUDGET == 0 && (cmd >> 32) != done {
+                    domains.create_continuation(
+                        __HYPERVISOR_memory_op,
+                        [n | done << 32, arg, 0, 0, 0],
+                    );
+                    return 0x5151; // ignored: the continuation wins
+                }
+                self.total += 1;
+                done += 1;
+            }
+            n as i64 + arg as i64
+        }
+    }
+
+    /// One entry does one budget's work and asks to be re-entered; applying the
+    /// outcome keeps RIP, sets RAX to the number and the argument registers.
+    #[test]
+    fn continuation_outcome_and_registers() {
+        let mut env = Env::new();
+        let mut ext = Counting {
+            total: 0,
+            entries: 0,
+        };
+        let caller = Caller { domid: 0, vcpu: 0 };
+        let out = hypercall_entry(
+            &mut env.hv,
+            &mut ext,
+            caller,
+            u64::from(__HYPERVISOR_memory_op),
+            [25, 7, 0xaa, 0xbb, 0xcc],
+            &mut env.mem,
+        );
+        let want = Continuation {
+            number: __HYPERVISOR_memory_op,
+            args: [25 | 10 << 32, 7, 0, 0, 0],
+        };
+        assert_eq!(out, HypercallOutcome::Continue(want));
+        assert_eq!(ext.total, 10);
+        let mut regs = HypercallRegs {
+            rax: 0xdead,
+            args: [1; 5],
+        };
+        assert!(!out.apply(&mut regs), "RIP stays on the instruction");
+        assert_eq!(regs.rax, u64::from(__HYPERVISOR_memory_op));
+        assert_eq!(regs.args, want.args);
+        assert!(env.hv.domains.take_continuation().is_none(), "consumed");
+        // Done: RIP advances, RAX is the result, the arguments are untouched.
+        let mut regs = HypercallRegs {
+            rax: 12,
+            args: [3; 5],
+        };
+        assert!(HypercallOutcome::Done(-22).apply(&mut regs));
+        assert_eq!((regs.rax as i64, regs.args), (-22, [3; 5]));
+    }
+
+    /// A guest that re-executes the instruction until RIP moves sees one call
+    /// with the same result as the run-to-completion form; the work was done in
+    /// bounded entries; a call under budget does not continue.
+    #[test]
+    fn guest_sees_one_call() {
+        let mut env = Env::new();
+        let caller = Caller { domid: 0, vcpu: 0 };
+        let mut ext = Counting {
+            total: 0,
+            entries: 0,
+        };
+        let mut regs = HypercallRegs {
+            rax: u64::from(__HYPERVISOR_memory_op),
+            args: [1005, 3, 0, 0, 0],
+        };
+        let mut entries = 0;
+        loop {
+            entries += 1;
+            let before = ext.total;
+            let out = hypercall_entry(
+                &mut env.hv,
+                &mut ext,
+                caller,
+                regs.rax,
+                regs.args,
+                &mut env.mem,
+            );
+            assert!(ext.total - before <= BUDGET, "bounded work per entry");
+            if out.apply(&mut regs) {
+                break;
+            }
+        }
+        assert_eq!((regs.rax, ext.total, entries), (1008, 1005, 101));
+
+        let mut ext2 = Counting {
+            total: 0,
+            entries: 0,
+        };
+        let rc = do_hypercall(
+            &mut env.hv,
+            &mut ext2,
+            caller,
+            u64::from(__HYPERVISOR_memory_op),
+            [1005, 3, 0, 0, 0],
+            &mut env.mem,
+        );
+        assert_eq!((rc, ext2.total, ext2.entries), (1008, 1005, 101));
+
+        let mut ext3 = Counting {
+            total: 0,
+            entries: 0,
+        };
+        let out = hypercall_entry(
+            &mut env.hv,
+            &mut ext3,
+            caller,
+            u64::from(__HYPERVISOR_memory_op),
+            [4, 1, 0, 0, 0],
+            &mut env.mem,
+        );
+        assert_eq!(out, HypercallOutcome::Done(5));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use xen_public_abi::memory::{
     XENMEM_machphys_mapping, XENMEM_maximum_gpfn, XENMEM_maximum_ram_page,
     XENMEM_maximum_reservation, XENMEM_memory_map, XENMEM_populate_physmap,
 };
-use xen_public_abi::xen::domid_t;
+use xen_public_abi::xen::{__HYPERVISOR_memory_op, domid_t};
 use xen_public_abi::{Errno, XenResult};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -42,6 +42,12 @@ use super::memory::P2mAccess;
 pub const MEMOP_EXTENT_SHIFT: u32 = 6;
 /// `MEMOP_CMD_MASK`.
 pub const MEMOP_CMD_MASK: u64 = (1 << MEMOP_EXTENT_SHIFT) - 1;
+/// Pages a reservation or physmap op handles per entry before it asks to be
+/// continued (Xen checks `hypercall_preempt_check()` between extents; here a
+/// fixed budget bounds the time under the lock). One extent is never split, so
+/// an entry does at most this plus one extent (an order-18 extent of the
+/// control domain is 2^18 pages in one go, as in Xen).
+pub const MEMOP_PAGES_PER_ENTRY: u64 = 256;
 /// `MAX_ORDER` on x86 (`CONFIG_PAGEALLOC_MAX_ORDER` is 18, the buddy limit 20).
 const MAX_ORDER: u32 = 20;
 /// `CONFIG_DOMU_MAX_ORDER`, `CONFIG_CTLDOM_MAX_ORDER`, `CONFIG_HWDOM_MAX_ORDER`.
@@ -186,7 +192,18 @@ fn reservation(
     }
     let pages = 1u64 << r.extent_order;
     let mut done = start_extent;
+    let mut work = 0u64;
     while done < r.nr_extents {
+        // Preempted between extents: the guest re-enters with the start extent
+        // in cmd's upper bits (`hypercall_create_continuation`, "lh").
+        if work >= MEMOP_PAGES_PER_ENTRY {
+            domains.create_continuation(
+                __HYPERVISOR_memory_op,
+                [u64::from(op) | done << MEMOP_EXTENT_SHIFT, arg, 0, 0, 0],
+            );
+            break;
+        }
+        work += pages;
         let Some(slot) = done
             .checked_mul(8)
             .and_then(|o| r.extent_start.checked_add(o))
@@ -313,7 +330,9 @@ pub(super) fn remove_page(
     }
     d.hvm.p2m.remove_host_entry(gfn);
     // A frame the domain does not own (never the case today) is only unmapped.
-    let _ = domains.free_domheap_page(id, e.mfn);
+    // Freed after the shootdown that ends the hypercall (`commit_p2m_changes`):
+    // other vCPUs may still hold the translation.
+    let _ = domains.free_domheap_page_deferred(id, e.mfn);
     Ok(())
 }
 
@@ -383,6 +402,19 @@ fn add_to_physmap(
     if x.space == XENMAPSPACE_gmfn_range {
         let mut i = start_extent;
         while i < u64::from(x.size) {
+            if i - start_extent >= MEMOP_PAGES_PER_ENTRY {
+                domains.create_continuation(
+                    __HYPERVISOR_memory_op,
+                    [
+                        u64::from(XENMEM_add_to_physmap) | i << MEMOP_EXTENT_SHIFT,
+                        arg,
+                        0,
+                        0,
+                        0,
+                    ],
+                );
+                return Ok(());
+            }
             let (Some(idx), Some(gpfn)) = (x.idx.checked_add(i), x.gpfn.checked_add(i)) else {
                 return Err(Errno::EINVAL);
             };
@@ -425,7 +457,10 @@ pub(super) fn add_to_physmap_one(
         Some(idx)
     };
     d.hvm.p2m.set_host_entry(gpfn, mfn, P2mAccess::RWX)?;
-    if space == XENMAPSPACE_shared_info {
+    // Xen reaches shared_info by its frame; here the event channels reach it
+    // through its gfn, so a move by XENMAPSPACE_gmfn must carry that along too
+    // (issue 14 defect 9: it used to keep pointing at the old gfn).
+    if space == XENMAPSPACE_shared_info || mfn == d.shared_info_mfn {
         // Both places map the same frame until the old one goes below.
         let mut ram = GuestRam {
             p2m: &d.hvm.p2m,
@@ -755,6 +790,38 @@ mod tests {
             .contains(&ArchAction::FlushTlbs { domid: w.a }));
     }
 
+    /// Issue 14 defect 9: shared_info moved with XENMAPSPACE_gmfn (not
+    /// XENMAPSPACE_shared_info) is found at its new gfn.
+    #[test]
+    fn gmfn_move_of_shared_info_follows_it() {
+        let mut w = world();
+        let op = XENMEM_add_to_physmap.into();
+        assert_eq!(
+            w.memop(w.a, op, &xatp(DOMID_SELF, XENMAPSPACE_shared_info, 0, 0x80)),
+            0
+        );
+        assert_eq!(
+            w.memop(w.a, op, &xatp(DOMID_SELF, XENMAPSPACE_gmfn, 0x80, 0x90)),
+            0
+        );
+        let d = w.d(w.a);
+        assert!(d.hvm.p2m.host_entry(0x80).is_none());
+        assert_eq!(d.hvm.p2m.host_entry(0x90).unwrap().mfn, d.shared_info_mfn);
+        assert_eq!(d.shared_info_gfn, 0x90);
+        assert_eq!(d.evtchn.shared_info().gpa(), Some(0x90 << 12));
+        // Unmapping it at the new place unhooks it.
+        w.env.put(LIST, &[0x90u64]);
+        let rc = w.memop(
+            w.a,
+            XENMEM_decrease_reservation.into(),
+            &resv(DOMID_SELF, 1, 0),
+        );
+        assert_eq!(rc, 1);
+        let d = w.d(w.a);
+        assert_eq!(d.shared_info_gfn, u64::MAX);
+        assert_eq!(d.evtchn.shared_info().gpa(), None);
+    }
+
     #[test]
     fn gmfn_moves_a_page() {
         let mut w = world();
@@ -772,6 +839,167 @@ mod tests {
             w.memop(w.a, op, &xatp(DOMID_SELF, XENMAPSPACE_gmfn, 0x10, 0x30)),
             EINVAL
         );
+    }
+
+    /// A [`P2mCommit`] that records, per commit, the domain and how many frames
+    /// were out at that moment.
+    struct RecordingCommit {
+        frames: crate::common::page_alloc::fake::CountingFrames,
+        log: Arc<spin::Mutex<Vec<(domid_t, usize)>>>,
+    }
+
+    impl crate::common::memory::P2mCommit for RecordingCommit {
+        fn commit(
+            &mut self,
+            domid: domid_t,
+            p2m: &mut crate::common::memory::P2m,
+        ) -> XenResult<()> {
+            use crate::common::memory::{NoStage2, P2mCommit};
+            NoStage2.commit(domid, p2m)?;
+            self.log.lock().push((domid, self.frames.outstanding()));
+            Ok(())
+        }
+    }
+
+    fn recording(w: &mut W) -> Arc<spin::Mutex<Vec<(domid_t, usize)>>> {
+        let log = Arc::new(spin::Mutex::new(Vec::new()));
+        w.ext.p2m_commit = Box::new(RecordingCommit {
+            frames: w.env.frames.clone(),
+            log: log.clone(),
+        });
+        log
+    }
+
+    /// Issue 14 defect 1: a frame unmapped by decrease_reservation or by
+    /// add_to_physmap onto a populated gfn goes back to the allocator only after
+    /// the p2m change was committed (tables edited, CPUs flushed), never before.
+    #[test]
+    fn unmapped_frames_are_freed_only_after_the_shootdown() {
+        let mut w = world();
+        let log = recording(&mut w);
+        w.env.put(LIST, &[0x100u64, 0x101, 0x102]);
+        assert_eq!(
+            w.memop(w.a, XENMEM_populate_physmap.into(), &resv(DOMID_SELF, 3, 0)),
+            3
+        );
+        let held = w.env.frames.outstanding();
+        assert_eq!(log.lock().last(), Some(&(w.a, held)), "populate committed");
+        w.env.put(LIST, &[0x101u64, 0x102]);
+        let rc = w.memop(
+            w.a,
+            XENMEM_decrease_reservation.into(),
+            &resv(DOMID_SELF, 2, 0),
+        );
+        assert_eq!(rc, 2);
+        assert_eq!(
+            log.lock().last(),
+            Some(&(w.a, held)),
+            "both frames still out when the shootdown ran"
+        );
+        assert_eq!(w.env.frames.outstanding(), held - 2, "freed after it");
+        assert!(w.env.hv.domains.deferred_frames().is_empty());
+        // add_to_physmap of gfn 0x100's frame onto a populated gfn: the frame
+        // under it is freed after the commit too.
+        w.env.put(LIST, &[0x200u64]);
+        w.memop(w.a, XENMEM_populate_physmap.into(), &resv(DOMID_SELF, 1, 0));
+        let held = w.env.frames.outstanding();
+        let n = log.lock().len();
+        assert_eq!(
+            w.memop(
+                w.a,
+                XENMEM_add_to_physmap.into(),
+                &xatp(DOMID_SELF, XENMAPSPACE_gmfn, 0x100, 0x200)
+            ),
+            0
+        );
+        assert_eq!(log.lock().len(), n + 1);
+        assert_eq!(log.lock().last(), Some(&(w.a, held)));
+        assert_eq!(w.env.frames.outstanding(), held - 1);
+        // dom0 decreasing a domU's memory: the domU's p2m is the one committed.
+        w.env.put(LIST, &[0x200u64]);
+        let rc = w.memop(0, XENMEM_decrease_reservation.into(), &resv(w.a, 1, 0));
+        assert_eq!(rc, 1);
+        assert_eq!(log.lock().last().map(|e| e.0), Some(w.a));
+    }
+
+    /// Enter memory_op once per guest re-execution until done; returns RAX and
+    /// the number of entries, checking each entry's work against the budget.
+    fn entries_until_done(w: &mut W, cmd: u64) -> (i64, u64) {
+        use crate::common::hypercall::{hypercall_entry, HypercallOutcome, HypercallRegs};
+        let mut regs = HypercallRegs {
+            rax: __HYPERVISOR_memory_op.into(),
+            args: [cmd, ARG_GVA, 0, 0, 0],
+        };
+        let caller = Caller {
+            domid: w.a,
+            vcpu: 0,
+        };
+        let mut entries = 0;
+        loop {
+            entries += 1;
+            assert!(entries < 1000, "no progress");
+            let out = hypercall_entry(
+                &mut w.env.hv,
+                &mut w.ext,
+                caller,
+                regs.rax,
+                regs.args,
+                &mut w.env.mem,
+            );
+            if let HypercallOutcome::Continue(c) = &out {
+                assert_eq!(u64::from(c.number), u64::from(__HYPERVISOR_memory_op));
+                assert_eq!(c.args[0] & MEMOP_CMD_MASK, cmd & MEMOP_CMD_MASK);
+                assert_eq!(c.args[1], ARG_GVA);
+            }
+            if out.apply(&mut regs) {
+                return (regs.rax as i64, entries);
+            }
+        }
+    }
+
+    /// Memory-op continuations (issue 14): populate / decrease / increase
+    /// reservation and add_to_physmap(gmfn_range) do at most
+    /// MEMOP_PAGES_PER_ENTRY pages per entry and continue with the start extent
+    /// in cmd's upper bits; the guest sees one call with the one-call result.
+    #[test]
+    fn reservation_and_range_ops_are_preempted_and_continued() {
+        let mut w = world();
+        const N: u64 = 1000;
+        w.env.hv.domains.get_mut(w.a).unwrap().max_pages = 2 * N;
+        let mut list = [0u64; N as usize];
+        for (i, g) in list.iter_mut().enumerate() {
+            *g = 0x1000 + i as u64;
+        }
+        w.env.put(LIST, &list);
+        let per = MEMOP_PAGES_PER_ENTRY;
+        w.env.put(ARG_GVA, &resv(DOMID_SELF, N, 0));
+        let (rc, entries) = entries_until_done(&mut w, XENMEM_populate_physmap.into());
+        assert_eq!((rc, entries), (N as i64, N.div_ceil(per)));
+        assert_eq!(w.d(w.a).tot_pages(), N);
+        // Order-2 extents: whole extents per entry, the budget reached after 64.
+        w.env.put(ARG_GVA, &resv(DOMID_SELF, 200, 2));
+        let (rc, entries) = entries_until_done(&mut w, XENMEM_increase_reservation.into());
+        assert_eq!((rc, entries), (200, (200 * 4u64).div_ceil(per)));
+        assert_eq!(w.d(w.a).tot_pages(), N + 800);
+        // Move 600 pages with one gmfn_range call.
+        let mut x = xatp(DOMID_SELF, XENMAPSPACE_gmfn_range, 0x1000, 0x10000);
+        x.size = 600;
+        w.env.put(ARG_GVA, &x);
+        let (rc, entries) = entries_until_done(&mut w, XENMEM_add_to_physmap.into());
+        assert_eq!((rc, entries), (0, 600u64.div_ceil(per)));
+        let p2m = &w.d(w.a).hvm.p2m;
+        assert!(p2m.host_entry(0x1000 + 599).is_none());
+        assert!(p2m.host_entry(0x10000 + 599).is_some());
+        assert!(p2m.host_entry(0x1000 + 600).is_some());
+        // Give the 400 left back.
+        let held = w.env.frames.outstanding();
+        w.env.put(LIST, &list);
+        let mut r = resv(DOMID_SELF, N - 600, 0);
+        r.extent_start = LIST + 600 * 8;
+        w.env.put(ARG_GVA, &r);
+        let (rc, entries) = entries_until_done(&mut w, XENMEM_decrease_reservation.into());
+        assert_eq!((rc, entries), (400, 400u64.div_ceil(per)));
+        assert_eq!(w.env.frames.outstanding(), held - 400);
     }
 
     #[test]

@@ -148,6 +148,18 @@ impl Env {
         )
     }
 
+    /// A hypercall from vCPU 0 of `domid` with its own guest memory view.
+    pub fn hypercall_with(
+        &mut self,
+        domid: domid_t,
+        nr: u32,
+        args: [u64; 5],
+        guest: &mut dyn crate::common::guest_access::GuestAccess,
+    ) -> i64 {
+        let caller = Caller { domid, vcpu: 0 };
+        do_hypercall(&mut self.hv, &mut NoExt, caller, u64::from(nr), args, guest)
+    }
+
     /// Put `v` in guest memory at `gva`.
     pub fn put<T: IntoBytes + Immutable>(&mut self, gva: u64, v: &T) {
         self.mem.write_gpa(gva, v.as_bytes()).expect("test address");

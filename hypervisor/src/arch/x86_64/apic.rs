@@ -167,6 +167,14 @@ pub fn send_ipi_all_but_self(vector: u8) -> bool {
     wait_icr_idle()
 }
 
+/// Sends a fixed interrupt with `vector` to the CPU with `apic_id` (physical
+/// destination): makes a guest running there exit.
+pub fn send_ipi(apic_id: u32, vector: u8) -> bool {
+    write(REG_ICR_HIGH, apic_id << 24);
+    write(REG_ICR_LOW, 0x0000_4000 | vector as u32);
+    wait_icr_idle()
+}
+
 /// Sends an INIT IPI (assert) to `apic_id`.
 pub fn send_init(apic_id: u32) -> bool {
     write(REG_ICR_HIGH, apic_id << 24);

@@ -39,6 +39,7 @@ use super::shutdown::{exit, ExitCode};
 use super::{apic, hvm, percpu, time};
 use crate::common::dispatch::XenExt;
 use crate::common::hypercall::{Clock, Hypervisor};
+use crate::common::memory::ViewId;
 use crate::common::sched::{self as core_sched, RunQueue, VcpuRef};
 use crate::common::time::{update_vcpu_time, update_wallclock, TimeScale};
 
@@ -86,17 +87,37 @@ static STATE: Mutex<Option<HvState>> = Mutex::new(None);
 static IN_GUEST: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(NO_GUEST) }; MAX_CPUS];
 const NO_GUEST: u16 = u16::MAX;
 
-/// `XenExt::quiesce`: kick every CPU in guest mode for `domid` out (the tick's
-/// vector exits any guest) and wait until all have left, so its frames can be
-/// freed. Called with the state lock held; the kicked CPUs clear their mark
-/// before they wait for that lock, so this cannot deadlock.
+/// `XenExt::quiesce`: no CPU runs a vCPU of `domid` when this returns, so its
+/// frames can be freed ([`shootdown`]).
 fn quiesce(domid: domid_t) {
-    let busy = || IN_GUEST.iter().any(|c| c.load(Ordering::Acquire) == domid);
-    if !busy() {
+    shootdown(domid);
+}
+
+/// The TLB shootdown of a p2m change (Xen's `flush_tlb_mask(d->dirty_cpumask)`):
+/// send an IPI to each CPU in guest mode for `domid` — only those — and wait
+/// until every one has left guest mode. A CPU that has left holds the domain's
+/// old translations only in TLB entries tagged for its vCPUs, which each vCPU
+/// flushes before its next entry (`P2m::tlb_generation`, checked by
+/// `prepare_entry`). Called with the state lock held: CPUs only enter guest mode
+/// under that lock, so the set can only shrink while we wait, and a kicked CPU
+/// clears its mark before it waits for the lock, so this cannot deadlock.
+pub fn shootdown(domid: domid_t) {
+    let me = percpu::cpu_index() as usize;
+    let busy = |i: usize, c: &AtomicU16| i != me && c.load(Ordering::Acquire) == domid;
+    let mut sent = false;
+    for (i, c) in IN_GUEST.iter().enumerate() {
+        if busy(i, c) {
+            let apic_id = percpu::CPUS[i].apic_id.load(Ordering::Relaxed);
+            // The tick's vector: its handler only counts and EOIs; the exit is
+            // what we want.
+            apic::send_ipi(apic_id, apic::TIMER_VECTOR);
+            sent = true;
+        }
+    }
+    if !sent {
         return;
     }
-    apic::send_ipi_all_but_self(apic::TIMER_VECTOR);
-    while busy() {
+    while IN_GUEST.iter().enumerate().any(|(i, c)| busy(i, c)) {
         core::hint::spin_loop();
     }
 }
@@ -170,6 +191,7 @@ pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_n
     ext.actions.clear();
     ext.quiesce = quiesce;
     ext.vcpu_hw_create = create_hw_vcpu;
+    ext.p2m_commit = Box::new(hvm::stage2::ArchCommit);
     let mut st = HvState {
         hv,
         ext,
@@ -386,7 +408,19 @@ fn after_exit(
     slice_over: bool,
 ) -> Next {
     let outcome = {
-        let mut guest = VcpuGuestAccess::new(hw.stage2_root(), hw.paging_state());
+        // The vCPU's root may belong to tables a commit on another CPU replaced
+        // (and freed) while this exit waited for the lock: walk the live ones.
+        let root = match st.hv.domains.get(who.0) {
+            Some(d) => {
+                let view = hw
+                    .altp2m_view()
+                    .filter(|_| d.hvm.p2m.altp2m_active())
+                    .map_or_else(|| d.hvm.p2m.current_view(who.1), ViewId::Alt);
+                hvm::stage2::live_root(who.0, hw.stage2_root(), view)
+            }
+            None => 0,
+        };
+        let mut guest = VcpuGuestAccess::new(root, hw.paging_state());
         let mut env = ExitEnv {
             hv: &mut st.hv,
             ext: &mut st.ext,

@@ -33,8 +33,9 @@
 //!
 //! - No Xen-consumer ports (ioreq, vm_event) and no physical IRQs: every domain
 //!   has `nr_pirqs == 0`, so `EVTCHNOP_bind_pirq` is `-EINVAL` for every pirq.
-//! - `EVTCHNOP_reset` is never preempted, so `EVTCHNOP_reset_cont` always finds
-//!   no reset in progress (`-EBUSY`, as the oracle shows for 4.17).
+//! - `EVTCHNOP_reset` is preempted every [`RESET_STRIDE`] ports whatever the
+//!   load (Xen only when `hypercall_preempt_check()` says so); the result is the
+//!   same, in more entries.
 //! - XSM is the dummy policy: "target" checks allow the domain itself and a
 //!   privileged caller (device-model domains are not modelled).
 //! - A FIFO event deferred because its event-array page was missing is
@@ -197,6 +198,9 @@ pub struct EvtchnDomain {
     virq_to_evtchn: Vec<[u32; NR_VIRQS as usize]>,
     shinfo: SharedInfo,
     abi: Abi,
+    /// `next_evtchn`: where a preempted `EVTCHNOP_reset` resumes (0: no reset
+    /// in progress).
+    next_evtchn: u32,
 }
 
 // The domain table lives behind a lock shared by all CPUs.
@@ -223,6 +227,7 @@ impl EvtchnDomain {
             virq_to_evtchn: vec![[0; NR_VIRQS as usize]; nr_vcpus as usize],
             shinfo: SharedInfo::new(nr_vcpus),
             abi: Abi::TwoLevel(TwoLevel),
+            next_evtchn: 0,
         }
     }
 
@@ -837,17 +842,50 @@ fn evtchn_unmask(env: &mut dyn EvtchnEnv, port: u32) -> XenResult<()> {
     })
 }
 
+/// Ports `EVTCHNOP_reset` closes per hypercall entry before it is preempted
+/// (Xen checks for preemption when the port number is a multiple of 64).
+pub const RESET_STRIDE: u32 = 64;
+
 /// `evtchn_reset` (after lookup and XSM): close every port, then leave FIFO.
+/// Preemptible: every [`RESET_STRIDE`] ports it records where to resume in
+/// `next_evtchn` and answers `-ERESTART`; the dispatcher re-enters it as
+/// `EVTCHNOP_reset_cont`. A second reset while one is in progress, and a
+/// `reset_cont` with none in progress, are `-EBUSY`.
 fn evtchn_reset(env: &mut dyn EvtchnEnv, d: DomId, resuming: bool) -> XenResult<()> {
     if d != env.caller() && env.controller_pause_count(d) == 0 {
         return Err(Errno::EINVAL);
     }
-    if resuming {
-        // Our reset runs to completion, so no reset is ever in progress.
+    let start = on_domain(env, d, |e, _, _| {
+        let i = if resuming {
+            e.next_evtchn
+        } else {
+            u32::from(e.next_evtchn == 0)
+        };
+        e.next_evtchn = e.next_evtchn.max(i);
+        Ok(i)
+    })?;
+    if start == 0 {
         return Err(Errno::EBUSY);
     }
-    close_all(env, d)?;
+    let mut port = start;
+    // Re-read each time: another vCPU may add buckets between two entries.
+    let valid = |env: &mut dyn EvtchnEnv| on_domain(env, d, |e, _, _| Ok(e.valid_evtchns()));
+    while port < valid(env)? {
+        let bound = on_domain(env, d, |e, _, _| Ok(e.chans[port as usize].usable()))?;
+        if bound {
+            let _ = evtchn_close(env, d, port);
+        }
+        port += 1;
+        if port.is_multiple_of(RESET_STRIDE) && port < valid(env)? {
+            on_domain(env, d, |e, _, _| {
+                e.next_evtchn = port;
+                Ok(())
+            })?;
+            return Err(Errno::ERESTART);
+        }
+    }
     on_domain(env, d, |e, _, _| {
+        e.next_evtchn = 0;
         e.leave_fifo();
         Ok(())
     })

@@ -21,6 +21,14 @@ use xen_public_abi::hvm::hvm_op::*;
 use xen_public_abi::hvm::params::*;
 use xen_public_abi::{DomId, Errno, XenResult};
 
+/// Entries of `HVMOP_altp2m_set_mem_access_multi` done per hypercall entry before
+/// it is preempted (Xen's 0x3F mask: 64).
+pub const SET_MEM_ACCESS_MULTI_STRIDE: u64 = 0x40;
+/// Where `u.set_mem_access_multi.opaque` sits in the guest's `xen_hvm_altp2m_op`.
+const OPAQUE_OFFSET: u64 = (core::mem::offset_of!(xen_hvm_altp2m_op, u)
+    + core::mem::offset_of!(xen_hvm_altp2m_set_mem_access_multi, opaque))
+    as u64;
+
 /// Every sub-op number of interface version 1.
 pub const ALTP2M_SUBOPS: [u32; 16] = [
     HVMOP_altp2m_get_domain_state,
@@ -304,8 +312,9 @@ impl Op<'_, '_> {
             return Err(Errno::EINVAL);
         }
         let view = self.d.hvm.p2m.op_view(m.view)?;
-        // No preemption: the whole list is done in one call (see docs/altp2m.md).
-        for i in m.opaque..m.nr as u64 {
+        let nr = u64::from(m.nr);
+        let mut i = m.opaque;
+        while i < nr {
             let pfn_at = i
                 .checked_mul(8)
                 .and_then(|o| m.pfn_list.checked_add(o))
@@ -321,6 +330,16 @@ impl Op<'_, '_> {
                 .xenmem_to_p2m_access(acc[0] as u32)
                 .ok_or(Errno::EINVAL)?;
             self.d.hvm.p2m.set_mem_access_one(view, gfn, a);
+            i += 1;
+            // Preempt every SET_MEM_ACCESS_MULTI_STRIDE entries (not after the
+            // last): the progress goes back to the guest's `opaque` and the
+            // hypercall is re-entered with the same arguments (Xen's mask 0x3F and
+            // `-ERESTART`; here the stride is the whole work budget).
+            if i < nr && i.is_multiple_of(SET_MEM_ACCESS_MULTI_STRIDE) {
+                let at = self.arg.checked_add(OPAQUE_OFFSET).ok_or(Errno::EFAULT)?;
+                copy_to_guest(self.guest, at, &i)?;
+                return Err(Errno::ERESTART);
+            }
         }
         Ok(())
     }

@@ -1684,3 +1684,61 @@ fn model_based_disabled_mode() {
     let seen = run_model(1234, XEN_ALTP2M_disabled, 100);
     assert!(seen.iter().all(|&(_, rc)| rc == EINVAL || rc == EOPNOTSUPP));
 }
+
+/// Defect 4 of issue 14: `set_mem_access_multi` with a huge `nr` is preempted
+/// every 64 entries: the progress goes back to the guest's `opaque`, the op
+/// answers `-ERESTART` (which the dispatcher turns into a re-entry with the same
+/// arguments), and re-entering until done gives the same views as one call.
+#[test]
+fn set_mem_access_multi_is_preempted() {
+    const NR: u64 = 200;
+    let mut t = T::active(XEN_ALTP2M_mixed);
+    assert_eq!(t.create(DOMU, 10), (0, 1));
+    let access = |i: u64| [1u8, 2, 4, 5, 6, 7][(i % 6) as usize];
+    for i in 0..NR {
+        let g = i % HOST_GFNS;
+        t.mem.write_gpa(LISTS + 8 * i, &g.to_le_bytes()).unwrap();
+        t.mem.write_gpa(LISTS + 0x800 + i, &[access(i)]).unwrap();
+    }
+    let op = op_struct(
+        HVMOP_altp2m_set_mem_access_multi,
+        DOMU,
+        &xen_hvm_altp2m_set_mem_access_multi {
+            view: 1,
+            pad: 0,
+            nr: NR as u32,
+            opaque: 0,
+            pfn_list: LISTS,
+            access_list: LISTS + 0x800,
+        },
+    );
+    copy_to_guest(&mut t.mem, ARG, &op).unwrap();
+    let mut entries = 0;
+    loop {
+        entries += 1;
+        let rc = do_hvm_op(&mut t.env, &mut t.mem, HVMOP_altp2m as u64, ARG);
+        let back: xen_hvm_altp2m_op = copy_from_guest(&mut t.mem, ARG).unwrap();
+        let m: xen_hvm_altp2m_set_mem_access_multi = back.u.get();
+        if rc == 0 {
+            break;
+        }
+        assert_eq!(rc, Errno::ERESTART.as_ret());
+        assert_eq!(m.opaque, 64 * entries, "progress written back");
+        assert_eq!(m.nr as u64, NR, "nothing else changed");
+    }
+    assert_eq!(entries, NR.div_ceil(64));
+    // Each gfn holds the access of its last list entry, as after one call.
+    for g in 0..HOST_GFNS {
+        let last = (0..NR).filter(|i| i % HOST_GFNS == g).max().unwrap();
+        let want = access(last) as u16;
+        assert_eq!(t.get_access(DOMU, 1, g), (0, want), "gfn {g}");
+    }
+    // nr = 2^32 - 1: one entry does 64 entries of work, not 4 billion.
+    let mut big: xen_hvm_altp2m_set_mem_access_multi = op.u.get();
+    big.nr = u32::MAX;
+    let rc = t.op(HVMOP_altp2m_set_mem_access_multi, DOMU, &big);
+    assert_eq!(rc, Errno::ERESTART.as_ret());
+    let back: xen_hvm_altp2m_op = copy_from_guest(&mut t.mem, ARG).unwrap();
+    let m: xen_hvm_altp2m_set_mem_access_multi = back.u.get();
+    assert_eq!(m.opaque, 64);
+}

@@ -27,10 +27,10 @@ use crate::common::memory::{ViewId, MAX_ALTP2M};
 pub fn install(
     vcpu: &mut dyn Vcpu,
     domid: domid_t,
-    hvm: &HvmDomain,
+    hvm: &mut HvmDomain,
     vcpu_id: u32,
 ) -> XenResult<bool> {
-    let p2m = &hvm.p2m;
+    let p2m = &mut hvm.p2m;
     let ve_hpa = hvm
         .vcpus
         .get(vcpu_id as usize)

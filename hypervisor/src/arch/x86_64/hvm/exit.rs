@@ -27,7 +27,9 @@ use super::vcpu::{CpuMode, Event, ExitOutcome, IoAccess, Reg, Vcpu, VmExit};
 use crate::common::dispatch::{ArchAction, XenExt};
 use crate::common::guest_access::{GuestAccess, GuestMemory, GuestRam};
 use crate::common::hvm::altp2m::{self, AccessOutcome, X86_EXC_VE};
-use crate::common::hypercall::{check_cpl, do_hypercall, Caller, Hypervisor};
+use crate::common::hypercall::{
+    check_cpl, hypercall_entry, Caller, HypercallOutcome, HypercallRegs, Hypervisor,
+};
 use crate::common::memory::{P2mAccess, Rights};
 use crate::common::xen_version::{XEN_MAJOR, XEN_MINOR};
 
@@ -54,6 +56,9 @@ pub struct HvmVcpuState {
     /// The gpa of the last stage-2 fault the p2m allowed (a repeat means the
     /// tables cannot express the rights).
     last_allowed_fault: Option<u64>,
+    /// The p2m's TLB generation this vCPU last flushed at
+    /// (`P2m::tlb_generation`).
+    pub flushed_tlb_gen: u64,
 }
 
 impl HvmVcpuState {
@@ -65,6 +70,7 @@ impl HvmVcpuState {
             port_line: Vec::new(),
             entered_tsc: 0,
             last_allowed_fault: None,
+            flushed_tlb_gen: 0,
         }
     }
 }
@@ -136,7 +142,7 @@ pub fn prepare_entry(
     st: &mut HvmVcpuState,
 ) -> Result<(), ExitOutcome> {
     let domid = st.domid;
-    let Some(d) = hv.domains.get(domid) else {
+    let Some(d) = hv.domains.get_mut(domid) else {
         return Err(ExitOutcome::Crashed);
     };
     if d.shutdown.is_shutting_down {
@@ -145,14 +151,29 @@ pub fn prepare_entry(
         });
     }
     let view = d.hvm.p2m.current_view(st.vcpu_id);
-    let hw_views = match super::altp2m_hw::install(vcpu, domid, &d.hvm, st.vcpu_id) {
+    // Changes made outside a hypercall (an access upgraded by the fault path)
+    // are committed here; a hypercall's were committed when it returned.
+    if d.hvm.p2m.stage2_pending() {
+        if let Err(e) = stage2::commit(domid, &mut d.hvm.p2m) {
+            let why = format!("cannot update the stage-2 tables: {e:?}");
+            return Err(crash_domain(hv, ext, domid, &why));
+        }
+    }
+    let hw_views = match super::altp2m_hw::install(vcpu, domid, &mut d.hvm, st.vcpu_id) {
         Ok(taken) => taken,
         Err(e) => {
             let why = format!("cannot build stage-2 tables for the altp2m views: {e:?}");
             return Err(crash_domain(hv, ext, domid, &why));
         }
     };
-    match stage2::root_for(domid, &d.hvm.p2m, view, vcpu.stage2_encoder()) {
+    // Every CPU dropped its translations of an older p2m (a commit's shootdown):
+    // this vCPU's TLB entries (ASID / VPID / EPTP-tagged) go before it enters.
+    let tlb_gen = d.hvm.p2m.tlb_generation();
+    if st.flushed_tlb_gen != tlb_gen {
+        vcpu.flush_guest_tlb();
+        st.flushed_tlb_gen = tlb_gen;
+    }
+    match stage2::root_for(domid, &mut d.hvm.p2m, view, vcpu.stage2_encoder()) {
         Ok(_) if hw_views => {}
         Ok(root) if root != vcpu.stage2_root() => vcpu.set_stage2_root(root),
         Ok(_) => {}
@@ -244,38 +265,50 @@ pub fn handle(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> ExitO
     }
 }
 
+/// The argument registers of the 64-bit convention, in order.
+const HYPERCALL_ARG_REGS: [Reg; 5] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10, Reg::R8];
+
 /// VMMCALL / VMCALL: CPL check, then the common dispatcher (Xen's `hvm_hypercall`).
+/// A preempted hypercall ([`HypercallOutcome::Continue`]) leaves RIP on the
+/// instruction with RAX and the argument registers rewritten: the guest runs it
+/// again after this exit (events injected first, other vCPUs run in between).
 fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let domid = env.state.domid;
     let vcpu_id = env.state.vcpu_id;
-    vcpu.advance_rip();
     let mode = vcpu.mode();
     let mut yielded = false;
-    let ret = if mode == CpuMode::Virtual8086 {
-        xen_public_abi::Errno::EPERM.as_ret()
+    let mut regs = HypercallRegs {
+        rax: vcpu.reg(Reg::Rax),
+        args: HYPERCALL_ARG_REGS.map(|r| vcpu.reg(r)),
+    };
+    let outcome = if mode == CpuMode::Virtual8086 {
+        HypercallOutcome::Done(xen_public_abi::Errno::EPERM.as_ret())
     } else if let Some(r) = check_cpl(vcpu.cpl()) {
-        r
+        HypercallOutcome::Done(r)
     } else if mode != CpuMode::Long64 {
         // The 32-bit (compat) structure layouts are not implemented.
         log::debug!("d{domid}v{vcpu_id}: hypercall from 16/32-bit mode: -ENOSYS (no compat ABI)");
-        xen_public_abi::Errno::ENOSYS.as_ret()
+        HypercallOutcome::Done(xen_public_abi::Errno::ENOSYS.as_ret())
     } else {
-        let nr = vcpu.reg(Reg::Rax);
-        let args = [
-            vcpu.reg(Reg::Rdi),
-            vcpu.reg(Reg::Rsi),
-            vcpu.reg(Reg::Rdx),
-            vcpu.reg(Reg::R10),
-            vcpu.reg(Reg::R8),
-        ];
         let caller = Caller {
             domid,
             vcpu: vcpu_id,
         };
+        let (nr, args) = (regs.rax, regs.args);
         yielded = nr as u32 == __HYPERVISOR_sched_op && args[0] as u32 == SCHEDOP_yield;
-        do_hypercall(env.hv, env.ext, caller, nr, args, env.guest)
+        hypercall_entry(env.hv, env.ext, caller, nr, args, env.guest)
     };
-    vcpu.set_reg(Reg::Rax, ret as u64);
+    let before = regs;
+    if outcome.apply(&mut regs) {
+        vcpu.advance_rip();
+    } else {
+        for (i, r) in HYPERCALL_ARG_REGS.into_iter().enumerate() {
+            if regs.args[i] != before.args[i] {
+                vcpu.set_reg(r, regs.args[i]);
+            }
+        }
+    }
+    vcpu.set_reg(Reg::Rax, regs.rax);
     let Some(d) = env.hv.domains.get(domid) else {
         return ExitOutcome::Crashed;
     };
