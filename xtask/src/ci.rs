@@ -170,6 +170,25 @@ fn steps() -> Vec<Step> {
             ])),
         },
         Step {
+            name: "test (dom0 toolstack crates in tests-qemu, host)",
+            kind: Kind::Test({
+                let mut cmd = guests_cargo(&[
+                    "test",
+                    "--target",
+                    "x86_64-unknown-linux-gnu",
+                    "-p",
+                    "xenctrl",
+                    "-p",
+                    "xenguest",
+                    "-p",
+                    "xl",
+                ]);
+                cmd.arg("--target-dir")
+                    .arg(util::target_dir().join("toolstack-host"));
+                cmd
+            }),
+        },
+        Step {
             name: "test (image builder)",
             kind: Kind::Test(image_builder_tests()),
         },

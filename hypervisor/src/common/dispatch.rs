@@ -18,7 +18,11 @@ use super::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
 use super::hvm::{self, DomainRef, HvmEnv};
 use super::hypercall::{Caller, Clock, ExtHandlers, HostFacts};
 use super::memory::{NoStage2, P2mCommit};
-use super::{memory_op, sched_op, vcpu_op};
+use super::{domain_memory, foreign_map, memory_op, sched_op, vcpu_op};
+use xen_public_abi::memory::{
+    XENMEM_add_to_physmap_batch, XENMEM_claim_pages, XENMEM_remove_from_physmap,
+    XENMEM_set_memory_map,
+};
 
 /// Something only the backend can do, queued by a handler for the vCPU loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,17 +58,17 @@ pub struct XenExt {
     /// vCPU still in guest mode elsewhere must not keep using them. The run loop
     /// installs the real one; host tests run no vCPUs.
     pub quiesce: fn(domid_t),
-    /// Commits p2m changes to the stage-2 tables and waits for the CPUs that may
-    /// hold older translations ([`P2mCommit`]); run after every memory and HVM op,
-    /// before the frames they unmapped are freed. The run loop installs the real
-    /// one; host tests run no vCPUs ([`NoStage2`]) or record the order.
-    pub p2m_commit: Box<dyn P2mCommit + Send>,
     /// The machine's facts for `XEN_SYSCTL_physinfo` (installed by the boot code).
     pub facts: fn() -> HostFacts,
     /// Create the hardware half of a vCPU that `XEN_DOMCTL_max_vcpus` creates at
     /// run time (installed by the run loop; boot-time domains get theirs from
     /// the boot builder, before it is installed).
     pub vcpu_hw_create: fn(domid_t, u32) -> XenResult<()>,
+    /// Commits p2m changes to the stage-2 tables and waits for the CPUs that may
+    /// hold older translations ([`P2mCommit`]); run after every memory and HVM op,
+    /// before the frames they unmapped are freed. The run loop installs the real
+    /// one; host tests run no vCPUs ([`NoStage2`]) or record the order.
+    pub p2m_commit: Box<dyn P2mCommit + Send>,
 }
 
 impl XenExt {
@@ -75,9 +79,9 @@ impl XenExt {
             actions: Vec::new(),
             max_ram_page: 0,
             quiesce: |_| {},
-            p2m_commit: Box::new(NoStage2),
             facts: HostFacts::default,
             vcpu_hw_create: |_, _| Ok(()),
+            p2m_commit: Box::new(NoStage2),
         }
     }
 
@@ -281,6 +285,7 @@ impl ExtHandlers for XenExt {
         rc
     }
 
+    #[allow(non_upper_case_globals)]
     fn memory_op(
         &mut self,
         domains: &mut DomainTable,
@@ -289,12 +294,36 @@ impl ExtHandlers for XenExt {
         arg: u64,
         guest: &mut dyn GuestAccess,
     ) -> i64 {
+        let free_pages = (self.facts)().free_pages;
         let mut env = memory_op::MemoryOpEnv {
             machine: &*self.machine,
             actions: &mut self.actions,
             max_ram_page: self.max_ram_page,
         };
-        let rc = memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest);
+        // The toolstack's ops on other domains live in their own modules.
+        let op = (cmd & memory_op::MEMOP_CMD_MASK) as u32;
+        let start = cmd >> memory_op::MEMOP_EXTENT_SHIFT;
+        let rc = match op {
+            XENMEM_add_to_physmap_batch => {
+                foreign_map::add_to_physmap_batch(&mut env, domains, caller, start, arg, guest)
+            }
+            XENMEM_remove_from_physmap => {
+                foreign_map::remove_from_physmap(&mut env, domains, caller, start, arg, guest)
+            }
+            XENMEM_claim_pages => {
+                domain_memory::claim_pages(domains, caller, start, arg, guest, free_pages)
+            }
+            XENMEM_set_memory_map => domain_memory::set_memory_map(domains, caller, arg, guest),
+            _ => {
+                let rc = memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest);
+                self.commit_p2m_changes(domains);
+                return rc;
+            }
+        };
+        let rc = match rc {
+            Ok(()) => 0,
+            Err(e) => e.as_ret(),
+        };
         self.commit_p2m_changes(domains);
         rc
     }

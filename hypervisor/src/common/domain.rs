@@ -668,6 +668,10 @@ impl Domain {
     pub fn flags(&self) -> u32 {
         self.config.flags
     }
+    /// The domain owns machine frame `mfn` (a guest page allocated to it).
+    pub fn owns_page(&self, mfn: Mfn) -> bool {
+        self.pages.contains(&mfn)
+    }
     pub fn is_hvm(&self) -> bool {
         self.config.flags & XEN_DOMCTL_CDF_hvm != 0
     }
@@ -766,6 +770,8 @@ pub struct DomainTable {
     rover: domid_t,
     caps: HostCaps,
     pages: Box<dyn PageAllocator + Send>,
+    /// Foreign mappings and the frame references they hold (`foreign_map.rs`).
+    pub foreign: super::foreign_map::ForeignRefs,
     /// Frames taken from their domain and unmapped from its p2m whose stale
     /// translations other CPUs may still hold: freed by
     /// [`DomainTable::release_deferred_frames`] once the p2m change was committed
@@ -786,10 +792,26 @@ impl DomainTable {
             rover: 0,
             caps,
             pages,
+            foreign: Default::default(),
             deferred: Vec::new(),
             continuation: None,
             cpu_policies: SystemPolicies::synthetic(),
         }
+    }
+
+    /// A frame leaves a domain: back to the allocator, unless a foreign mapping
+    /// still references it (then it is freed when the last mapping goes).
+    fn release_frame(&mut self, mfn: Mfn) {
+        if !self.foreign.orphan_if_mapped(mfn) {
+            self.pages.free_frame(mfn);
+        }
+    }
+
+    /// The last foreign mapping of an orphaned frame was just removed from a
+    /// p2m (`foreign_map.rs`): free it after the shootdown, as other unmapped
+    /// frames.
+    pub(super) fn free_frame_deferred(&mut self, mfn: Mfn) {
+        self.deferred.push(mfn);
     }
 
     /// `hypercall_create_continuation()`: the running handler has used its work
@@ -953,9 +975,13 @@ impl DomainTable {
     pub fn destroy_domain(&mut self, id: domid_t) -> XenResult<()> {
         let d = self.domains.remove(&id).ok_or(Errno::ESRCH)?;
         for mfn in d.pages {
-            self.pages.free_frame(mfn);
+            self.release_frame(mfn);
         }
         self.pages.free_frame(d.shared_info_mfn);
+        // The foreign mappings it held drop their references.
+        for mfn in self.foreign.mapper_gone(id) {
+            self.pages.free_frame(mfn);
+        }
         info!("d{id}: destroyed");
         Ok(())
     }
@@ -982,7 +1008,10 @@ impl DomainTable {
         if !d.pages.remove(&mfn) {
             return Err(Errno::EINVAL);
         }
-        self.deferred.push(mfn);
+        // A frame dom0 still maps stays until its last foreign mapping goes.
+        if !self.foreign.orphan_if_mapped(mfn) {
+            self.deferred.push(mfn);
+        }
         Ok(())
     }
 
@@ -1006,7 +1035,7 @@ impl DomainTable {
         if !d.pages.remove(&mfn) {
             return Err(Errno::EINVAL);
         }
-        self.pages.free_frame(mfn);
+        self.release_frame(mfn);
         Ok(())
     }
 }

@@ -76,6 +76,8 @@ pub struct DomctlState {
     /// Per vCPU hard and soft affinity (bit n = CPU n).
     pub hard_affinity: Vec<u64>,
     pub soft_affinity: Vec<u64>,
+    /// `XENMEM_claim_pages`: the size claimed (0: no claim).
+    pub claim_target: u64,
 }
 
 impl DomctlState {
@@ -91,7 +93,13 @@ impl DomctlState {
             cap: 0,
             hard_affinity: vec![u64::MAX; n],
             soft_affinity: vec![u64::MAX; n],
+            claim_target: 0,
         }
+    }
+
+    /// Claimed pages not allocated yet (`d->outstanding_pages`).
+    pub fn outstanding_pages(&self, tot_pages: u64) -> u64 {
+        self.claim_target.saturating_sub(tot_pages)
     }
 }
 
@@ -143,7 +151,8 @@ pub fn getdomaininfo(d: &Domain, gpaddr_bits: u8) -> xen_domctl_getdomaininfo {
 
     info.tot_pages = d.tot_pages();
     info.max_pages = d.max_pages;
-    // outstanding, shared and paged pages: none of these mechanisms exist here.
+    info.outstanding_pages = d.ctl.outstanding_pages(info.tot_pages);
+    // shared and paged pages: none of these mechanisms exist here.
     info.shared_info_frame = d.shared_info_gfn;
     // ssidref: the dummy XSM policy reports 0 (the value given at creation is
     // ignored, as in 4.17 without XSM).

@@ -315,7 +315,7 @@ fn decrease_one(
 
 /// `guest_remove_page()`: unmap `gfn`; a domain frame goes back to the heap, the
 /// `shared_info` frame is only unhooked. `-ENOENT` if nothing is mapped.
-fn remove_page(
+pub(super) fn remove_page(
     env: &mut MemoryOpEnv<'_>,
     domains: &mut DomainTable,
     id: domid_t,
@@ -338,7 +338,7 @@ fn remove_page(
 
 /// `shared_info` is about to be unmapped (still mapped now): its event fields
 /// move back to the private copy.
-fn unhook_shared_info(env: &mut MemoryOpEnv<'_>, d: &mut Domain) {
+pub(super) fn unhook_shared_info(env: &mut MemoryOpEnv<'_>, d: &mut Domain) {
     d.shared_info_gfn = u64::MAX;
     let mut ram = GuestRam {
         p2m: &d.hvm.p2m,
@@ -427,7 +427,7 @@ fn add_to_physmap(
 }
 
 /// `xenmem_add_to_physmap_one()` for a translated domain.
-fn add_to_physmap_one(
+pub(super) fn add_to_physmap_one(
     env: &mut MemoryOpEnv<'_>,
     domains: &mut DomainTable,
     id: domid_t,

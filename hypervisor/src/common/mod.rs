@@ -6,10 +6,12 @@ pub mod console_io;
 pub mod cpu_policy;
 pub mod dispatch;
 pub mod domain;
+pub mod domain_memory;
 pub mod domctl;
 pub mod event_channel;
 #[cfg(test)]
 mod fuzz;
+pub mod foreign_map;
 pub mod guest_access;
 pub mod hvm;
 pub mod hvm_save;

@@ -226,8 +226,8 @@ pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_n
     }
     ext.actions.clear();
     ext.quiesce = quiesce;
-    ext.p2m_commit = Box::new(hvm::stage2::ArchCommit);
     ext.vcpu_hw_create = create_hw_vcpu;
+    ext.p2m_commit = Box::new(hvm::stage2::ArchCommit);
     let mut st = HvState {
         hv,
         ext,
