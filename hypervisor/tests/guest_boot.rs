@@ -104,7 +104,7 @@ fn pvh_image_loads_at_its_physical_address_with_start_info() {
     let mut ram = Ram(vec![0; 4 << 20]);
     let code = [0xf4, 0xeb, 0xfd];
     let img = elf64(0x10_0000, &code, 0x3000, Some(0x10_0000));
-    let l = pvh::load(&mut ram, 4 << 20, &img, "role=hello n=1", 3).unwrap();
+    let l = pvh::load(&mut ram, 4 << 20, &img, "role=hello n=1", 3, &[]).unwrap();
     assert_eq!(l.entry, 0x10_0000);
     assert_eq!(l.start_info, 0x6000);
     assert_eq!((l.image_start, l.image_end), (0x10_0000, 0x10_3000));
@@ -122,6 +122,39 @@ fn pvh_image_loads_at_its_physical_address_with_start_info() {
     assert_eq!((mm.addr, mm.size, mm.r#type), (0, 4 << 20, 1));
     let c = si.cmdline_paddr as usize;
     assert_eq!(&ram.0[c..c + 15], b"role=hello n=1\0");
+}
+
+/// Boot modules go page-aligned after the image's end, as 4.17's builder places
+/// them, and the start info lists them in order.
+#[test]
+fn pvh_modules_follow_the_image_page_aligned() {
+    use xen_public_abi::hvm::start_info::hvm_modlist_entry;
+    let mut ram = Ram(vec![0; 4 << 20]);
+    let img = elf64(0x10_0000, &[0xf4], 0x2801, Some(0x10_0000));
+    let initrd = vec![0xa5u8; 0x1234];
+    let second = b"second module".to_vec();
+    let l = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[&initrd, &second]).unwrap();
+    assert_eq!(l.image_end, 0x10_2801);
+    assert_eq!(l.modules[0], (0x10_3000, 0x1234));
+    assert_eq!(l.modules[1], (0x10_5000, second.len() as u64));
+    assert_eq!(&ram.0[0x10_3000..0x10_4234], &initrd[..]);
+    assert_eq!(&ram.0[0x10_5000..0x10_5000 + second.len()], &second[..]);
+    let si = hvm_start_info::read_from_bytes(&ram.0[0x6000..0x6000 + 56]).unwrap();
+    assert_eq!(si.nr_modules, 2);
+    let list = si.modlist_paddr as usize;
+    assert!(list >= 0x6000 + 56 && list + 64 <= si.cmdline_paddr as usize);
+    for (i, want) in l.modules[..2].iter().enumerate() {
+        let at = list + i * 32;
+        let e = hvm_modlist_entry::read_from_bytes(&ram.0[at..at + 32]).unwrap();
+        assert_eq!((e.paddr, e.size, e.cmdline_paddr), (want.0, want.1, 0));
+    }
+    // A module past the RAM's end and too many modules are refused.
+    let big = vec![0u8; 4 << 20];
+    let e = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[&big]).unwrap_err();
+    assert!(e.contains("does not fit"), "{e}");
+    let m: &[u8] = b"m";
+    let e = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[m, m, m, m]).unwrap_err();
+    assert!(e.contains("boot modules"), "{e}");
 }
 
 #[test]
@@ -151,14 +184,14 @@ fn pvh_refusals_are_messages() {
     ];
     for (img, want) in cases {
         let mut ram = Ram(vec![0; ram_size as usize]);
-        let e = pvh::load(&mut ram, ram_size, &img, "", 0).unwrap_err();
+        let e = pvh::load(&mut ram, ram_size, &img, "", 0, &[]).unwrap_err();
         assert!(e.contains(want), "{e:?} should mention {want:?}");
     }
     // A command line that does not fit the loader's area.
     let mut ram = Ram(vec![0; ram_size as usize]);
     let img = elf64(0x10_0000, &[0x90], 0x10, Some(0x10_0000));
     let long = "x".repeat(0x2000);
-    assert!(pvh::load(&mut ram, ram_size, &img, &long, 0)
+    assert!(pvh::load(&mut ram, ram_size, &img, &long, 0, &[])
         .unwrap_err()
         .contains("too long"));
 }
@@ -168,13 +201,13 @@ fn pvh_never_panics_on_truncated_or_garbled_images() {
     let img = elf64(0x10_0000, &[0x90; 64], 0x100, Some(0x10_0000));
     for cut in 0..img.len() {
         let mut ram = Ram(vec![0; 2 << 20]);
-        let _ = pvh::load(&mut ram, 2 << 20, &img[..cut], "", 0);
+        let _ = pvh::load(&mut ram, 2 << 20, &img[..cut], "", 0, &[]);
     }
     for i in 0..img.len() {
         let mut bad = img.clone();
         bad[i] ^= 0xff;
         let mut ram = Ram(vec![0; 2 << 20]);
-        let _ = pvh::load(&mut ram, 2 << 20, &bad, "", 0);
+        let _ = pvh::load(&mut ram, 2 << 20, &bad, "", 0, &[]);
     }
 }
 

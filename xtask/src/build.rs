@@ -192,6 +192,10 @@ pub fn images(
         images.uefi = Some(path);
     }
     util::run(&mut cmd)?;
+    if let Some(bios) = &images.bios {
+        // bootloader 0.11.15's BIOS stage 2 misreads FAT16 volumes over 32 MiB.
+        crate::bios_fat::patch_bios_image(bios)?;
+    }
     Ok(images)
 }
 

@@ -7,6 +7,7 @@
 //! docs/testing.md explain them.
 
 mod bench;
+mod bios_fat;
 mod build;
 mod ci;
 mod deps;

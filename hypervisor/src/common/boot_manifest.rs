@@ -22,6 +22,7 @@
 //! | `max_evtchn_port` | number | `1023` |
 //! | `altp2m` | `HVM_PARAM_ALTP2M` mode 0..3 | `0` |
 //! | `cmdline` | `"quoted text"` (or one bare word) | empty |
+//! | `ramdisk` | ramdisk entry handed to the guest as boot module 0 (an initrd) | none |
 //!
 //! A bad line is an error that names the line and the key.
 
@@ -97,6 +98,9 @@ pub struct BootDomain {
     /// runs (`cpuid_clear=7b0:0x80,1d:0x2000`: feature-word name : mask), applied
     /// as `XEN_DOMCTL_set_cpu_policy` would be.
     pub cpuid_clear: Vec<(usize, u32)>,
+    /// The ramdisk entry given to the guest as its first boot module
+    /// (`hvm_start_info`'s module list; xl's `ramdisk=`).
+    pub ramdisk: Option<String>,
 }
 
 impl fmt::Debug for BootDomain {
@@ -113,6 +117,7 @@ impl fmt::Debug for BootDomain {
             .field("max_evtchn_port", &self.config.max_evtchn_port)
             .field("altp2m", &self.altp2m)
             .field("cmdline", &self.cmdline)
+            .field("ramdisk", &self.ramdisk)
             .finish()
     }
 }
@@ -286,6 +291,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
     let mut altp2m = 0;
     let mut cpuid_clear = Vec::new();
     let mut cmdline = String::new();
+    let mut ramdisk = None;
     let mut config = xen_domctl_createdomain::new_zeroed();
     config.flags = XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap;
     config.max_vcpus = 1;
@@ -353,6 +359,12 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
                     cpuid_clear.push((w, m));
                 }
             }
+            "ramdisk" => {
+                if v.is_empty() {
+                    return Err(err(line, key, "empty"));
+                }
+                ramdisk = Some(v.clone());
+            }
             _ => return Err(err(line, key, "unknown key")),
         }
     }
@@ -369,6 +381,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
         altp2m,
         cmdline,
         cpuid_clear,
+        ramdisk,
     })
 }
 
@@ -383,7 +396,7 @@ mod tests {
 # dom0: the test orchestrator
 name=dom0 image=dom0.elf domid=0 privileged=1 memory_mib=16 vcpus=2 cmdline="scenario=events n=100"
 name=fifo image=domu.elf domid=1 memory_mib=8 flags=hvm,hap,evtchn_fifo,evtchn_upcall max_evtchn_port=4095   # trailing comment
-name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo
+name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo ramdisk=initrd.cpio
 "#;
 
     #[test]
@@ -417,6 +430,8 @@ name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo
         assert_eq!(p.memory_mib, 4);
         assert_eq!(p.altp2m, 2);
         assert_eq!(p.cmdline, "solo");
+        assert_eq!(p.ramdisk.as_deref(), Some("initrd.cpio"));
+        assert_eq!(ds[0].ramdisk, None);
     }
 
     /// The defaults are the project's baseline createdomain config, which Xen
@@ -502,6 +517,11 @@ name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo
                 "name=a image=a.elf memory_mib=1 vcpus=1 vcpus=2",
                 1,
                 Some("vcpus"),
+            ),
+            (
+                "name=a image=a.elf memory_mib=1 ramdisk=",
+                1,
+                Some("ramdisk"),
             ),
             ("name=a image=a.elf memory_mib=1 cmdline=\"open", 1, None),
             ("name=a image=a.elf memory_mib=1 stray", 1, None),

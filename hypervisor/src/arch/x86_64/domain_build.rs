@@ -63,11 +63,21 @@ fn build_one(
         .iter()
         .find(|e| e.name == bd.image)
         .ok_or_else(|| format!("image `{}` is not in the ramdisk", bd.image))?;
+    let ramdisk = match &bd.ramdisk {
+        None => None,
+        Some(name) => Some(
+            images
+                .iter()
+                .find(|e| e.name == name)
+                .ok_or_else(|| format!("ramdisk `{name}` is not in the ramdisk"))?
+                .data,
+        ),
+    };
     let id = hv
         .domains
         .create_boot_domain(bd.domid, &bd.config, bd.privileged)
         .map_err(|e| format!("createdomain refused: {e:?}"))?;
-    match populate_and_load(hv, ext, id, bd, image.data, out) {
+    match populate_and_load(hv, ext, id, bd, image.data, ramdisk, out) {
         Ok(()) => Ok(id),
         Err(why) => {
             out.retain(|v| v.domid != id);
@@ -83,6 +93,7 @@ fn populate_and_load(
     id: domid_t,
     bd: &BootDomain,
     image: &[u8],
+    ramdisk: Option<&[u8]>,
     out: &mut Vec<BuiltVcpu>,
 ) -> Result<(), String> {
     let pages = bd.memory_pages();
@@ -136,7 +147,11 @@ fn populate_and_load(
         p2m: &d.hvm.p2m,
         machine: &PHYS_MACHINE,
     };
-    let loaded = pvh::load(&mut ram, pages << 12, image, &bd.cmdline, flags)?;
+    let modules: Vec<&[u8]> = ramdisk.into_iter().collect();
+    let loaded = pvh::load(&mut ram, pages << 12, image, &bd.cmdline, flags, &modules)?;
+    if let Some((at, size)) = loaded.modules.first().filter(|_| ramdisk.is_some()) {
+        log::info!("d{id}: ramdisk at {at:#x}, {size} bytes");
+    }
     log::info!(
         "d{id}: {} loaded at {:#x}..{:#x}, entry {:#x}, {} MiB, {} vCPU(s)",
         bd.image,

@@ -5,17 +5,21 @@
 //!
 //! Mirrors what Xen 4.17 (`xen/arch/x86/hvm/dom0_build.c`: `pvh_load_kernel`,
 //! `pvh_setup_cpus`; `libxc`'s `xc_dom_elfloader` + `xc_dom_x86.c` for domUs) and
-//! QEMU (`hw/i386/x86.c` PVH boot) do, in the layout of `docs/boot.md`: the
+//! QEMU (`hw/i386/x86.c` PVH boot) do, in the layout of `docs/domains.md`: the
 //! start info in a page below 1 MiB that no segment uses (0x6000), the memory
-//! map at 0x6040, the command line at 0x6100 up to 0x8000. The ELF reader checks
-//! every offset; a bad image is an error message, never a fault.
+//! map at 0x6040, the module list at 0x60a0, the command line at 0x6100 up to
+//! 0x8000. Boot modules (an initrd) follow the kernel's highest address, each
+//! page-aligned, as 4.17's domain builder allocates them
+//! (`xc_dom_build_module` after the kernel segment). The ELF reader checks every
+//! offset; a bad image is an error message, never a fault.
 
 use alloc::format;
 use alloc::string::String;
 
 use xen_public_abi::elfnote::XEN_ELFNOTE_PHYS32_ENTRY;
 use xen_public_abi::hvm::start_info::{
-    hvm_memmap_table_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_RAM, XEN_HVM_START_MAGIC_VALUE,
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_RAM,
+    XEN_HVM_START_MAGIC_VALUE,
 };
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -24,6 +28,9 @@ use crate::common::guest_access::GuestMemory;
 /// Where the loader puts `hvm_start_info`, the memory map and the command line.
 pub const START_INFO_GPA: u64 = 0x6000;
 pub const MEMMAP_GPA: u64 = 0x6040;
+/// `hvm_modlist_entry[MAX_MODULES]` (32 bytes each) up to the command line.
+pub const MODLIST_GPA: u64 = 0x60a0;
+pub const MAX_MODULES: usize = 3;
 pub const CMDLINE_GPA: u64 = 0x6100;
 /// End of the loader's area (exclusive).
 pub const LOADER_AREA_END: u64 = 0x8000;
@@ -41,6 +48,8 @@ pub struct Loaded {
     /// Lowest and highest (exclusive) GPA the segments occupy.
     pub image_start: u64,
     pub image_end: u64,
+    /// Where each boot module went (GPA, size).
+    pub modules: [(u64, u64); MAX_MODULES],
 }
 
 /// One program header, class-independent.
@@ -156,16 +165,23 @@ impl<'a> ElfFile<'a> {
 }
 
 /// Load `image` into `mem` (a domain with `ram_bytes` of RAM from GPA 0, already
-/// populated and zeroed), write `hvm_start_info` (version 1, with the one-range
-/// memory map and `cmdline`) and return where to start. `flags` are the `SIF_*`
-/// for the start info.
+/// populated and zeroed), then `modules` after it, write `hvm_start_info`
+/// (version 1, with the one-range memory map, `cmdline` and the module list) and
+/// return where to start. `flags` are the `SIF_*` for the start info.
 pub fn load(
     mem: &mut dyn GuestMemory,
     ram_bytes: u64,
     image: &[u8],
     cmdline: &str,
     flags: u32,
+    modules: &[&[u8]],
 ) -> Result<Loaded, String> {
+    if modules.len() > MAX_MODULES {
+        return Err(format!(
+            "{} boot modules (at most {MAX_MODULES})",
+            modules.len()
+        ));
+    }
     let elf = ElfFile::new(image)?;
     let phdrs = elf.phdrs()?;
     let entry = elf
@@ -217,6 +233,30 @@ pub fn load(
         ));
     }
 
+    // Boot modules: page-aligned, one after the other, from the image's end.
+    let mut placed = [(0u64, 0u64); MAX_MODULES];
+    let mut next = hi;
+    for (i, m) in modules.iter().enumerate() {
+        let at = next
+            .checked_add(0xfff)
+            .map(|a| a & !0xfff)
+            .ok_or_else(|| String::from("module address overflows"))?;
+        let end = at
+            .checked_add(m.len() as u64)
+            .filter(|&e| e <= ram_bytes)
+            .ok_or_else(|| {
+                format!(
+                    "module {i} ({} bytes at {at:#x}) does not fit the domain's {} MiB",
+                    m.len(),
+                    ram_bytes >> 20
+                )
+            })?;
+        mem.write_gpa(at, m)
+            .map_err(|_| format!("module {i} at {at:#x}: guest RAM missing"))?;
+        placed[i] = (at, m.len() as u64);
+        next = end;
+    }
+
     let cmd = cmdline.as_bytes();
     if cmd.len() as u64 + 1 > LOADER_AREA_END - CMDLINE_GPA {
         return Err(format!("command line too long ({} bytes)", cmd.len()));
@@ -237,11 +277,23 @@ pub fn load(
     si.cmdline_paddr = CMDLINE_GPA;
     si.memmap_paddr = MEMMAP_GPA;
     si.memmap_entries = 1;
+    if !modules.is_empty() {
+        for (i, &(paddr, size)) in placed.iter().take(modules.len()).enumerate() {
+            let mut e = hvm_modlist_entry::new_zeroed();
+            e.paddr = paddr;
+            e.size = size;
+            let at = MODLIST_GPA + (i * core::mem::size_of::<hvm_modlist_entry>()) as u64;
+            mem.write_gpa(at, e.as_bytes()).map_err(err)?;
+        }
+        si.nr_modules = modules.len() as u32;
+        si.modlist_paddr = MODLIST_GPA;
+    }
     mem.write_gpa(START_INFO_GPA, si.as_bytes()).map_err(err)?;
     Ok(Loaded {
         entry,
         start_info: START_INFO_GPA,
         image_start: lo,
         image_end: hi,
+        modules: placed,
     })
 }
