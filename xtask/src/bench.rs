@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::build::{self, Firmwares};
-use crate::emulator::{Accel, QemuConfig, Serial, QEMU_EXIT_SUCCESS};
+use crate::emulator::{Accel, QemuBoot, QemuConfig, Serial, QEMU_EXIT_SUCCESS};
 use crate::ramdisk::TestMode;
 use crate::util::{self, target_dir, Ending};
 
@@ -87,7 +87,7 @@ pub fn run(boots: u32) -> Result<()> {
         let log = dir.join(format!("boot-{i}.log"));
         let _ = std::fs::remove_file(&log);
         let mut cmd = QemuConfig {
-            image: image.clone(),
+            boot: QemuBoot::Disk(image.clone()),
             uefi_firmware: None,
             smp: 1,
             memory_mib: 256,

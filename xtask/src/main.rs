@@ -40,7 +40,7 @@ struct Cli {
 enum Cmd {
     /// Build the hypervisor (release, x86_64-unknown-none) and the guests.
     Build,
-    /// Build the BIOS and UEFI disk images (target/image/{bios,uefi}.img).
+    /// Build the ramdisks and the BIOS and UEFI disk images (target/image/).
     Image {
         /// The ramdisk's boot.cmd `test=` value.
         #[arg(long, value_enum, default_value_t = TestMode::None)]
@@ -102,9 +102,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Image { test } => {
             let images = build::default_images(test, Firmwares::BOTH, None)?;
-            for path in [Some(images.ramdisk), images.bios, images.uefi]
-                .into_iter()
-                .flatten()
+            for path in [
+                Some(images.kernel),
+                Some(images.ramdisk),
+                Some(images.pvh_ramdisk),
+                images.bios,
+                images.uefi,
+            ]
+            .into_iter()
+            .flatten()
             {
                 println!("{}", path.display());
             }
