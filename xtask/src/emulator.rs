@@ -143,6 +143,8 @@ pub enum Serial {
     Terminal,
     /// A file (the scenario log).
     File(PathBuf),
+    /// QEMU's standard output (no monitor): the bench reads lines as they come.
+    Stdout,
 }
 
 /// What QEMU boots.
@@ -212,6 +214,7 @@ impl QemuConfig {
                 push(&["-serial", &format!("file:{}", path.display())]);
                 push(&["-monitor", "none"]);
             }
+            Serial::Stdout => push(&["-serial", "stdio", "-monitor", "none"]),
         }
         if self.gdb {
             // Like `-s -S`, but listening on loopback only.

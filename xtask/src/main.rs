@@ -72,12 +72,9 @@ enum Cmd {
         #[arg(long)]
         check_only: bool,
     },
-    /// Boot-to-READY times over N QEMU boots and the hypervisor's section sizes.
-    Bench {
-        /// Number of boots.
-        #[arg(long, default_value_t = 5)]
-        boots: u32,
-    },
+    /// Every speed figure in one table (boot, hypercall, events, sizes), min /
+    /// median / max over N runs; JSON and markdown under target/bench/.
+    Bench(bench::BenchArgs),
 }
 
 fn deps_mode(check_only: bool) -> deps::Mode {
@@ -142,8 +139,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             deps::ensure(deps_mode(check_only))?;
             Ok(0)
         }
-        Cmd::Bench { boots } => {
-            bench::run(boots)?;
+        Cmd::Bench(args) => {
+            bench::run(args)?;
             Ok(0)
         }
     }
