@@ -1,5 +1,6 @@
 //! Host tests for the bare-metal code that is pure parsing: the cpio "newc"
-//! ramdisk reader, the `boot.cmd` parser and the kernel-ELF reader. `arch/` only
+//! ramdisk reader, the `boot.cmd` parser, the kernel-ELF reader and the direct
+//! boot's memory-map normaliser. `arch/` only
 //! compiles for `target_os = "none"`, so these files are included by path.
 
 extern crate alloc;
@@ -11,6 +12,9 @@ mod ramdisk;
 #[allow(dead_code)]
 #[path = "../src/arch/x86_64/elf.rs"]
 mod elf;
+
+#[path = "../src/arch/x86_64/boot_memmap.rs"]
+mod boot_memmap;
 
 use ramdisk::{parse, parse_boot_cmd, TestAction};
 
@@ -198,4 +202,130 @@ fn mutated_archives_and_elves_never_panic() {
             let _ = e.symbolize(rng(&mut seed));
         }
     }
+}
+
+#[test]
+fn find_returns_one_file_without_allocating_a_listing() {
+    let archive = newc(&[
+        ("boot.cmd", 0o100644, b"test=none\n"),
+        ("hypervisor.elf", 0o100644, b"\x7fELF..."),
+    ]);
+    assert_eq!(
+        ramdisk::find(&archive, "hypervisor.elf"),
+        Some(&b"\x7fELF..."[..])
+    );
+    assert_eq!(
+        ramdisk::find(&archive, "boot.cmd"),
+        Some(&b"test=none\n"[..])
+    );
+    assert_eq!(ramdisk::find(&archive, "missing"), None);
+    for cut in 0..archive.len() {
+        let _ = ramdisk::find(&archive[..cut], "hypervisor.elf");
+    }
+    assert_eq!(ramdisk::find(b"garbage", "boot.cmd"), None);
+}
+
+use boot_memmap::{normalise, Kind, Region};
+
+fn memmap(e820: &[(u64, u64, u32)], loaded: &[(u64, u64)]) -> Vec<Region> {
+    let mut out = [Region {
+        start: 0,
+        end: 0,
+        kind: Kind::Loader,
+    }; 64];
+    let n = normalise(e820.iter().copied(), loaded, &mut out).unwrap();
+    out[..n].to_vec()
+}
+
+/// SeaBIOS's E820 map for 256 MiB as QEMU's PVH option ROM passes it, with the
+/// hypervisor at 2 MiB and a ramdisk near the top of RAM.
+#[test]
+fn memmap_carves_the_image_and_ramdisk_out_of_ram() {
+    let r = memmap(
+        &[
+            (0, 0x9fc00, 1),
+            (0x9fc00, 0x400, 2),
+            (0xf0000, 0x10000, 2),
+            (0x100000, 0xfee0000, 1),
+            (0xffe0000, 0x20000, 2),
+            (0xfffc0000, 0x40000, 2),
+        ],
+        &[(0x200000, 0x2d6000), (0xff3b100, 0xffd7000), (0, 0)],
+    );
+    let u = |start, end| Region {
+        start,
+        end,
+        kind: Kind::Usable,
+    };
+    let l = |start, end| Region {
+        start,
+        end,
+        kind: Kind::Loader,
+    };
+    let f = |start, end, t| Region {
+        start,
+        end,
+        kind: Kind::Firmware(t),
+    };
+    assert_eq!(
+        r,
+        [
+            u(0, 0x9f000),
+            f(0x9fc00, 0xa0000, 2),
+            f(0xf0000, 0x100000, 2),
+            u(0x100000, 0x200000),
+            l(0x200000, 0x2d6000),
+            u(0x2d6000, 0xff3b000),
+            l(0xff3b000, 0xffd7000),
+            u(0xffd7000, 0xffe0000),
+            f(0xffe0000, 0x10000000, 2),
+            f(0xfffc0000, 0x100000000, 2),
+        ]
+    );
+}
+
+#[test]
+fn memmap_lets_firmware_win_over_overlapping_ram_and_drops_slivers() {
+    let r = memmap(
+        &[
+            (0x1000, 0x10_0000, 1),
+            (0x8000, 0x1000, 3),
+            (0x200800, 0x400, 1),
+        ],
+        &[],
+    );
+    assert_eq!(
+        r,
+        [
+            Region {
+                start: 0x1000,
+                end: 0x8000,
+                kind: Kind::Usable
+            },
+            Region {
+                start: 0x8000,
+                end: 0x9000,
+                kind: Kind::Firmware(3)
+            },
+            Region {
+                start: 0x9000,
+                end: 0x101000,
+                kind: Kind::Usable
+            },
+        ]
+    );
+}
+
+#[test]
+fn memmap_rejects_wrapping_entries_and_overflowing_output() {
+    let mut out = [Region {
+        start: 0,
+        end: 0,
+        kind: Kind::Loader,
+    }; 2];
+    assert!(normalise([(u64::MAX - 10, 100, 1)].into_iter(), &[], &mut out).is_err());
+    let many = (0..3u64).map(|i| (i << 20, 0x1000, 1));
+    assert!(normalise(many, &[], &mut out).is_err());
+    // A loaded range splitting RAM needs room for three pieces.
+    assert!(normalise([(0, 0x10000, 1)].into_iter(), &[(0x4000, 0x5000)], &mut out).is_err());
 }

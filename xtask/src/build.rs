@@ -130,15 +130,27 @@ pub fn image_builder() -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Disk images made from one kernel and one ramdisk.
+/// What one kernel and one ramdisk boot from: the ramdisk for the disk images,
+/// the direct (PVH) boot's ramdisk, and the disk images asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Images {
     pub ramdisk: PathBuf,
     /// How many files the ramdisk holds (the kernel lists them at boot).
     pub ramdisk_entries: usize,
+    /// The hypervisor ELF itself (QEMU `-kernel`).
+    pub kernel: PathBuf,
+    /// The direct boot's ramdisk (QEMU `-initrd`): the same files plus
+    /// `hypervisor.elf`, the kernel's own ELF, whose symbol table a PVH loader
+    /// does not load (the kernel reads it for symbolised backtraces).
+    pub pvh_ramdisk: PathBuf,
+    pub pvh_ramdisk_entries: usize,
     pub bios: Option<PathBuf>,
     pub uefi: Option<PathBuf>,
 }
+
+/// The ramdisk entry that carries the kernel's ELF on a direct boot (the
+/// hypervisor's `pvh_entry::KERNEL_ELF_ENTRY`).
+pub const KERNEL_ELF_ENTRY: &str = "hypervisor.elf";
 
 /// Which images to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,10 +166,12 @@ impl Firmwares {
     };
 }
 
-/// Writes `out_dir/ramdisk.cpio` (boot.cmd with `test`, README, guests) and the
-/// requested images `out_dir/bios.img` / `out_dir/uefi.img`.
+/// Writes `out_dir/ramdisk.cpio` (boot.cmd with `test`, README, guests), the
+/// direct boot's `out_dir/ramdisk-pvh.cpio` (the same and `hypervisor.elf`) and
+/// the requested disk images `out_dir/bios.img` / `out_dir/uefi.img` (which need
+/// `image_builder`; a direct boot needs none).
 pub fn images(
-    image_builder: &Path,
+    image_builder: Option<&Path>,
     kernel: &Path,
     test: TestMode,
     guests: Vec<Entry>,
@@ -166,16 +180,29 @@ pub fn images(
 ) -> Result<Images> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let ramdisk_path = out_dir.join("ramdisk.cpio");
-    let entries = ramdisk::standard_entries(test, guests);
+    let mut entries = ramdisk::standard_entries(test, guests);
     let archive = ramdisk::archive(&entries)?;
     std::fs::write(&ramdisk_path, archive)
         .with_context(|| format!("writing {}", ramdisk_path.display()))?;
+    let disk_entries = entries.len();
+    let elf = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
+    entries.push(Entry::new(KERNEL_ELF_ENTRY, elf));
+    let pvh_ramdisk = out_dir.join("ramdisk-pvh.cpio");
+    std::fs::write(&pvh_ramdisk, ramdisk::archive(&entries)?)
+        .with_context(|| format!("writing {}", pvh_ramdisk.display()))?;
 
     let mut images = Images {
         ramdisk: ramdisk_path.clone(),
-        ramdisk_entries: entries.len(),
+        ramdisk_entries: disk_entries,
+        kernel: kernel.to_path_buf(),
+        pvh_ramdisk,
+        pvh_ramdisk_entries: entries.len(),
         ..Images::default()
     };
+    if !which.bios && !which.uefi {
+        return Ok(images);
+    }
+    let image_builder = image_builder.context("disk images need the image builder")?;
     let mut cmd = Command::new(image_builder);
     cmd.arg("--kernel")
         .arg(kernel)
@@ -199,8 +226,8 @@ pub fn images(
     Ok(images)
 }
 
-/// Everything `cargo xtask image` does: hypervisor, guests, image builder, images
-/// under `target/image/`.
+/// Everything `cargo xtask image` does: hypervisor, guests, ramdisks, and (when
+/// `which` asks for any) the image builder and disk images, under `target/image/`.
 pub fn default_images(test: TestMode, which: Firmwares, domains: Option<&str>) -> Result<Images> {
     let kernel = hypervisor()?;
     let mut entries = Vec::new();
@@ -208,9 +235,12 @@ pub fn default_images(test: TestMode, which: Firmwares, domains: Option<&str>) -
         entries.push(domains_cfg(name)?);
     }
     entries.extend(guests()?);
-    let builder = image_builder()?;
+    let builder = match which.bios || which.uefi {
+        true => Some(image_builder()?),
+        false => None,
+    };
     images(
-        &builder,
+        builder.as_deref(),
         &kernel,
         test,
         entries,

@@ -143,12 +143,28 @@ pub enum Serial {
     Terminal,
     /// A file (the scenario log).
     File(PathBuf),
+    /// QEMU's standard output (no monitor): the bench reads lines as they come.
+    Stdout,
+}
+
+/// What QEMU boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QemuBoot {
+    /// A `bootloader` disk image, through the firmware (SeaBIOS or OVMF).
+    Disk(PathBuf),
+    /// A PVH ELF loaded directly (`-kernel`, `-initrd`, `-append`): QEMU's
+    /// option ROM enters it at its `XEN_ELFNOTE_PHYS32_ENTRY` point, no disk.
+    Direct {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: Option<String>,
+    },
 }
 
 /// One QEMU boot.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
-    pub image: PathBuf,
+    pub boot: QemuBoot,
     /// `Some(firmware)` boots UEFI with that OVMF file; `None` boots SeaBIOS.
     pub uefi_firmware: Option<PathBuf>,
     pub smp: u32,
@@ -167,10 +183,24 @@ impl QemuConfig {
         push(&self.accel.qemu_args());
         push(&["-m", &format!("{}M", self.memory_mib)]);
         push(&["-smp", &self.smp.to_string()]);
-        push(&[
-            "-drive",
-            &format!("format=raw,file={}", self.image.display()),
-        ]);
+        match &self.boot {
+            QemuBoot::Disk(image) => {
+                push(&["-drive", &format!("format=raw,file={}", image.display())])
+            }
+            QemuBoot::Direct {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
+                push(&["-kernel", &kernel.display().to_string()]);
+                if let Some(initrd) = initrd {
+                    push(&["-initrd", &initrd.display().to_string()]);
+                }
+                if let Some(cmdline) = cmdline {
+                    push(&["-append", cmdline]);
+                }
+            }
+        }
         if let Some(fw) = &self.uefi_firmware {
             push(&["-bios", &fw.display().to_string()]);
         }
@@ -184,6 +214,7 @@ impl QemuConfig {
                 push(&["-serial", &format!("file:{}", path.display())]);
                 push(&["-monitor", "none"]);
             }
+            Serial::Stdout => push(&["-serial", "stdio", "-monitor", "none"]),
         }
         if self.gdb {
             // Like `-s -S`, but listening on loopback only.
@@ -330,7 +361,7 @@ mod tests {
 
     fn base(accel: Accel) -> QemuConfig {
         QemuConfig {
-            image: "/t/bios.img".into(),
+            boot: QemuBoot::Disk("/t/bios.img".into()),
             uefi_firmware: None,
             smp: 2,
             memory_mib: 512,
@@ -363,6 +394,23 @@ mod tests {
         assert!(!args.contains("-bios"), "{args}");
         assert!(!args.contains(" -S"), "{args}");
         assert!(args.ends_with("-d int"), "extra args go last: {args}");
+    }
+
+    #[test]
+    fn qemu_direct_boot_has_kernel_initrd_and_no_disk() {
+        let mut cfg = base(Accel::Tcg);
+        cfg.boot = QemuBoot::Direct {
+            kernel: "/t/hypervisor".into(),
+            initrd: Some("/t/ramdisk.cpio".into()),
+            cmdline: None,
+        };
+        let args = cfg.args().join(" ");
+        assert!(
+            args.contains("-kernel /t/hypervisor -initrd /t/ramdisk.cpio"),
+            "{args}"
+        );
+        assert!(!args.contains("-drive"), "{args}");
+        assert!(!args.contains("-append"), "{args}");
     }
 
     #[test]

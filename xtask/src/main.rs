@@ -42,7 +42,7 @@ struct Cli {
 enum Cmd {
     /// Build the hypervisor (release, x86_64-unknown-none) and the guests.
     Build,
-    /// Build the BIOS and UEFI disk images (target/image/{bios,uefi}.img).
+    /// Build the ramdisks and the BIOS and UEFI disk images (target/image/).
     Image {
         /// The ramdisk's boot.cmd `test=` value.
         #[arg(long, value_enum, default_value_t = TestMode::None)]
@@ -90,12 +90,9 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         steps: u32,
     },
-    /// Boot-to-READY times over N QEMU boots and the hypervisor's section sizes.
-    Bench {
-        /// Number of boots.
-        #[arg(long, default_value_t = 5)]
-        boots: u32,
-    },
+    /// Every speed figure in one table (boot, hypercall, events, sizes), min /
+    /// median / max over N runs; JSON and markdown under target/bench/.
+    Bench(bench::BenchArgs),
 }
 
 fn deps_mode(check_only: bool) -> deps::Mode {
@@ -120,9 +117,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Image { test } => {
             let images = build::default_images(test, Firmwares::BOTH, None)?;
-            for path in [Some(images.ramdisk), images.bios, images.uefi]
-                .into_iter()
-                .flatten()
+            for path in [
+                Some(images.kernel),
+                Some(images.ramdisk),
+                Some(images.pvh_ramdisk),
+                images.bios,
+                images.uefi,
+            ]
+            .into_iter()
+            .flatten()
             {
                 println!("{}", path.display());
             }
@@ -165,8 +168,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             seed,
             steps,
         } => fuzz(minutes, seed, steps),
-        Cmd::Bench { boots } => {
-            bench::run(boots)?;
+        Cmd::Bench(args) => {
+            bench::run(args)?;
             Ok(0)
         }
     }

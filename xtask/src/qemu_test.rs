@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::build::{self, Firmwares, Images};
-use crate::emulator::{self, Accel, BochsConfig, Emulator, QemuConfig, Serial};
+use crate::emulator::{self, Accel, BochsConfig, Emulator, QemuBoot, QemuConfig, Serial};
 use crate::ramdisk::TestMode;
 use crate::scenario::{self, End, Firmware, Scenario};
 use crate::util::{self, target_dir, Ending};
@@ -70,7 +70,17 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
     } else {
         Vec::new()
     };
-    let builder = build::image_builder()?;
+    // The image builder (a long first build) only when some scenario boots a
+    // disk image: direct (PVH) boots need none.
+    let needs = |f: Firmware| scenarios.iter().any(|s| s.firmware == f);
+    let disks = Firmwares {
+        bios: needs(Firmware::Bios),
+        uefi: needs(Firmware::Uefi),
+    };
+    let builder = match disks.bios || disks.uefi {
+        true => Some(build::image_builder()?),
+        false => None,
+    };
     let root = target_dir().join("qemu-test");
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
 
@@ -91,13 +101,18 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
                     )
                 }
             };
+            // Disk images only of the kinds some scenario boots.
+            let which = Firmwares {
+                bios: disks.bios,
+                uefi: disks.uefi,
+            };
             slot.insert(build::images(
-                &builder,
+                builder.as_deref(),
                 &kernel,
                 s.test,
                 entries,
                 &dir,
-                Firmwares::BOTH,
+                which,
             )?);
         }
     }
@@ -105,22 +120,39 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
     let mut tally = Tally::default();
     for s in scenarios {
         let set = &images[&(s.test, s.domains)];
-        let image = match s.firmware {
-            Firmware::Bios => set.bios.as_ref(),
-            Firmware::Uefi => set.uefi.as_ref(),
-        }
-        .context("image set lacks the scenario's firmware")?;
         eprintln!("xtask: qemu-test {} ... ({})", s.name, s.about);
-        let entries = set.ramdisk_entries;
-        // Scenarios that boot the test guest itself (`-kernel`) use its ELF as the disk too.
+        // Scenarios that boot the test guest itself (`-kernel`) boot its ELF.
         let guest_elf = match s.guest_kernel {
             Some(_) => Some(guest_kernel_path(&guests, &root)?),
             None => None,
         };
-        let boot = Boot {
-            image: guest_elf.as_deref().unwrap_or(image),
-            ramdisk_entries: entries,
-            kernel: guest_elf.as_deref().zip(s.guest_kernel),
+        let boot = match (guest_elf.as_deref(), s.firmware) {
+            (Some(elf), _) => Boot {
+                what: BootWhat::Direct {
+                    kernel: elf,
+                    initrd: None,
+                    cmdline: s.guest_kernel,
+                },
+                ramdisk_entries: 0,
+            },
+            (None, Firmware::Pvh) => Boot {
+                what: BootWhat::Direct {
+                    kernel: &set.kernel,
+                    initrd: Some(&set.pvh_ramdisk),
+                    cmdline: None,
+                },
+                ramdisk_entries: set.pvh_ramdisk_entries,
+            },
+            (None, Firmware::Bios | Firmware::Uefi) => Boot {
+                what: BootWhat::Disk(
+                    match s.firmware {
+                        Firmware::Uefi => set.uefi.as_ref(),
+                        _ => set.bios.as_ref(),
+                    }
+                    .context("image set lacks the scenario's firmware")?,
+                ),
+                ramdisk_entries: set.ramdisk_entries,
+            },
         };
         run_and_count(s, s.name, &boot, &root, Accel::Tcg, &mut tally);
         // The VMX self-test also runs under QEMU + KVM with nested VMX where the
@@ -146,12 +178,22 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
     Ok(tally)
 }
 
-/// What one scenario boots: the disk image, how many files its ramdisk holds (for
-/// `{entries}` patterns), and optionally a PVH ELF + command line for `-kernel`.
+/// What one scenario boots and how many files its ramdisk holds (for
+/// `{entries}` patterns).
 struct Boot<'a> {
-    image: &'a Path,
+    what: BootWhat<'a>,
     ramdisk_entries: usize,
-    kernel: Option<(&'a Path, &'a str)>,
+}
+
+/// A disk image, or a PVH ELF (the hypervisor or the test guest) loaded by QEMU.
+#[derive(Clone, Copy)]
+enum BootWhat<'a> {
+    Disk(&'a Path),
+    Direct {
+        kernel: &'a Path,
+        initrd: Option<&'a Path>,
+        cmdline: Option<&'a str>,
+    },
 }
 
 /// Runs one scenario (under `name`, with `accel` for QEMU) and counts its verdict.
@@ -214,8 +256,7 @@ fn guest_kernel_path(guests: &[crate::ramdisk::Entry], root: &Path) -> Result<Pa
 }
 
 /// Boots one scenario; returns its verdict, its serial log path and how long it
-/// took. `kernel`: boot this PVH ELF with this command line instead (QEMU
-/// `-kernel`/`-append`; the disk is then only attached, never booted).
+/// took.
 fn run_one(
     s: &Scenario,
     name: &str,
@@ -223,44 +264,50 @@ fn run_one(
     root: &Path,
     accel: Accel,
 ) -> Result<(scenario::Verdict, PathBuf, Duration)> {
-    let Boot {
-        image,
-        ramdisk_entries,
-        kernel,
-    } = *boot;
+    let ramdisk_entries = boot.ramdisk_entries;
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let serial_log = root.join(format!("{name}.log"));
     let _ = std::fs::remove_file(&serial_log);
-    // Each scenario boots its own copy: QEMU and Bochs lock or write the disk.
-    let disk = dir.join(image.file_name().context("image has no file name")?);
-    std::fs::copy(image, &disk).with_context(|| format!("copying {}", image.display()))?;
+    // A disk is copied per scenario: QEMU and Bochs lock or write it. Direct
+    // boots read their files only.
+    let qemu_boot = match boot.what {
+        BootWhat::Disk(image) => {
+            let disk = dir.join(image.file_name().context("image has no file name")?);
+            std::fs::copy(image, &disk).with_context(|| format!("copying {}", image.display()))?;
+            QemuBoot::Disk(disk)
+        }
+        BootWhat::Direct {
+            kernel,
+            initrd,
+            cmdline,
+        } => QemuBoot::Direct {
+            kernel: kernel.to_path_buf(),
+            initrd: initrd.map(Path::to_path_buf),
+            cmdline: cmdline.map(str::to_string),
+        },
+    };
 
     let mut cmd = match s.emulator {
         Emulator::Qemu => QemuConfig {
-            image: disk,
+            boot: qemu_boot,
             uefi_firmware: match s.firmware {
                 Firmware::Uefi => Some(emulator::ovmf()?),
-                Firmware::Bios => None,
+                Firmware::Bios | Firmware::Pvh => None,
             },
             smp: s.smp,
             memory_mib: MEMORY_MIB,
             accel,
             serial: Serial::File(serial_log.clone()),
             gdb: false,
-            extra: match kernel {
-                Some((elf, cmdline)) => vec![
-                    "-kernel".into(),
-                    elf.display().to_string(),
-                    "-append".into(),
-                    cmdline.into(),
-                ],
-                None => Vec::new(),
-            },
+            extra: Vec::new(),
         }
         .command(),
         Emulator::Bochs => {
-            if s.firmware == Firmware::Uefi {
+            let QemuBoot::Disk(disk) = qemu_boot else {
+                bail!("Bochs scenarios boot the BIOS disk image only");
+            };
+            if s.firmware != Firmware::Bios {
                 bail!("Bochs scenarios boot BIOS images only");
             }
             BochsConfig {

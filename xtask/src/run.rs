@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::build::{self, Firmwares};
 use crate::deps;
 use crate::emulator::{
-    self, AccelChoice, BochsConfig, Emulator, QemuConfig, Serial, BOCHS_VMX_MODEL,
+    self, AccelChoice, BochsConfig, Emulator, QemuBoot, QemuConfig, Serial, BOCHS_VMX_MODEL,
     QEMU_EXIT_FAILURE, QEMU_EXIT_SUCCESS,
 };
 use crate::ramdisk::TestMode;
@@ -21,9 +21,13 @@ pub struct RunArgs {
     /// Bochs (VMX model `tigerlake`).
     #[arg(long, value_enum, default_value_t = Emulator::Qemu)]
     pub emulator: Emulator,
-    /// Boot the UEFI image with OVMF instead of the BIOS image (QEMU only).
-    #[arg(long)]
+    /// Boot the UEFI disk image with OVMF instead of the direct PVH boot (QEMU only).
+    #[arg(long, conflicts_with = "bios")]
     pub uefi: bool,
+    /// Boot the BIOS disk image with SeaBIOS instead of the direct PVH boot
+    /// (QEMU; Bochs always boots the BIOS image).
+    #[arg(long)]
+    pub bios: bool,
     /// Number of CPUs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub smp: u32,
@@ -53,8 +57,10 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
+    // QEMU boots the hypervisor ELF directly (PVH) unless a disk image is asked
+    // for; Bochs only boots the BIOS disk image.
     let which = Firmwares {
-        bios: !args.uefi,
+        bios: args.bios || args.emulator == Emulator::Bochs,
         uefi: args.uefi,
     };
     match args.emulator {
@@ -81,16 +87,26 @@ fn domains(args: &RunArgs) -> Option<&str> {
 }
 
 fn run_qemu(args: &RunArgs, accel: emulator::Accel, images: build::Images) -> Result<i32> {
-    let (image, uefi_firmware) = if args.uefi {
+    let (boot, uefi_firmware) = if args.uefi {
         (
-            images.uefi.context("no UEFI image")?,
+            QemuBoot::Disk(images.uefi.context("no UEFI image")?),
             Some(emulator::ovmf()?),
         )
+    } else if args.bios {
+        (QemuBoot::Disk(images.bios.context("no BIOS image")?), None)
     } else {
-        (images.bios.context("no BIOS image")?, None)
+        eprintln!("xtask: direct PVH boot (-kernel, -initrd); --bios or --uefi boot a disk image");
+        (
+            QemuBoot::Direct {
+                kernel: images.kernel.clone(),
+                initrd: Some(images.pvh_ramdisk.clone()),
+                cmdline: None,
+            },
+            None,
+        )
     };
     let cfg = QemuConfig {
-        image,
+        boot,
         uefi_firmware,
         smp: args.smp,
         memory_mib: args.memory,

@@ -13,11 +13,16 @@ use crate::emulator::{
 };
 use crate::ramdisk::TestMode;
 
-/// Which firmware boots the disk image.
+/// How the hypervisor is booted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {
+    /// The `bootloader` BIOS disk image (SeaBIOS under QEMU, the Bochs BIOS).
     Bios,
+    /// The `bootloader` UEFI disk image with OVMF (QEMU only).
     Uefi,
+    /// No disk image: QEMU loads the hypervisor ELF as a PVH kernel (`-kernel`,
+    /// the ramdisk as `-initrd`). QEMU's default; Bochs cannot do it.
+    Pvh,
 }
 
 /// What the kernel is expected to report at the end.
@@ -78,6 +83,29 @@ const QEMU_BOOT_1CPU: &[&str] = &[
     "ramdisk: boot.cmd (* bytes)",
     "ramdisk: README (* bytes)",
     "READY: 1/1 cpus online, * ms since reset",
+    "EXIT: success",
+];
+
+/// The direct (PVH) boot: the entry's report, then the normal boot report.
+const QEMU_PVH_1CPU: &[&str] = &[
+    "boot: PVH direct entry: * memory regions, ramdisk * bytes at 0x*, symbols from the ramdisk's hypervisor.elf",
+    "memory: * MiB usable in * regions",
+    "virt: SVM npt=1",
+    "acpi: 1 cpus, lapic 0x",
+    "cpu0 online (apic id 0)",
+    "apic timer: ticking (* ticks)",
+    "ramdisk: {entries} entries",
+    "ramdisk: boot.cmd (* bytes)",
+    "ramdisk: hypervisor.elf (* bytes)",
+    "READY: 1/1 cpus online, * ms since reset",
+    "EXIT: success",
+];
+
+const QEMU_PVH_2CPU: &[&str] = &[
+    "boot: PVH direct entry: * memory regions",
+    "acpi: 2 cpus, lapic 0x",
+    "cpu1 online (apic id 1)",
+    "READY: 2/2 cpus online, * ms since reset",
     "EXIT: success",
 ];
 
@@ -193,9 +221,45 @@ pub fn all() -> Vec<Scenario> {
             about: "QEMU TCG, SeaBIOS, 2 CPUs: the AP comes online",
         },
         Scenario {
+            name: "qemu-pvh",
+            emulator: Emulator::Qemu,
+            firmware: Firmware::Pvh,
+            smp: 1,
+            bochs_model: "",
+            test: TestMode::None,
+            timeout: secs(60),
+            silence: secs(30),
+            required: QEMU_PVH_1CPU,
+            anywhere: &[],
+            forbidden: HEALTHY_FORBIDDEN,
+            domains: None,
+            guest_kernel: None,
+            opt_in: false,
+            outcome: Outcome::Success,
+            about: "QEMU TCG, direct PVH boot (-kernel hypervisor -initrd ramdisk), 1 CPU: the start info normalised, full boot report",
+        },
+        Scenario {
+            name: "qemu-pvh-smp2",
+            emulator: Emulator::Qemu,
+            firmware: Firmware::Pvh,
+            smp: 2,
+            bochs_model: "",
+            test: TestMode::None,
+            timeout: secs(60),
+            silence: secs(30),
+            required: QEMU_PVH_2CPU,
+            anywhere: &[],
+            forbidden: HEALTHY_FORBIDDEN,
+            domains: None,
+            guest_kernel: None,
+            opt_in: false,
+            outcome: Outcome::Success,
+            about: "QEMU TCG, direct PVH boot, 2 CPUs: the AP comes online from the direct entry's page tables",
+        },
+        Scenario {
             name: "qemu-fault",
             emulator: Emulator::Qemu,
-            firmware: Firmware::Bios,
+            firmware: Firmware::Pvh,
             smp: 1,
             bochs_model: "",
             test: TestMode::FaultPagefault,
@@ -204,6 +268,7 @@ pub fn all() -> Vec<Scenario> {
             required: &[
                 "EXCEPTION: #PF (vector 14) error=0x* rip=0x* cr2=0x",
                 "backtrace:",
+                "#0 0x* hypervisor::arch::x86_64::boot::run_test+0x",
                 "EXIT: failure (",
             ],
             anywhere: &[],
@@ -213,12 +278,12 @@ pub fn all() -> Vec<Scenario> {
             opt_in: false,
             outcome: Outcome::Failure,
             about:
-                "boot.cmd test=fault-pagefault: the #PF is reported and QEMU ends with status 35",
+                "boot.cmd test=fault-pagefault: the #PF is reported with a symbolised backtrace and QEMU ends with status 35",
         },
         Scenario {
             name: "qemu-fault-ud",
             emulator: Emulator::Qemu,
-            firmware: Firmware::Bios,
+            firmware: Firmware::Pvh,
             smp: 1,
             bochs_model: "",
             test: TestMode::FaultUd,
@@ -236,7 +301,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "qemu-panic",
             emulator: Emulator::Qemu,
-            firmware: Firmware::Bios,
+            firmware: Firmware::Pvh,
             smp: 1,
             bochs_model: "",
             test: TestMode::Panic,
@@ -254,7 +319,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "qemu-svm-selftest",
             emulator: Emulator::Qemu,
-            firmware: Firmware::Bios,
+            firmware: Firmware::Pvh,
             smp: 1,
             bochs_model: "",
             test: TestMode::SvmSelftest,
@@ -366,7 +431,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "guest-rt-selftest",
             emulator: Emulator::Qemu,
-            firmware: Firmware::Bios,
+            firmware: Firmware::Pvh,
             smp: 1,
             bochs_model: "",
             test: TestMode::None,
@@ -557,6 +622,7 @@ fn guest_scenario_bochs(g: &GuestScenario) -> Scenario {
     Scenario {
         name: Box::leak(format!("{}-bochs", g.name).into_boxed_str()),
         emulator: Emulator::Bochs,
+        firmware: Firmware::Bios,
         bochs_model: BOCHS_SVM_MODEL,
         timeout: Duration::from_secs(600),
         silence: Duration::from_secs(120),
@@ -572,6 +638,7 @@ fn guest_scenario_vmx(g: &GuestScenario) -> Scenario {
     Scenario {
         name: Box::leak(format!("{}-vmx", g.name).into_boxed_str()),
         emulator: Emulator::Bochs,
+        firmware: Firmware::Bios,
         bochs_model: BOCHS_VMX_MODEL,
         timeout: Duration::from_secs(600),
         silence: Duration::from_secs(120),
@@ -588,7 +655,7 @@ fn guest_scenario(g: &GuestScenario, smp: u32) -> Scenario {
     Scenario {
         name,
         emulator: Emulator::Qemu,
-        firmware: Firmware::Bios,
+        firmware: Firmware::Pvh,
         smp,
         bochs_model: "",
         test: TestMode::None,
@@ -814,7 +881,7 @@ INFO: bootloader line without timestamp
         let log = "\
 [    0.1] ERROR cpu0: EXCEPTION: #PF (vector 14) error=0x2 rip=0xffff800000001234 cr2=0xdead0000
 [    0.1] ERROR cpu0: backtrace:
-[    0.1] ERROR cpu0:   0xffff800000001234
+[    0.1] ERROR cpu0:   #0 0xffffffff80201234 hypervisor::arch::x86_64::boot::run_test+0xa8
 [    0.1] ERROR cpu0: EXIT: failure (exception)
 ";
         assert!(judge(&s, log, End::Exited(Some(35)), 2).passed());

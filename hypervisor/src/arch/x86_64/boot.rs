@@ -48,6 +48,12 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
         env!("CARGO_PKG_VERSION"),
         time::tsc_hz() / 1_000_000
     );
+    // The direct (PVH) entry reports what it normalised; the hand-off is then
+    // its first instruction.
+    if let Err(why) = super::pvh_entry::report() {
+        fail("boot", why);
+    }
+    let entry_tsc = super::pvh_entry::entry_tsc().unwrap_or(entry_tsc);
 
     let Some(phys_offset) = boot_info.physical_memory_offset.into_option() else {
         fail("memory", "the bootloader did not map physical memory");
@@ -99,7 +105,19 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
         len: stack_top - stack_bottom,
         writable: true,
     });
-    if let Some(va) = ramdisk_va {
+    // A ramdisk the loader left inside the physical map (the direct entry's) is
+    // mapped there by our tables too; only one elsewhere is carried over.
+    let phys_map_end = regions
+        .iter()
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(0)
+        .max(1 << 32);
+    let in_phys_map = |va: u64| {
+        va.checked_sub(phys_offset)
+            .is_some_and(|pa| pa.saturating_add(ramdisk_len) <= phys_map_end)
+    };
+    if let Some(va) = ramdisk_va.filter(|&va| !in_phys_map(va)) {
         carry.push(paging::CarryOver {
             start: va,
             len: ramdisk_len,

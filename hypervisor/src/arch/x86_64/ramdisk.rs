@@ -36,6 +36,31 @@ fn hex8(b: &[u8]) -> Option<u32> {
 /// Parses the whole archive up to its `TRAILER!!!` entry.
 pub fn parse(archive: &[u8]) -> Result<Vec<Entry<'_>>, Error> {
     let mut out = Vec::new();
+    walk(archive, |e| {
+        out.push(e);
+        true
+    })?;
+    Ok(out)
+}
+
+/// The data of the regular file `name`, if the archive holds it (read without
+/// allocating: the direct-boot entry looks for the kernel's own ELF before the
+/// heap exists). A malformed archive gives `None`.
+pub fn find<'a>(archive: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let mut found = None;
+    walk(archive, |e| {
+        if e.name == name {
+            found = Some(e.data);
+        }
+        found.is_none()
+    })
+    .ok()?;
+    found
+}
+
+/// Calls `each` for every regular file until it returns `false` or the archive
+/// ends at its `TRAILER!!!` entry.
+fn walk<'a>(archive: &'a [u8], mut each: impl FnMut(Entry<'a>) -> bool) -> Result<(), Error> {
     let mut pos = 0usize;
     loop {
         let err = |what| Error { offset: pos, what };
@@ -71,13 +96,16 @@ pub fn parse(archive: &[u8]) -> Result<Vec<Entry<'_>>, Error> {
             )
             .ok_or(err("truncated file data"))?;
         if name == "TRAILER!!!" {
-            return Ok(out);
+            return Ok(());
         }
         if mode & S_IFMT == S_IFREG {
-            out.push(Entry {
+            let entry = Entry {
                 name: name.trim_start_matches("./"),
                 data,
-            });
+            };
+            if !each(entry) {
+                return Ok(());
+            }
         }
         pos = (data_start + filesize).next_multiple_of(4);
     }
