@@ -9,9 +9,9 @@ pub mod domain;
 pub mod domain_memory;
 pub mod domctl;
 pub mod event_channel;
+pub mod foreign_map;
 #[cfg(test)]
 mod fuzz;
-pub mod foreign_map;
 pub mod guest_access;
 pub mod hvm;
 pub mod hvm_save;
