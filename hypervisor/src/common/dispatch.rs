@@ -330,6 +330,7 @@ impl ExtHandlers for XenExt {
             log::warn!("d{id}: closing event channels on destroy failed: {e:?}");
         }
         (self.quiesce)(id);
+        super::log_ratelimit::forget(id);
     }
 
     fn domain_shutdown(&mut self, domains: &mut DomainTable, id: domid_t, _reason: u32) {

@@ -7,9 +7,12 @@ pub mod dispatch;
 pub mod domain;
 pub mod domctl;
 pub mod event_channel;
+#[cfg(test)]
+mod fuzz;
 pub mod guest_access;
 pub mod hvm;
 pub mod hypercall;
+pub mod log_ratelimit;
 pub mod memory;
 pub mod memory_op;
 pub mod page_alloc;
@@ -20,3 +23,5 @@ pub mod test_support;
 pub mod time;
 pub mod vcpu_op;
 pub mod xen_version;
+#[cfg(test)]
+mod xsa_tests;
