@@ -157,6 +157,7 @@ pub fn shootdown(domid: domid_t) {
         core::hint::spin_loop();
     }
 }
+
 /// Set once the state is in place: the APs leave their idle loop.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
