@@ -195,6 +195,22 @@ pub fn defer_end() {
     flush_deferred();
 }
 
+/// The machine is ending (`shutdown::exit`): from now on every line goes
+/// straight to the console, and what was deferred is written first.
+pub fn stop_deferring() {
+    for d in &DEFERRING {
+        d.store(false, Ordering::Relaxed);
+    }
+    // Another CPU may be draining; give it a bounded time, then drain ourselves.
+    for _ in 0..10_000_000u32 {
+        if !FLUSHING.load(Ordering::Acquire) {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    flush_deferred();
+}
+
 /// Drain the deferred lines to the console, a bounded piece at a time (the
 /// deferring CPUs only ever wait for one piece's copy).
 fn flush_deferred() {
