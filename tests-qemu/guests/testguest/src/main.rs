@@ -10,6 +10,7 @@ mod dom0;
 mod errors;
 mod evtchn;
 mod hello;
+mod hostile;
 mod isolation;
 
 use guest_rt::{println, xen, Boot};
@@ -38,6 +39,9 @@ fn guest_main(boot: &Boot) -> ! {
         "altp2m" => altp2m::dom0(boot),
         "altp2m-domu" => altp2m::domu(boot),
         "isolation" => isolation::dom0(boot),
+        "hostile" => hostile::dom0(boot),
+        "hostile-victim-domu" => hostile::victim(boot),
+        "hostile-storm-domu" => hostile::storm(boot),
         "triple-fault" => isolation::triple_fault(),
         "bad-gpa" => isolation::bad_gpa(boot),
         "none" => xen::shutdown(SHUTDOWN_poweroff),
