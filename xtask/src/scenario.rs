@@ -614,6 +614,26 @@ const GUESTS: &[GuestScenario] = &[
         opt_in: false,
         about: "cpu-policy: CPUID, CR4/EFER bits and MSRs work exactly when advertised (default and narrowed policy), 100,000-MSR scan, per-domain debug registers and single-step",
     },
+    GuestScenario {
+        name: "hostile",
+        dom0: &[
+            "RESULT hostile.victim-bound PASS",
+            "RESULT hostile.victim-pings PASS",
+            "MEASURE hostile.ping-p50 * us",
+            "MEASURE hostile.ping-p99 * us",
+            "MEASURE hostile.ping-max * us",
+            "hostile: ping p99 * us over 200 pings",
+            "RESULT hostile.hypervisor-serving PASS",
+            "RESULT hostile.victim-clean-exit PASS",
+            "RESULT hostile.storm-stopped PASS",
+            "RESULT hostile.hypervisor-still-serving PASS",
+            "SCENARIO hostile DONE",
+            "EXIT: success",
+        ],
+        anywhere: &["RESULT hostile.d1 PASS pong checksums-held"],
+        opt_in: true,
+        about: "issue 14: d2 storms seeded random hypercalls while dom0 pings the checksumming victim d1 (p50/p99/max round trip)",
+    },
 ];
 
 /// The Bochs `ryzen` variant (`<name>-bochs`, 1 CPU): a second SVM

@@ -166,8 +166,14 @@ impl World {
         };
         w.mems.insert(0, FakeMemory::new(MEM_SIZE));
         let plain = w.domu(0);
-        let fifo = w.domu(XEN_DOMCTL_CDF_evtchn_fifo | XEN_DOMCTL_CDF_evtchn_upcall);
-        let mixed = w.domu(XEN_DOMCTL_CDF_evtchn_fifo);
+        // (Without the evtchn-fifo feature createdomain refuses the flag.)
+        let fifo_flag = if cfg!(feature = "evtchn-fifo") {
+            XEN_DOMCTL_CDF_evtchn_fifo
+        } else {
+            0
+        };
+        let fifo = w.domu(fifo_flag | XEN_DOMCTL_CDF_evtchn_upcall);
+        let mixed = w.domu(fifo_flag);
         let external = w.domu(0);
         let _ = (plain, fifo);
         for (d, mode) in [(mixed, 1), (external, 2)] {

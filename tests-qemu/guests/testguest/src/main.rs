@@ -11,6 +11,7 @@ mod dom0;
 mod errors;
 mod evtchn;
 mod hello;
+mod hostile;
 mod isolation;
 
 use guest_rt::{println, xen, Boot};
@@ -41,6 +42,9 @@ fn guest_main(boot: &Boot) -> ! {
         "isolation" => isolation::dom0(boot),
         "cpu-policy" => cpu_policy::dom0(boot),
         "cpu-policy-domu" => cpu_policy::domu(boot),
+        "hostile" => hostile::dom0(boot),
+        "hostile-victim-domu" => hostile::victim(boot),
+        "hostile-storm-domu" => hostile::storm(boot),
         "triple-fault" => isolation::triple_fault(),
         "bad-gpa" => isolation::bad_gpa(boot),
         "none" => xen::shutdown(SHUTDOWN_poweroff),
