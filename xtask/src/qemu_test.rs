@@ -82,8 +82,11 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
             let (dir, entries) = match s.domains {
                 None => (root.join("images").join(s.test.as_str()), Vec::new()),
                 Some(cfg) => {
-                    let mut entries = vec![build::domains_cfg(cfg)?];
+                    let cfg_entry = build::domains_cfg(cfg)?;
+                    let linux = crate::linux::ramdisk_entries(&cfg_entry.data)?;
+                    let mut entries = vec![cfg_entry];
                     entries.extend(guests.iter().cloned());
+                    entries.extend(linux);
                     (
                         root.join("images")
                             .join(format!("{}-{}", s.test.as_str(), cfg)),

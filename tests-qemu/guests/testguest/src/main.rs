@@ -11,6 +11,7 @@ mod errors;
 mod evtchn;
 mod hello;
 mod isolation;
+mod linux;
 
 use guest_rt::{println, xen, Boot};
 use xen_public_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
@@ -40,6 +41,7 @@ fn guest_main(boot: &Boot) -> ! {
         "isolation" => isolation::dom0(boot),
         "triple-fault" => isolation::triple_fault(),
         "bad-gpa" => isolation::bad_gpa(boot),
+        "linux" => linux::dom0(boot),
         "none" => xen::shutdown(SHUTDOWN_poweroff),
         other => {
             println!("testguest: unknown role {}", other);
