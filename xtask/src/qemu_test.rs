@@ -19,6 +19,18 @@ use crate::util::{self, target_dir, Ending};
 
 /// Guest memory for every scenario.
 const MEMORY_MIB: u32 = 256;
+/// Machine memory for the Linux domU scenarios: the 55 MB ramdisk stays
+/// loaded beside a 256 MiB domU and dom0.
+const LINUX_MEMORY_MIB: u32 = 1024;
+
+/// The emulated machine's memory for scenario `s`.
+fn memory_mib(s: &Scenario) -> u32 {
+    if s.domains.is_some_and(|d| d.starts_with("linux")) {
+        LINUX_MEMORY_MIB
+    } else {
+        MEMORY_MIB
+    }
+}
 /// How long an emulator may keep running after the kernel printed `EXIT:`.
 const LINGER: Duration = Duration::from_secs(10);
 
@@ -247,7 +259,7 @@ fn run_one(
                 Firmware::Bios => None,
             },
             smp: s.smp,
-            memory_mib: MEMORY_MIB,
+            memory_mib: memory_mib(s),
             accel,
             serial: Serial::File(serial_log.clone()),
             gdb: false,
@@ -270,7 +282,7 @@ fn run_one(
                 image: disk,
                 cpu_model: s.bochs_model.to_string(),
                 smp: s.smp,
-                memory_mib: MEMORY_MIB,
+                memory_mib: memory_mib(s),
                 serial_log: serial_log.clone(),
                 dir: dir.clone(),
             }
