@@ -275,7 +275,16 @@ pub fn boot(images: &[ramdisk::Entry<'_>], max_ram_page: u64) -> Result<(), Stri
     let scale = TimeScale::from_hz(super::time::tsc_hz());
     let clock = || Box::new(super::sched::TscClock { scale });
     let domains = DomainTable::new(HostCaps::THIS_HYPERVISOR, Box::new(KernelPages));
-    let console = Console::new(Box::new(LogSink { line: Vec::new() }));
+    let mut console = Console::new(Box::new(LogSink { line: Vec::new() }));
+    let boot_cmd = images
+        .iter()
+        .find(|e| e.name == "boot.cmd")
+        .and_then(|e| core::str::from_utf8(e.data).ok())
+        .map(ramdisk::parse_boot_cmd);
+    if boot_cmd.is_some_and(|c| c.guest_log_unlimited) {
+        log::info!("console: guest output is not rate-limited (guest_loglvl=all)");
+        console.set_guest_ratelimit(false);
+    }
     let mut hv = Hypervisor::new(domains, console, clock());
     let mut ext = XenExt::new(Arc::new(super::guest_mem::PhysMachine), clock());
     ext.max_ram_page = max_ram_page;
