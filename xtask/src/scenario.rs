@@ -424,9 +424,9 @@ const LINUX_DOM0: &[&str] = &[
     "EXIT: success",
 ];
 
-/// The Linux domU scenarios (issue 12). All opt-in: the hypervisor does not yet
-/// give Linux what it needs to reach userspace (virtual local APIC, MMIO
-/// emulation, the hvc0 console ring; see docs/linux.md). Each needs
+/// The Linux domU scenarios (issue 12). All opt-in: Linux starts `/init`, but
+/// without the hvc0 console ring its output goes nowhere and its `poweroff -f`
+/// halts instead of reaching dom0 (docs/linux.md, "How far Linux gets"). Each needs
 /// `cargo xtask linux-inputs` (run by `deps`) for the kernel and initramfs.
 fn linux_scenarios() -> Vec<Scenario> {
     // UEFI: OVMF reads the 55 MB ramdisk in seconds; the BIOS stage-2 loader
