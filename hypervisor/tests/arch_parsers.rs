@@ -117,6 +117,15 @@ fn boot_cmd_selects_the_test_action() {
 }
 
 #[test]
+fn boot_cmd_guest_loglvl_all_lifts_the_guest_rate_limit() {
+    assert!(!parse_boot_cmd("").guest_log_unlimited);
+    assert!(parse_boot_cmd("guest_loglvl=all\n").guest_log_unlimited);
+    assert!(parse_boot_cmd("test=none\nguest_loglvl = all/all").guest_log_unlimited);
+    assert!(!parse_boot_cmd("guest_loglvl=info").guest_log_unlimited);
+    assert!(!parse_boot_cmd("guest_loglvl=all\nguest_loglvl=warning").guest_log_unlimited);
+}
+
+#[test]
 fn boot_cmd_ignores_unknown_keys_values_and_junk() {
     let c = parse_boot_cmd("foo=bar\ntest=panic\ntest=bogus\njunk line\n=\n");
     // The unknown value leaves the previous setting in place.

@@ -104,7 +104,7 @@ fn pvh_image_loads_at_its_physical_address_with_start_info() {
     let mut ram = Ram(vec![0; 4 << 20]);
     let code = [0xf4, 0xeb, 0xfd];
     let img = elf64(0x10_0000, &code, 0x3000, Some(0x10_0000));
-    let l = pvh::load(&mut ram, 4 << 20, &img, "role=hello n=1", 3, &[]).unwrap();
+    let l = pvh::load(&mut ram, 4 << 20, &img, "role=hello n=1", 3, &[], None).unwrap();
     assert_eq!(l.entry, 0x10_0000);
     assert_eq!(l.start_info, 0x6000);
     assert_eq!((l.image_start, l.image_end), (0x10_0000, 0x10_3000));
@@ -133,7 +133,7 @@ fn pvh_modules_follow_the_image_page_aligned() {
     let img = elf64(0x10_0000, &[0xf4], 0x2801, Some(0x10_0000));
     let initrd = vec![0xa5u8; 0x1234];
     let second = b"second module".to_vec();
-    let l = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[&initrd, &second]).unwrap();
+    let l = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[&initrd, &second], None).unwrap();
     assert_eq!(l.image_end, 0x10_2801);
     assert_eq!(l.modules[0], (0x10_3000, 0x1234));
     assert_eq!(l.modules[1], (0x10_5000, second.len() as u64));
@@ -150,11 +150,55 @@ fn pvh_modules_follow_the_image_page_aligned() {
     }
     // A module past the RAM's end and too many modules are refused.
     let big = vec![0u8; 4 << 20];
-    let e = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[&big]).unwrap_err();
+    let e = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[&big], None).unwrap_err();
     assert!(e.contains("does not fit"), "{e}");
     let m: &[u8] = b"m";
-    let e = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[m, m, m, m]).unwrap_err();
+    let e = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[m, m, m, m], None).unwrap_err();
     assert!(e.contains("boot modules"), "{e}");
+}
+
+/// ACPI tables go to the top of RAM: the memory map splits RAM / ACPI there,
+/// `rsdp_paddr` points at the RSDP, and modules must stay below them.
+#[test]
+fn pvh_acpi_tables_at_the_top_of_ram() {
+    let ram_size = 4u64 << 20;
+    let mut ram = Ram(vec![0; ram_size as usize]);
+    let img = elf64(0x10_0000, &[0xf4], 0x1000, Some(0x10_0000));
+    let tables = xen_pvh_build::acpi::build(&xen_pvh_build::acpi::Config {
+        base: ram_size - 0x1000,
+        vcpus: 2,
+        ioapic: false,
+    })
+    .unwrap();
+    let blob = pvh::AcpiBlob {
+        base: ram_size - 0x1000,
+        bytes: &tables.bytes,
+        rsdp: tables.rsdp,
+    };
+    pvh::load(&mut ram, ram_size, &img, "", 0, &[], Some(&blob)).unwrap();
+    let si = hvm_start_info::read_from_bytes(&ram.0[0x6000..0x6000 + 56]).unwrap();
+    assert_eq!(si.rsdp_paddr, ram_size - 0x1000);
+    assert_eq!(&ram.0[si.rsdp_paddr as usize..][..8], b"RSD PTR ");
+    assert_eq!(si.memmap_entries, 2);
+    let entry = |i: usize| {
+        let at = si.memmap_paddr as usize + 24 * i;
+        let e = hvm_memmap_table_entry::read_from_bytes(&ram.0[at..at + 24]).unwrap();
+        (e.addr, e.size, e.r#type)
+    };
+    assert_eq!(entry(0), (0, ram_size - 0x1000, 1));
+    assert_eq!(entry(1), (ram_size - 0x1000, 0x1000, 3));
+    // A module may end right at the tables, not one byte into them.
+    let fits = vec![0u8; (ram_size - 0x1000 - 0x10_1000) as usize];
+    pvh::load(&mut ram, ram_size, &img, "", 0, &[&fits], Some(&blob)).unwrap();
+    let big = vec![0u8; fits.len() + 1];
+    let e = pvh::load(&mut ram, ram_size, &img, "", 0, &[&big], Some(&blob)).unwrap_err();
+    assert!(e.contains("does not fit"), "{e}");
+    // Tables that are not page-aligned or past the RAM are refused.
+    for base in [ram_size - 0x800, ram_size] {
+        let bad = pvh::AcpiBlob { base, ..blob };
+        let e = pvh::load(&mut ram, ram_size, &img, "", 0, &[], Some(&bad)).unwrap_err();
+        assert!(e.contains("ACPI"), "{e}");
+    }
 }
 
 #[test]
@@ -184,14 +228,14 @@ fn pvh_refusals_are_messages() {
     ];
     for (img, want) in cases {
         let mut ram = Ram(vec![0; ram_size as usize]);
-        let e = pvh::load(&mut ram, ram_size, &img, "", 0, &[]).unwrap_err();
+        let e = pvh::load(&mut ram, ram_size, &img, "", 0, &[], None).unwrap_err();
         assert!(e.contains(want), "{e:?} should mention {want:?}");
     }
     // A command line that does not fit the loader's area.
     let mut ram = Ram(vec![0; ram_size as usize]);
     let img = elf64(0x10_0000, &[0x90], 0x10, Some(0x10_0000));
     let long = "x".repeat(0x2000);
-    assert!(pvh::load(&mut ram, ram_size, &img, &long, 0, &[])
+    assert!(pvh::load(&mut ram, ram_size, &img, &long, 0, &[], None)
         .unwrap_err()
         .contains("too long"));
 }
@@ -201,13 +245,13 @@ fn pvh_never_panics_on_truncated_or_garbled_images() {
     let img = elf64(0x10_0000, &[0x90; 64], 0x100, Some(0x10_0000));
     for cut in 0..img.len() {
         let mut ram = Ram(vec![0; 2 << 20]);
-        let _ = pvh::load(&mut ram, 2 << 20, &img[..cut], "", 0, &[]);
+        let _ = pvh::load(&mut ram, 2 << 20, &img[..cut], "", 0, &[], None);
     }
     for i in 0..img.len() {
         let mut bad = img.clone();
         bad[i] ^= 0xff;
         let mut ram = Ram(vec![0; 2 << 20]);
-        let _ = pvh::load(&mut ram, 2 << 20, &bad, "", 0, &[]);
+        let _ = pvh::load(&mut ram, 2 << 20, &bad, "", 0, &[], None);
     }
 }
 

@@ -332,9 +332,75 @@ pub fn inputs() -> Result<Inputs> {
     Ok(Inputs { vmlinux, initramfs })
 }
 
+/// Ramdisk entry names a `domains.cfg` uses for the Linux inputs.
+pub const VMLINUX_ENTRY: &str = "vmlinux";
+pub const INITRAMFS_ENTRY: &str = "initramfs.cpio";
+
+/// Which of the Linux inputs `domains.cfg` names (`image=vmlinux`,
+/// `ramdisk=initramfs.cpio`).
+pub fn wanted(domains_cfg: &[u8]) -> (bool, bool) {
+    let text = String::from_utf8_lossy(domains_cfg);
+    let words = || {
+        text.lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .flat_map(str::split_whitespace)
+    };
+    (
+        words().any(|w| w == format!("image={VMLINUX_ENTRY}")),
+        words().any(|w| w == format!("ramdisk={INITRAMFS_ENTRY}")),
+    )
+}
+
+/// The ramdisk entries a scenario's `domains.cfg` needs from the Linux inputs
+/// (fetched and built on first use), or none.
+pub fn ramdisk_entries(domains_cfg: &[u8]) -> Result<Vec<crate::ramdisk::Entry>> {
+    let (kernel, initrd) = wanted(domains_cfg);
+    if !kernel && !initrd {
+        return Ok(Vec::new());
+    }
+    let inputs = inputs()?;
+    let mut out = Vec::new();
+    if kernel {
+        out.push(crate::ramdisk::Entry::new(
+            VMLINUX_ENTRY,
+            std::fs::read(&inputs.vmlinux)?,
+        ));
+    }
+    if initrd {
+        out.push(crate::ramdisk::Entry::new(
+            INITRAMFS_ENTRY,
+            std::fs::read(&inputs.initramfs)?,
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_linux_inputs_a_manifest_names() {
+        assert_eq!(
+            wanted(b"name=a image=testguest memory_mib=1"),
+            (false, false)
+        );
+        assert_eq!(
+            wanted(b"name=l image=vmlinux ramdisk=initramfs.cpio memory_mib=256\n"),
+            (true, true)
+        );
+        assert_eq!(
+            wanted(b"# image=vmlinux\nname=a image=vmlinux2"),
+            (false, false)
+        );
+        for dir in ["linux", "linux-2l", "linux-smp2"] {
+            let path = crate::util::project_root()
+                .join("tests-qemu/scenarios")
+                .join(dir)
+                .join("domains.cfg");
+            assert_eq!(wanted(&std::fs::read(path).unwrap()), (true, true), "{dir}");
+        }
+    }
 
     /// A minimal ELF64 header + one program header + `body`, section headers at
     /// the end, as objcopy lays a file out.

@@ -19,6 +19,18 @@ use crate::util::{self, target_dir, Ending};
 
 /// Guest memory for every scenario.
 const MEMORY_MIB: u32 = 256;
+/// Machine memory for the Linux domU scenarios: the 55 MB ramdisk stays
+/// loaded beside a 256 MiB domU and dom0.
+const LINUX_MEMORY_MIB: u32 = 1024;
+
+/// The emulated machine's memory for scenario `s`.
+fn memory_mib(s: &Scenario) -> u32 {
+    if s.domains.is_some_and(|d| d.starts_with("linux")) {
+        LINUX_MEMORY_MIB
+    } else {
+        MEMORY_MIB
+    }
+}
 /// How long an emulator may keep running after the kernel printed `EXIT:`.
 const LINGER: Duration = Duration::from_secs(10);
 
@@ -92,8 +104,11 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
             let (dir, entries) = match s.domains {
                 None => (root.join("images").join(s.test.as_str()), Vec::new()),
                 Some(cfg) => {
-                    let mut entries = vec![build::domains_cfg(cfg)?];
+                    let cfg_entry = build::domains_cfg(cfg)?;
+                    let linux = crate::linux::ramdisk_entries(&cfg_entry.data)?;
+                    let mut entries = vec![cfg_entry];
                     entries.extend(guests.iter().cloned());
+                    entries.extend(linux);
                     (
                         root.join("images")
                             .join(format!("{}-{}", s.test.as_str(), cfg)),
@@ -296,7 +311,7 @@ fn run_one(
                 Firmware::Bios | Firmware::Pvh => None,
             },
             smp: s.smp,
-            memory_mib: MEMORY_MIB,
+            memory_mib: memory_mib(s),
             accel,
             serial: Serial::File(serial_log.clone()),
             gdb: false,
@@ -314,7 +329,7 @@ fn run_one(
                 image: disk,
                 cpu_model: s.bochs_model.to_string(),
                 smp: s.smp,
-                memory_mib: MEMORY_MIB,
+                memory_mib: memory_mib(s),
                 serial_log: serial_log.clone(),
                 dir: dir.clone(),
             }

@@ -69,11 +69,16 @@ impl Entry {
 }
 
 /// The standard entries: `boot.cmd`, `README`, then `guests` (name, ELF bytes).
+///
+/// A ramdisk carrying a Linux domU (`vmlinux`) also gets `guest_loglvl=all` in
+/// boot.cmd: its boot log is what the Linux scenarios judge, so the guest
+/// console rate limit is lifted (as Xen's option does).
 pub fn standard_entries(test: TestMode, guests: Vec<Entry>) -> Vec<Entry> {
-    let mut entries = vec![
-        Entry::new("boot.cmd", boot_cmd(test)),
-        Entry::new("README", README),
-    ];
+    let mut cmd = boot_cmd(test);
+    if guests.iter().any(|g| g.name == crate::linux::VMLINUX_ENTRY) {
+        cmd.push_str("guest_loglvl=all\n");
+    }
+    let mut entries = vec![Entry::new("boot.cmd", cmd), Entry::new("README", README)];
     entries.extend(guests);
     entries
 }
@@ -161,6 +166,14 @@ mod tests {
         assert_eq!(bytes.len() % 4, 0);
         // filesize field of the second entry (offset 54 within its header).
         assert_eq!(&bytes[116 + 54..116 + 62], b"00000005");
+    }
+
+    #[test]
+    fn linux_ramdisks_lift_the_guest_log_rate_limit() {
+        let plain = standard_entries(TestMode::None, vec![Entry::new("testguest", "x")]);
+        assert_eq!(plain[0].data, b"test=none\n");
+        let linux = standard_entries(TestMode::None, vec![Entry::new("vmlinux", "x")]);
+        assert_eq!(linux[0].data, b"test=none\nguest_loglvl=all\n");
     }
 
     #[test]

@@ -76,6 +76,8 @@ impl Default for GuestConsoleBuffer {
 pub struct Console {
     sink: Box<dyn ConsoleSink + Send>,
     rx: VecDeque<u8>,
+    /// `guest_loglvl=all`: guest lines are not rate-limited.
+    unlimited: bool,
 }
 
 impl Console {
@@ -83,7 +85,15 @@ impl Console {
         Console {
             sink,
             rx: VecDeque::with_capacity(SERIAL_RX_SIZE),
+            unlimited: false,
         }
+    }
+
+    /// Whether guest lines are rate-limited (the default, as Xen's
+    /// `guest_loglvl`'s rate-limited level); `boot.cmd`'s `guest_loglvl=all`
+    /// turns it off for debugging.
+    pub fn set_guest_ratelimit(&mut self, enabled: bool) {
+        self.unlimited = !enabled;
     }
 
     /// A byte arrived on the console input (`__serial_rx`): kept for
@@ -104,6 +114,9 @@ impl Console {
     /// `printk_ratelimit()` with the domain's bucket: may another line of
     /// `domid` be printed at `now_ns`?
     fn ratelimit(&mut self, domid: u16, now_ns: u64) -> bool {
+        if self.unlimited {
+            return true;
+        }
         match log_ratelimit::check(domid, now_ns / 1_000_000) {
             Verdict::Print { suppressed } => {
                 if suppressed != 0 {
@@ -362,6 +375,26 @@ mod tests {
             write(&mut env, 0, b"x\n");
         }
         assert_eq!(env.sink.text().matches("x\n").count(), 20);
+    }
+
+    /// `guest_loglvl=all` (boot.cmd) lifts the limit: every line is printed.
+    #[test]
+    fn domu_output_unlimited_with_guest_loglvl_all() {
+        let mut env = Env::new();
+        let (_, u) = env.create(&baseline(), 0);
+        env.hv.console.set_guest_ratelimit(false);
+        for i in 0..50 {
+            write(&mut env, u, alloc::format!("line {i}\n").as_bytes());
+        }
+        let text = env.sink.text();
+        assert_eq!(text.lines().count(), 50, "{text}");
+        assert!(!text.contains("suppressed"));
+        // And back on.
+        env.hv.console.set_guest_ratelimit(true);
+        for i in 0..20 {
+            write(&mut env, u, alloc::format!("again {i}\n").as_bytes());
+        }
+        assert!(env.sink.text().matches("again").count() < 20);
     }
 
     #[test]

@@ -27,7 +27,11 @@ use crate::common::domctl::create_vcpus;
 use crate::common::guest_access::GuestRam;
 use crate::common::hypercall::Hypervisor;
 use crate::common::memory::P2mAccess;
-use crate::common::memory_op::pvh_memmap;
+use crate::common::memory_op::{E820Entry, E820_RAM};
+use xen_public_abi::arch_x86::XEN_X86_EMU_IOAPIC;
+
+/// `E820_ACPI` (ACPI tables, reclaimable).
+const E820_ACPI: u32 = 3;
 use crate::common::page_alloc::{Mfn, PageAllocator};
 
 /// Machine frames for the domain table, from the kernel's frame allocator
@@ -111,7 +115,6 @@ fn populate_and_load(
             .map_err(|e| format!("p2m entry {gfn:#x}: {e:?}"))?;
     }
     let d = hv.domains.get_mut(id).ok_or("vanished")?;
-    d.memmap = pvh_memmap(pages);
     create_vcpus(d, ext).map_err(|e| format!("vCPUs: {e:?}"))?;
     if !bd.cpuid_clear.is_empty() {
         // As the toolstack would: the domain's leaves with the bits cleared,
@@ -148,7 +151,49 @@ fn populate_and_load(
         machine: &PHYS_MACHINE,
     };
     let modules: Vec<&[u8]> = ramdisk.into_iter().collect();
-    let loaded = pvh::load(&mut ram, pages << 12, image, &bd.cmdline, flags, &modules)?;
+    // ACPI tables as libxl builds them for PVH, in the last page(s) of RAM.
+    let ram_bytes = pages << 12;
+    let probe = xen_pvh_build::acpi::Config {
+        base: 0,
+        vcpus: d.vcpus.len() as u32,
+        ioapic: bd.config.arch.emulation_flags & XEN_X86_EMU_IOAPIC != 0,
+    };
+    let size = xen_pvh_build::acpi::build(&probe)
+        .map_err(|e| format!("ACPI tables: {e:?}"))?
+        .bytes
+        .len() as u64;
+    let base = ram_bytes
+        .checked_sub((size + 0xfff) & !0xfff)
+        .filter(|&b| b >= 1 << 20)
+        .ok_or("no room for the ACPI tables")?;
+    let tables = xen_pvh_build::acpi::build(&xen_pvh_build::acpi::Config { base, ..probe })
+        .map_err(|e| format!("ACPI tables: {e:?}"))?;
+    let acpi = pvh::AcpiBlob {
+        base,
+        bytes: &tables.bytes,
+        rsdp: tables.rsdp,
+    };
+    let loaded = pvh::load(
+        &mut ram,
+        ram_bytes,
+        image,
+        &bd.cmdline,
+        flags,
+        &modules,
+        Some(&acpi),
+    )?;
+    d.memmap = alloc::vec![
+        E820Entry {
+            addr: 0,
+            size: base,
+            kind: E820_RAM,
+        },
+        E820Entry {
+            addr: base,
+            size: ram_bytes - base,
+            kind: E820_ACPI,
+        },
+    ];
     if let Some((at, size)) = loaded.modules.first().filter(|_| ramdisk.is_some()) {
         log::info!("d{id}: ramdisk at {at:#x}, {size} bytes");
     }
@@ -267,7 +312,16 @@ pub fn boot(images: &[ramdisk::Entry<'_>], max_ram_page: u64) -> Result<(), Stri
     let clock = || Box::new(super::sched::TscClock { scale });
     let mut domains = DomainTable::new(HostCaps::THIS_HYPERVISOR, Box::new(KernelPages));
     domains.set_cpu_policies(super::hvm::system_cpu_policies());
-    let console = Console::new(Box::new(LogSink { line: Vec::new() }));
+    let mut console = Console::new(Box::new(LogSink { line: Vec::new() }));
+    let boot_cmd = images
+        .iter()
+        .find(|e| e.name == "boot.cmd")
+        .and_then(|e| core::str::from_utf8(e.data).ok())
+        .map(ramdisk::parse_boot_cmd);
+    if boot_cmd.is_some_and(|c| c.guest_log_unlimited) {
+        log::info!("console: guest output is not rate-limited (guest_loglvl=all)");
+        console.set_guest_ratelimit(false);
+    }
     let mut hv = Hypervisor::new(domains, console, clock());
     let mut ext = XenExt::new(Arc::new(super::guest_mem::PhysMachine), clock());
     ext.max_ram_page = max_ram_page;

@@ -18,8 +18,8 @@ use alloc::string::String;
 
 use xen_public_abi::elfnote::XEN_ELFNOTE_PHYS32_ENTRY;
 use xen_public_abi::hvm::start_info::{
-    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_RAM,
-    XEN_HVM_START_MAGIC_VALUE,
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_ACPI,
+    XEN_HVM_MEMMAP_TYPE_RAM, XEN_HVM_START_MAGIC_VALUE,
 };
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -164,6 +164,14 @@ impl<'a> ElfFile<'a> {
     }
 }
 
+/// ACPI tables to hand the guest: copied to `base` (page-aligned, the top of
+/// its RAM), which the memory map marks ACPI; `rsdp` goes to `rsdp_paddr`.
+pub struct AcpiBlob<'a> {
+    pub base: u64,
+    pub bytes: &'a [u8],
+    pub rsdp: u64,
+}
+
 /// Load `image` into `mem` (a domain with `ram_bytes` of RAM from GPA 0, already
 /// populated and zeroed), then `modules` after it, write `hvm_start_info`
 /// (version 1, with the one-range memory map, `cmdline` and the module list) and
@@ -175,7 +183,24 @@ pub fn load(
     cmdline: &str,
     flags: u32,
     modules: &[&[u8]],
+    acpi: Option<&AcpiBlob<'_>>,
 ) -> Result<Loaded, String> {
+    let total_ram = ram_bytes;
+    // What the image and the modules may use: the RAM below the ACPI tables.
+    let ram_bytes = match acpi {
+        None => total_ram,
+        Some(a) => {
+            let end = a.base.checked_add(a.bytes.len() as u64);
+            if a.base % 4096 != 0 || end.is_none_or(|e| e > total_ram) || a.base < LOADER_AREA_END {
+                return Err(format!(
+                    "ACPI tables at {:#x} (+{:#x}) do not fit the RAM",
+                    a.base,
+                    a.bytes.len()
+                ));
+            }
+            a.base
+        }
+    };
     if modules.len() > MAX_MODULES {
         return Err(format!(
             "{} boot modules (at most {MAX_MODULES})",
@@ -270,13 +295,26 @@ pub fn load(
     mm.size = ram_bytes;
     mm.r#type = XEN_HVM_MEMMAP_TYPE_RAM;
     mem.write_gpa(MEMMAP_GPA, mm.as_bytes()).map_err(err)?;
+    let mut memmap_entries = 1;
+    if let Some(a) = acpi {
+        mem.write_gpa(a.base, a.bytes)
+            .map_err(|_| String::from("the ACPI area is not guest RAM"))?;
+        let mut t = hvm_memmap_table_entry::new_zeroed();
+        t.addr = a.base;
+        t.size = total_ram - a.base;
+        t.r#type = XEN_HVM_MEMMAP_TYPE_ACPI;
+        let at = MEMMAP_GPA + core::mem::size_of::<hvm_memmap_table_entry>() as u64;
+        mem.write_gpa(at, t.as_bytes()).map_err(err)?;
+        memmap_entries = 2;
+    }
     let mut si = hvm_start_info::new_zeroed();
     si.magic = XEN_HVM_START_MAGIC_VALUE;
     si.version = 1;
     si.flags = flags;
     si.cmdline_paddr = CMDLINE_GPA;
     si.memmap_paddr = MEMMAP_GPA;
-    si.memmap_entries = 1;
+    si.memmap_entries = memmap_entries;
+    si.rsdp_paddr = acpi.map_or(0, |a| a.rsdp);
     if !modules.is_empty() {
         for (i, &(paddr, size)) in placed.iter().take(modules.len()).enumerate() {
             let mut e = hvm_modlist_entry::new_zeroed();

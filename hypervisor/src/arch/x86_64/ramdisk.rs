@@ -132,12 +132,18 @@ pub enum TestAction {
 #[derive(Clone, Copy, Debug)]
 pub struct BootCmd {
     pub test: TestAction,
+    /// `guest_loglvl=all` or `all/all`: guest console lines are not
+    /// rate-limited. (Xen needs the `/all` for that; `all` alone only widens
+    /// what is printed there. Here both lift the limit: the levels themselves
+    /// are not modelled.)
+    pub guest_log_unlimited: bool,
 }
 
 /// Parses `boot.cmd`; unknown keys and values are logged as warnings and ignored.
 pub fn parse_boot_cmd(text: &str) -> BootCmd {
     let mut cmd = BootCmd {
         test: TestAction::None,
+        guest_log_unlimited: false,
     };
     for (n, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -163,6 +169,9 @@ pub fn parse_boot_cmd(text: &str) -> BootCmd {
                         cmd.test
                     }
                 }
+            }
+            "guest_loglvl" => {
+                cmd.guest_log_unlimited = matches!(value, "all" | "all/all");
             }
             other => log::warn!("boot.cmd:{}: unknown key {other}={value}, ignored", n + 1),
         }

@@ -12,6 +12,9 @@
 pub mod altp2m;
 #[cfg(test)]
 mod altp2m_tests;
+pub mod emulate;
+#[cfg(test)]
+mod emulate_tests;
 pub mod params;
 
 use crate::common::guest_access::{copy_from_guest, copy_to_guest, GuestAccess};

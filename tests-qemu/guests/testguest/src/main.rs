@@ -13,6 +13,7 @@ mod evtchn;
 mod hello;
 mod hostile;
 mod isolation;
+mod linux;
 
 use guest_rt::{println, xen, Boot};
 use xen_public_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
@@ -47,6 +48,7 @@ fn guest_main(boot: &Boot) -> ! {
         "hostile-storm-domu" => hostile::storm(boot),
         "triple-fault" => isolation::triple_fault(),
         "bad-gpa" => isolation::bad_gpa(boot),
+        "linux" => linux::dom0(boot),
         "none" => xen::shutdown(SHUTDOWN_poweroff),
         other => {
             println!("testguest: unknown role {}", other);
