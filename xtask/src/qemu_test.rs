@@ -82,7 +82,7 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
             let (dir, entries) = match s.domains {
                 None => (root.join("images").join(s.test.as_str()), Vec::new()),
                 Some(cfg) => {
-                    let mut entries = vec![build::domains_cfg(cfg)?];
+                    let mut entries = build::scenario_files(cfg)?;
                     entries.extend(guests.iter().cloned());
                     (
                         root.join("images")

@@ -93,6 +93,10 @@ pub struct BootDomain {
     /// `HVM_PARAM_ALTP2M` to set before the domain runs.
     pub altp2m: u64,
     pub cmdline: String,
+    /// Ramdisk entries handed to the domain as `hvm_start_info` modules, each
+    /// with its name as the module's command line (`modules=a,b`): how dom0's
+    /// toolstack gets its xl.cfg files, kernels and scripts.
+    pub modules: Vec<String>,
 }
 
 impl fmt::Debug for BootDomain {
@@ -109,6 +113,7 @@ impl fmt::Debug for BootDomain {
             .field("max_evtchn_port", &self.config.max_evtchn_port)
             .field("altp2m", &self.altp2m)
             .field("cmdline", &self.cmdline)
+            .field("modules", &self.modules)
             .finish()
     }
 }
@@ -281,6 +286,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
     let mut privileged = false;
     let mut altp2m = 0;
     let mut cmdline = String::new();
+    let mut modules = Vec::new();
     let mut config = xen_domctl_createdomain::new_zeroed();
     config.flags = XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap;
     config.max_vcpus = 1;
@@ -333,6 +339,12 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
             }
             "altp2m" => altp2m = bounded(line, key, v, 3)?,
             "cmdline" => cmdline = v.clone(),
+            "modules" => {
+                modules = v.split(',').map(String::from).collect();
+                if modules.iter().any(String::is_empty) || modules.len() > MAX_MODULES {
+                    return Err(err(line, key, "empty name or too many modules"));
+                }
+            }
             _ => return Err(err(line, key, "unknown key")),
         }
     }
@@ -348,8 +360,12 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
         config,
         altp2m,
         cmdline,
+        modules,
     })
 }
+
+/// The most modules a domain line may list.
+pub const MAX_MODULES: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -362,7 +378,7 @@ mod tests {
 # dom0: the test orchestrator
 name=dom0 image=dom0.elf domid=0 privileged=1 memory_mib=16 vcpus=2 cmdline="scenario=events n=100"
 name=fifo image=domu.elf domid=1 memory_mib=8 flags=hvm,hap,evtchn_fifo,evtchn_upcall max_evtchn_port=4095   # trailing comment
-name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo
+name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo modules=a.cfg,k
 "#;
 
     #[test]
@@ -378,6 +394,8 @@ name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo
         assert_eq!(d0.memory_pages(), 4096);
         assert_eq!(d0.config.max_vcpus, 2);
         assert_eq!(d0.cmdline, "scenario=events n=100");
+        assert!(d0.modules.is_empty());
+        assert_eq!(ds[2].modules, ["a.cfg", "k"]);
         assert_eq!(d0.config.flags, XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap);
 
         let f = &ds[1];

@@ -67,7 +67,7 @@ fn build_one(
         .domains
         .create_boot_domain(bd.domid, &bd.config, bd.privileged)
         .map_err(|e| format!("createdomain refused: {e:?}"))?;
-    match populate_and_load(hv, ext, id, bd, image.data, out) {
+    match populate_and_load(hv, ext, id, bd, image.data, images, out) {
         Ok(()) => Ok(id),
         Err(why) => {
             out.retain(|v| v.domid != id);
@@ -83,6 +83,7 @@ fn populate_and_load(
     id: domid_t,
     bd: &BootDomain,
     image: &[u8],
+    images: &[ramdisk::Entry<'_>],
     out: &mut Vec<BuiltVcpu>,
 ) -> Result<(), String> {
     let pages = bd.memory_pages();
@@ -117,6 +118,15 @@ fn populate_and_load(
         machine: &PHYS_MACHINE,
     };
     let loaded = pvh::load(&mut ram, pages << 12, image, &bd.cmdline, flags)?;
+    let mut mods = Vec::new();
+    for m in &bd.modules {
+        let e = images
+            .iter()
+            .find(|e| e.name == m.as_str())
+            .ok_or_else(|| format!("module `{m}` is not in the ramdisk"))?;
+        mods.push((e.name, e.data));
+    }
+    pvh::load_modules(&mut ram, pages << 12, &loaded, &mods)?;
     log::info!(
         "d{id}: {} loaded at {:#x}..{:#x}, entry {:#x}, {} MiB, {} vCPU(s)",
         bd.image,

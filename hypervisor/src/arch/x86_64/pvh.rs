@@ -15,7 +15,8 @@ use alloc::string::String;
 
 use xen_public_abi::elfnote::XEN_ELFNOTE_PHYS32_ENTRY;
 use xen_public_abi::hvm::start_info::{
-    hvm_memmap_table_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_RAM, XEN_HVM_START_MAGIC_VALUE,
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_RAM,
+    XEN_HVM_START_MAGIC_VALUE,
 };
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -244,4 +245,59 @@ pub fn load(
         image_start: lo,
         image_end: hi,
     })
+}
+
+/// Put `modules` (name, bytes) in the domain's RAM after the image, each
+/// page-aligned, then the module list and the names (each module's command line
+/// is its name), and point the start info at them (`nr_modules`,
+/// `modlist_paddr`). Call after [`load`].
+pub fn load_modules(
+    mem: &mut dyn GuestMemory,
+    ram_bytes: u64,
+    loaded: &Loaded,
+    modules: &[(&str, &[u8])],
+) -> Result<(), String> {
+    if modules.is_empty() {
+        return Ok(());
+    }
+    let page = |a: u64| a.div_ceil(0x1000) * 0x1000;
+    let mut at = page(loaded.image_end);
+    let mut list = alloc::vec::Vec::new();
+    for (name, data) in modules {
+        let end = at
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= ram_bytes)
+            .ok_or_else(|| format!("module `{name}` does not fit the domain's RAM"))?;
+        mem.write_gpa(at, data)
+            .map_err(|_| format!("module `{name}`: guest RAM missing"))?;
+        list.push((at, data.len() as u64, *name));
+        at = page(end);
+    }
+    let list_gpa = at;
+    let mut names_gpa = list_gpa + (list.len() * core::mem::size_of::<hvm_modlist_entry>()) as u64;
+    let names_len: u64 = list.iter().map(|(_, _, n)| n.len() as u64 + 1).sum();
+    if names_gpa + names_len > ram_bytes {
+        return Err("the module list does not fit the domain's RAM".into());
+    }
+    let err = |_| String::from("module list: guest RAM missing");
+    for (i, (paddr, size, name)) in list.iter().enumerate() {
+        let e = hvm_modlist_entry {
+            paddr: *paddr,
+            size: *size,
+            cmdline_paddr: names_gpa,
+            reserved: 0,
+        };
+        let slot = list_gpa + (i * core::mem::size_of::<hvm_modlist_entry>()) as u64;
+        mem.write_gpa(slot, e.as_bytes()).map_err(err)?;
+        mem.write_gpa(names_gpa, name.as_bytes()).map_err(err)?;
+        mem.write_gpa(names_gpa + name.len() as u64, &[0])
+            .map_err(err)?;
+        names_gpa += name.len() as u64 + 1;
+    }
+    // nr_modules (offset 12) and modlist_paddr (offset 16) of the start info.
+    mem.write_gpa(loaded.start_info + 12, &(list.len() as u32).to_le_bytes())
+        .map_err(err)?;
+    mem.write_gpa(loaded.start_info + 16, &list_gpa.to_le_bytes())
+        .map_err(err)?;
+    Ok(())
 }
