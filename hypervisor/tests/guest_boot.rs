@@ -124,6 +124,33 @@ fn pvh_image_loads_at_its_physical_address_with_start_info() {
     assert_eq!(&ram.0[c..c + 15], b"role=hello n=1\0");
 }
 
+/// Modules after the image, page-aligned, listed in the start info with their
+/// names as command lines; too big for RAM is an error.
+#[test]
+fn pvh_modules_follow_the_image() {
+    use xen_public_abi::hvm::start_info::hvm_modlist_entry;
+    let mut ram = Ram(vec![0; 4 << 20]);
+    let img = elf64(0x10_0000, &[0xf4], 0x1800, Some(0x10_0000));
+    let l = pvh::load(&mut ram, 4 << 20, &img, "", 0).unwrap();
+    let mods: [(&str, &[u8]); 2] = [("a.cfg", b"name='a'"), ("kernel", &[7u8; 5000])];
+    pvh::load_modules(&mut ram, 4 << 20, &l, &mods).unwrap();
+    let si = hvm_start_info::read_from_bytes(&ram.0[0x6000..0x6000 + 56]).unwrap();
+    assert_eq!(si.nr_modules, 2);
+    let at = |i: usize| si.modlist_paddr as usize + i * 32;
+    let m0 = hvm_modlist_entry::read_from_bytes(&ram.0[at(0)..at(0) + 32]).unwrap();
+    let m1 = hvm_modlist_entry::read_from_bytes(&ram.0[at(1)..at(1) + 32]).unwrap();
+    assert_eq!((m0.paddr, m0.size), (0x10_2000, 8));
+    assert_eq!((m1.paddr, m1.size), (0x10_3000, 5000));
+    assert_eq!(&ram.0[0x10_2000..0x10_2008], b"name='a'");
+    assert_eq!(ram.0[0x10_3000 + 4999], 7);
+    let n = m1.cmdline_paddr as usize;
+    assert_eq!(&ram.0[n..n + 7], b"kernel\0");
+    assert!(si.modlist_paddr >= 0x10_5000, "after the modules");
+    let big = vec![0u8; 4 << 20];
+    let e = pvh::load_modules(&mut ram, 4 << 20, &l, &[("big", &big)]).unwrap_err();
+    assert!(e.contains("big"), "{e}");
+}
+
 #[test]
 fn pvh_refusals_are_messages() {
     let ram_size = 2u64 << 20;
