@@ -15,7 +15,9 @@ use xen_public_abi::domctl::{
     XEN_DOMINF_blocked, XEN_DOMINF_dying, XEN_DOMINF_paused, XEN_DOMINF_running,
     XEN_DOMINF_shutdown,
 };
+use xen_public_abi::hvm::params::HVM_PARAM_CONSOLE_PFN;
 use xen_public_abi::hvm::start_info::hvm_modlist_entry;
+use xen_public_abi::io::console::xencons_interface;
 use xen_public_abi::sched::SHUTDOWN_poweroff;
 use xen_public_abi::xen::domid_t;
 use xenctrl::{DomInfo, Errno, Hypercall, Xc};
@@ -96,6 +98,29 @@ static STEP: AtomicUsize = AtomicUsize::new(0);
 impl Xl {
     fn module(&self, name: &str) -> Option<&'static [u8]> {
         self.mods.iter().find(|m| m.0 == name).map(|m| m.1)
+    }
+
+    /// What domain `dom` wrote to its console ring so far (`None`: nothing).
+    fn console_output(&mut self, dom: domid_t) -> Result<Option<String>, String> {
+        let slot = WINDOW_GFN + WINDOW_PAGES - 2;
+        let pfn = xenguest::layout::CONSOLE_PFN;
+        self.xc
+            .map_foreign(dom, pfn, slot)
+            .map_err(|e| alloc::format!("map console of d{dom}: {e}"))?;
+        let ring = (slot << 12) as *const xencons_interface;
+        // SAFETY: `slot` now maps the domU's console page (identity-mapped gfn).
+        let (prod, text) = unsafe {
+            let prod = core::ptr::read_volatile(&raw const (*ring).out_prod);
+            let n = prod.min(2048) as usize;
+            let bytes: Vec<u8> = (0..n)
+                .map(|i| core::ptr::read_volatile(&raw const (*ring).out[i]))
+                .collect();
+            (prod, String::from_utf8_lossy(&bytes).into_owned())
+        };
+        self.xc
+            .unmap_foreign(slot)
+            .map_err(|e| alloc::format!("unmap console: {e}"))?;
+        Ok((prod != 0).then_some(text))
     }
 
     fn resolve(&self, t: &Target) -> Result<domid_t, String> {
@@ -181,19 +206,16 @@ impl Xl {
                     cfg.name, b.domid, b.entry, b.console_port, b.store_port
                 );
                 self.names.push((cfg.name.clone(), b.domid));
-                // It runs: its vCPU gets CPU time (its first act, after setting
-                // up its page tables, is to print; 300 ms is well past that).
-                for _ in 0..1_000_000 {
-                    let i = self
-                        .xc
-                        .domain_getinfo(b.domid)
-                        .map_err(|e| alloc::format!("{e}"))?;
-                    if i.cpu_time >= 300_000_000 {
+                // It runs: its first words appear in its console ring (a foreign
+                // mapping of the console page, read as xenconsoled would).
+                for _ in 0..200_000 {
+                    if let Some(text) = self.console_output(b.domid)? {
+                        println!("xl: console of {}: {}", cfg.name, text.trim_end());
                         return Ok(());
                     }
                     xen::yield_now();
                 }
-                Err(alloc::format!("d{} never ran", b.domid))
+                Err(alloc::format!("d{} never wrote to its console", b.domid))
             }
             Verb::List => {
                 let mut infos = [DomInfo::new_zeroed(); 16];
@@ -378,9 +400,26 @@ pub fn dom0(boot: &Boot) -> ! {
     xen::shutdown(SHUTDOWN_poweroff)
 }
 
-/// The domain the `xl` scenario creates: says it runs, then idles.
+/// The domain the `xl` scenario creates: says it runs (on the hypervisor
+/// console and in its PV console ring, which dom0 reads), then idles.
 pub fn domu(boot: &Boot) -> ! {
     println!("xl-domu: running ({})", boot.cmdline);
+    let mut xc = Xc::new(GuestHc);
+    if let Ok(pfn) = xc.hvm_param_get(xen_public_abi::xen::DOMID_SELF, HVM_PARAM_CONSOLE_PFN) {
+        let ring = (pfn << 12) as *mut xencons_interface;
+        let msg = b"xl-domu: running\n";
+        // SAFETY: the console page the builder gave this domain (below 4 GiB,
+        // identity-mapped); the backend only reads `out` up to `out_prod`.
+        unsafe {
+            let prod = core::ptr::read_volatile(&raw const (*ring).out_prod);
+            for (i, b) in msg.iter().enumerate() {
+                let at = (prod as usize + i) % 2048;
+                core::ptr::write_volatile(&raw mut (*ring).out[at], *b);
+            }
+            core::sync::atomic::fence(Ordering::SeqCst);
+            core::ptr::write_volatile(&raw mut (*ring).out_prod, prod + msg.len() as u32);
+        }
+    }
     loop {
         xen::yield_now();
     }
