@@ -72,6 +72,19 @@ enum Cmd {
         #[arg(long)]
         check_only: bool,
     },
+    /// The host fuzzer of the hypercall dispatcher with random seeds for N
+    /// minutes (`hypervisor/src/common/fuzz.rs`); prints a failing seed.
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 1)]
+        minutes: u64,
+        /// Start from this seed (reproduce a failure; then --minutes 0 runs it once).
+        #[arg(long)]
+        seed: Option<String>,
+        /// Calls per seed.
+        #[arg(long, default_value_t = 1000)]
+        steps: u32,
+    },
     /// Boot-to-READY times over N QEMU boots and the hypervisor's section sizes.
     Bench {
         /// Number of boots.
@@ -136,11 +149,46 @@ fn dispatch(cli: Cli) -> Result<i32> {
             deps::ensure(deps_mode(check_only))?;
             Ok(0)
         }
+        Cmd::Fuzz {
+            minutes,
+            seed,
+            steps,
+        } => fuzz(minutes, seed, steps),
         Cmd::Bench { boots } => {
             bench::run(boots)?;
             Ok(0)
         }
     }
+}
+
+/// `cargo xtask fuzz`: the ignored long-run test of the host fuzzer, in release
+/// mode (debug assertions kept), its output streamed.
+fn fuzz(minutes: u64, seed: Option<String>, steps: u32) -> Result<i32> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args([
+        "test",
+        "-p",
+        "hypervisor",
+        "--lib",
+        "--release",
+        "--config",
+        "profile.release.debug-assertions=true",
+        "--config",
+        "profile.release.overflow-checks=true",
+        "fuzz::fuzz_long",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env("HYPERVISOR_FUZZ_MINUTES", minutes.to_string())
+    .env("HYPERVISOR_FUZZ_STEPS", steps.to_string());
+    if let Some(s) = seed {
+        cmd.env("HYPERVISOR_FUZZ_SEED", s);
+    }
+    eprintln!("xtask: fuzzing for {minutes} min ({steps} calls per seed)");
+    let status = cmd.status()?;
+    Ok(i32::from(!status.success()))
 }
 
 fn main() -> ExitCode {

@@ -28,6 +28,7 @@ use xen_public_abi::{Errno, XenResult};
 
 use super::guest_access::GuestAccess;
 use super::hypercall::{Caller, Hypervisor};
+use super::log_ratelimit::{self, Verdict};
 
 /// `DOMAIN_PBUF_SIZE`: a non-privileged domain's partial-line buffer.
 pub const DOMAIN_PBUF_SIZE: usize = 200;
@@ -38,9 +39,9 @@ const WRITE_CHUNK: usize = 127;
 /// Chunks copied per hypercall entry before a `CONSOLEIO_write` is preempted
 /// (the work budget: about 1 KiB).
 pub const WRITE_CHUNKS_PER_ENTRY: usize = 8;
-/// `printk_ratelimit_ms` and `printk_ratelimit_burst`.
-pub const RATELIMIT_MS: u64 = 5000;
-pub const RATELIMIT_BURST: u64 = 10;
+/// `printk_ratelimit_ms` and `printk_ratelimit_burst` (one bucket per domain,
+/// shared with the domain's other log lines: `log_ratelimit`).
+pub use super::log_ratelimit::{RATELIMIT_BURST, RATELIMIT_MS};
 
 /// Where console output goes (the serial port, in the arch code).
 pub trait ConsoleSink {
@@ -71,18 +72,10 @@ impl Default for GuestConsoleBuffer {
     }
 }
 
-/// Xen's `__printk_ratelimit()` state: a token bucket in milliseconds.
-struct RateLimit {
-    toks: u64,
-    last_ms: u64,
-    missed: u64,
-}
-
 /// The hypervisor console: output sink, input ring, rate limiter.
 pub struct Console {
     sink: Box<dyn ConsoleSink + Send>,
     rx: VecDeque<u8>,
-    limit: RateLimit,
 }
 
 impl Console {
@@ -90,11 +83,6 @@ impl Console {
         Console {
             sink,
             rx: VecDeque::with_capacity(SERIAL_RX_SIZE),
-            limit: RateLimit {
-                toks: RATELIMIT_BURST * RATELIMIT_MS,
-                last_ms: 0,
-                missed: 0,
-            },
         }
     }
 
@@ -113,30 +101,24 @@ impl Console {
         self.sink.write(bytes);
     }
 
-    /// `printk_ratelimit()`: may another guest line be printed at `now_ns`?
-    fn ratelimit(&mut self, now_ns: u64) -> bool {
-        let ms = now_ns / 1_000_000;
-        let l = &mut self.limit;
-        l.toks = l.toks.saturating_add(ms.saturating_sub(l.last_ms));
-        l.last_ms = ms;
-        l.toks = l.toks.min(RATELIMIT_BURST * RATELIMIT_MS);
-        if l.toks >= RATELIMIT_MS {
-            l.toks -= RATELIMIT_MS;
-            let lost = core::mem::take(&mut l.missed);
-            if lost != 0 {
-                let note = format!("(XEN) printk: {lost} messages suppressed.\n");
-                self.sink.write(note.as_bytes());
+    /// `printk_ratelimit()` with the domain's bucket: may another line of
+    /// `domid` be printed at `now_ns`?
+    fn ratelimit(&mut self, domid: u16, now_ns: u64) -> bool {
+        match log_ratelimit::check(domid, now_ns / 1_000_000) {
+            Verdict::Print { suppressed } => {
+                if suppressed != 0 {
+                    let note = format!("(XEN) printk: {suppressed} messages suppressed.\n");
+                    self.sink.write(note.as_bytes());
+                }
+                true
             }
-            true
-        } else {
-            l.missed += 1;
-            false
+            Verdict::Drop => false,
         }
     }
 
     /// Print one complete guest line, prefixed and rate-limited.
     fn guest_line(&mut self, domid: u16, line: &[u8], now_ns: u64) {
-        if self.ratelimit(now_ns) {
+        if self.ratelimit(domid, now_ns) {
             self.sink.write(format!("(d{domid}) ").as_bytes());
             self.sink.write(line);
             self.sink.write(b"\n");

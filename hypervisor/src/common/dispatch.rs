@@ -379,6 +379,7 @@ impl ExtHandlers for XenExt {
             log::warn!("d{id}: closing event channels on destroy failed: {e:?}");
         }
         (self.quiesce)(id);
+        super::log_ratelimit::forget(id);
     }
 
     fn domain_shutdown(&mut self, domains: &mut DomainTable, id: domid_t, _reason: u32) {
@@ -577,6 +578,57 @@ mod tests {
                 .param(HVM_PARAM_ALTP2M),
             Some(1)
         );
+    }
+
+    /// Issue 14 ("altp2m set_mem_access restrictions do not reach running
+    /// vCPUs"): a mem-access restriction through `HVMOP_altp2m` is committed to
+    /// the stage-2 tables, with the shootdown, before the hypercall returns.
+    #[test]
+    fn altp2m_restriction_is_committed_before_the_call_returns() {
+        use crate::common::memory::P2m;
+        struct Log(Arc<spin::Mutex<Vec<domid_t>>>);
+        impl P2mCommit for Log {
+            fn commit(&mut self, domid: domid_t, p2m: &mut P2m) -> XenResult<()> {
+                NoStage2.commit(domid, p2m)?;
+                self.0.lock().push(domid);
+                Ok(())
+            }
+        }
+        let mut w = World::new();
+        let d = w.domu(0);
+        let mut p = xen_hvm_param::new_zeroed();
+        p.domid = d;
+        p.index = HVM_PARAM_ALTP2M;
+        p.value = 1; // mixed: the guest drives
+        assert_eq!(w.hvm(0, HVMOP_set_param, &p), 0);
+        let log = Arc::new(spin::Mutex::new(Vec::new()));
+        w.ext.p2m_commit = Box::new(Log(log.clone()));
+        let op = |cmd: u32, set: &dyn Fn(&mut xen_hvm_altp2m_op)| {
+            let mut a = xen_hvm_altp2m_op::new_zeroed();
+            a.version = HVMOP_ALTP2M_INTERFACE_VERSION;
+            a.cmd = cmd;
+            a.domain = d;
+            set(&mut a);
+            a
+        };
+        let on = op(HVMOP_altp2m_set_domain_state, &|a| {
+            a.u.set(&xen_hvm_altp2m_domain_state { state: 1 })
+        });
+        assert_eq!(w.hvm(d, HVMOP_altp2m, &on), 0);
+        log.lock().clear();
+        let restrict = op(HVMOP_altp2m_set_mem_access, &|a| {
+            a.u.set(&xen_hvm_altp2m_mem_access {
+                view: 0,
+                access: xen_public_abi::memory::XENMEM_access_r as u16,
+                pad: 0,
+                gfn: SHINFO_GFN,
+            })
+        });
+        assert_eq!(w.hvm(d, HVMOP_altp2m, &restrict), 0);
+        let p2m = &w.env.hv.domains.get(d).unwrap().hvm.p2m;
+        assert_eq!(p2m.host_entry(SHINFO_GFN).unwrap().access, P2mAccess::R);
+        assert_eq!(*log.lock(), [d], "committed once, for that domain");
+        assert!(!p2m.stage2_pending());
     }
 
     /// Issue 14: `EVTCHNOP_reset` of a domain with hundreds of ports is done

@@ -216,6 +216,22 @@ pub mod fake {
     }
 
     impl FakeMachine {
+        /// A digest of every frame's contents (a frame never touched reads as
+        /// zeros and counts as such), for "nothing changed" checks.
+        pub fn digest(&self) -> u64 {
+            let frames = self.frames.lock();
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for (mfn, fr) in frames.iter() {
+                if fr.iter().all(|&b| b == 0) {
+                    continue;
+                }
+                for &b in mfn.to_le_bytes().iter().chain(fr.iter()) {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+            h
+        }
+
         fn with_frame<R>(&self, mfn: u64, f: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
             if self.absent.contains(&mfn) {
                 return None;

@@ -1695,7 +1695,7 @@ mod tests {
             _ => next(seed) % span,
         };
         let a = P2mAccess::ALL[(next(seed) % 10) as usize];
-        let view = if p.altp2m_active() && next(seed) % 2 == 0 {
+        let view = if p.altp2m_active() && next(seed).is_multiple_of(2) {
             let i = (next(seed) % MAX_ALTP2M as u64) as u16;
             if p.view_exists(i) {
                 ViewId::Alt(i)
@@ -1710,11 +1710,11 @@ mod tests {
             35..=64 => p.remove_host_entry(g),
             65..=74 => p.set_mem_access_one(view, g, a),
             75..=79 => {
-                let _ = p.set_suppress_ve_one(view, g, next(seed) % 2 == 0);
+                let _ = p.set_suppress_ve_one(view, g, next(seed).is_multiple_of(2));
             }
             80..=84 => {
                 if let ViewId::Alt(i) = view {
-                    let new = if next(seed) % 4 == 0 {
+                    let new = if next(seed).is_multiple_of(4) {
                         INVALID_GFN
                     } else {
                         next(seed) % span
@@ -1735,7 +1735,7 @@ mod tests {
                 p.enable_altp2m();
             }
             _ => {
-                if next(seed) % 4 == 0 {
+                if next(seed).is_multiple_of(4) {
                     p.disable_altp2m();
                 }
             }
@@ -1818,14 +1818,14 @@ mod tests {
         let mut mapped = BTreeSet::new();
         for i in 0..100_000u64 {
             let g = next(&mut seed) % (1 << 24);
-            if next(&mut seed) % 2 == 0 {
+            if next(&mut seed).is_multiple_of(2) {
                 p.set_host_entry(g, 1 + g, P2mAccess::RWX).unwrap();
                 mapped.insert(g);
             } else if let Some(&m) = mapped.iter().next() {
                 p.remove_host_entry(m);
                 mapped.remove(&m);
             }
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 trees.sync(&mut p, &TestEncoder);
             }
         }

@@ -854,7 +854,7 @@ mod tests {
             domid: domid_t,
             p2m: &mut crate::common::memory::P2m,
         ) -> XenResult<()> {
-            use crate::common::memory::{NoStage2, P2mCommit};
+            use crate::common::memory::NoStage2;
             NoStage2.commit(domid, p2m)?;
             self.log.lock().push((domid, self.frames.outstanding()));
             Ok(())

@@ -9,10 +9,13 @@ pub mod domain_memory;
 pub mod domctl;
 pub mod event_channel;
 pub mod foreign_map;
+#[cfg(test)]
+mod fuzz;
 pub mod guest_access;
 pub mod hvm;
 pub mod hvm_save;
 pub mod hypercall;
+pub mod log_ratelimit;
 pub mod memory;
 pub mod memory_op;
 pub mod page_alloc;
@@ -24,3 +27,5 @@ pub mod test_support;
 pub mod time;
 pub mod vcpu_op;
 pub mod xen_version;
+#[cfg(test)]
+mod xsa_tests;

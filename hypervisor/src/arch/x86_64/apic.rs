@@ -167,8 +167,8 @@ pub fn send_ipi_all_but_self(vector: u8) -> bool {
     wait_icr_idle()
 }
 
-/// Sends a fixed interrupt with `vector` to the CPU with `apic_id` (physical
-/// destination): makes a guest running there exit.
+/// Sends a fixed interrupt with `vector` to the CPU with local APIC id `apic_id`
+/// (physical destination).
 pub fn send_ipi(apic_id: u32, vector: u8) -> bool {
     write(REG_ICR_HIGH, apic_id << 24);
     write(REG_ICR_LOW, 0x0000_4000 | vector as u32);

@@ -97,6 +97,22 @@ impl log::Log for Logger {
     fn log(&self, record: &log::Record) {
         let us = time::micros_since_reset();
         let cpu = percpu::cpu_index();
+        if DEFERRING
+            .get(cpu as usize)
+            .is_some_and(|d| d.load(Ordering::Relaxed))
+        {
+            x86_64::instructions::interrupts::without_interrupts(|| {
+                DEFERRED.lock().push_line(format_args!(
+                    "[{:5}.{:06}] {:<5} cpu{}: {}\n",
+                    us / 1_000_000,
+                    us % 1_000_000,
+                    record.level(),
+                    cpu,
+                    record.args()
+                ));
+            });
+            return;
+        }
         // Interrupts off while the lock is held, so an interrupt handler that logs
         // cannot deadlock against the line it interrupted.
         x86_64::instructions::interrupts::without_interrupts(|| {
@@ -117,6 +133,123 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
+/// Bytes of log lines a CPU holding the hypervisor state lock may leave for
+/// after the lock is dropped; a line that does not fit is dropped and counted.
+const DEFER_BYTES: usize = 16 * 1024;
+
+/// Per CPU: it holds the hypervisor state lock, so its lines are deferred.
+static DEFERRING: [AtomicBool; percpu::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; percpu::MAX_CPUS];
+
+/// Lines logged under the state lock, oldest first.
+struct Deferred {
+    buf: [u8; DEFER_BYTES],
+    len: usize,
+    dropped: u64,
+}
+
+impl Deferred {
+    /// Append one formatted line, or drop (and count) it whole if it does not fit.
+    fn push_line(&mut self, args: fmt::Arguments<'_>) {
+        let start = self.len;
+        if self.write_fmt(args).is_err() {
+            self.len = start;
+            self.dropped += 1;
+        }
+    }
+}
+
+impl Write for Deferred {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+static DEFERRED: Mutex<Deferred> = Mutex::new(Deferred {
+    buf: [0; DEFER_BYTES],
+    len: 0,
+    dropped: 0,
+});
+/// One CPU at a time drains [`DEFERRED`] to the UART.
+static FLUSHING: AtomicBool = AtomicBool::new(false);
+
+/// This CPU takes the hypervisor state lock: from now on its log lines wait
+/// in memory instead of being written at serial speed under the lock that the
+/// other CPUs need (guest-triggered lines included).
+pub fn defer_begin() {
+    if let Some(d) = DEFERRING.get(percpu::cpu_index() as usize) {
+        d.store(true, Ordering::Relaxed);
+    }
+}
+
+/// This CPU has dropped the state lock: write what it (or another CPU)
+/// deferred.
+pub fn defer_end() {
+    if let Some(d) = DEFERRING.get(percpu::cpu_index() as usize) {
+        d.store(false, Ordering::Relaxed);
+    }
+    flush_deferred();
+}
+
+/// The machine is ending (`shutdown::exit`): from now on every line goes
+/// straight to the console, and what was deferred is written first.
+pub fn stop_deferring() {
+    for d in &DEFERRING {
+        d.store(false, Ordering::Relaxed);
+    }
+    // Another CPU may be draining; give it a bounded time, then drain ourselves.
+    for _ in 0..10_000_000u32 {
+        if !FLUSHING.load(Ordering::Acquire) {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    flush_deferred();
+}
+
+/// Drain the deferred lines to the console, a bounded piece at a time (the
+/// deferring CPUs only ever wait for one piece's copy).
+fn flush_deferred() {
+    if FLUSHING.swap(true, Ordering::Acquire) {
+        return; // another CPU is draining; it takes ours too
+    }
+    loop {
+        let mut piece = [0u8; 512];
+        let (n, dropped) = x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut d = DEFERRED.lock();
+            let n = d.len.min(piece.len());
+            piece[..n].copy_from_slice(&d.buf[..n]);
+            let len = d.len;
+            d.buf.copy_within(n..len, 0);
+            d.len -= n;
+            (n, core::mem::take(&mut d.dropped))
+        });
+        if n == 0 && dropped == 0 {
+            break;
+        }
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut console = CONSOLE.lock();
+            if dropped != 0 {
+                let _ = writeln!(
+                    console,
+                    "({dropped} log lines dropped: deferred buffer full)"
+                );
+            }
+            for &b in &piece[..n] {
+                if b == b'\n' {
+                    console.put(b'\r');
+                }
+                console.put(b);
+            }
+        });
+    }
+    FLUSHING.store(false, Ordering::Release);
+}
+
 /// Installs the logger (all levels). Call after [`init`] and [`time::calibrate`].
 pub fn init_logger() {
     // `set_logger` only fails if a logger is already installed: then keep that one.
@@ -128,17 +261,30 @@ pub fn init_logger() {
 /// was held when the fault hit: waits a bounded time for another CPU to finish its
 /// line, then breaks the lock. Only the first fatal path does this.
 pub fn force_unlock() {
+    // From here on every line goes straight out (a fatal report must not wait
+    // for a lock release that will not come).
+    for d in &DEFERRING {
+        d.store(false, Ordering::Relaxed);
+    }
     if FATAL.swap(true, Ordering::SeqCst) {
         return;
     }
+    let mut free = false;
     for _ in 0..10_000_000u32 {
         if !CONSOLE.is_locked() {
-            return;
+            free = true;
+            break;
         }
         core::hint::spin_loop();
     }
-    // SAFETY: we are on a fatal path and the holder did not release the lock in
-    // ~10M spins (it is this CPU, interrupted mid-line, or a stuck CPU); a garbled
-    // line is better than a silent hang.
-    unsafe { CONSOLE.force_unlock() };
+    if !free {
+        // SAFETY: we are on a fatal path and the holder did not release the lock
+        // in ~10M spins (it is this CPU, interrupted mid-line, or a stuck CPU); a
+        // garbled line is better than a silent hang.
+        unsafe { CONSOLE.force_unlock() };
+    }
+    // What was deferred before the fault, if no one is in the middle of it.
+    if !DEFERRED.is_locked() && !FLUSHING.load(Ordering::Acquire) {
+        flush_deferred();
+    }
 }

@@ -20,7 +20,7 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use spin::Mutex;
 use xen_public_abi::sched::{
@@ -79,6 +79,42 @@ pub struct HvState {
 }
 
 static STATE: Mutex<Option<HvState>> = Mutex::new(None);
+
+/// The state lock as the run loop holds it: while this CPU holds it, its log
+/// lines (guest-triggered ones included) wait in memory and are written to
+/// the UART after the lock is dropped (`console::defer_begin`/`defer_end`), so
+/// no CPU waits for the serial port to take the lock.
+struct StateGuard(Option<spin::MutexGuard<'static, Option<HvState>>>);
+
+fn lock_state() -> StateGuard {
+    let g = STATE.lock();
+    super::console::defer_begin();
+    StateGuard(Some(g))
+}
+
+impl core::ops::Deref for StateGuard {
+    type Target = Option<HvState>;
+    fn deref(&self) -> &Self::Target {
+        // Some until drop.
+        self.0.as_deref().unwrap_or(&None)
+    }
+}
+
+impl core::ops::DerefMut for StateGuard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self.0.as_deref_mut() {
+            Some(s) => s,
+            None => unreachable!("the guard holds the lock until it is dropped"),
+        }
+    }
+}
+
+impl Drop for StateGuard {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        super::console::defer_end();
+    }
+}
 
 /// The domain whose vCPU each CPU is in guest mode for (`NO_GUEST`: none). Set
 /// under the state lock before entry, cleared right after the exit (before the
@@ -207,6 +243,7 @@ pub fn start(hv: Hypervisor, mut ext: XenExt, vcpus: Vec<BuiltVcpu>, boot_wall_n
             update_wallclock(d, &PHYS_MACHINE, boot_wall_ns);
         }
     }
+    crate::common::log_ratelimit::set_clock(|| time::micros_since_reset() / 1000);
     *STATE.lock() = Some(st);
     STARTED.store(true, Ordering::Release);
     run_loop()
@@ -242,7 +279,7 @@ fn run_loop() -> ! {
     }
     loop {
         let picked = {
-            let mut guard = STATE.lock();
+            let mut guard = lock_state();
             let Some(st) = guard.as_mut() else {
                 drop(guard);
                 x86_64::instructions::interrupts::enable_and_hlt();
@@ -268,7 +305,7 @@ fn run_loop() -> ! {
             let exit = hw.run();
             in_guest.store(NO_GUEST, Ordering::Release);
             x86_64::instructions::interrupts::enable();
-            let mut guard = STATE.lock();
+            let mut guard = lock_state();
             let Some(st) = guard.as_mut() else { break };
             let slice_over = time::rdtsc() >= slice_end;
             let mut next = after_exit(st, who, &mut *hw, &mut vst, exit, slice_over);
@@ -285,6 +322,7 @@ fn run_loop() -> ! {
                     drop(guard);
                 }
                 Next::Deschedule => {
+                    ON_CPU[cpu as usize].store(NO_VCPU, Ordering::Release);
                     let ran = st.scale.scale(time::rdtsc().saturating_sub(started));
                     st.rq.put(&mut st.hv, &st.ext, who, ran);
                     if let Some(s) = st.slots.get_mut(&who) {
@@ -340,13 +378,53 @@ fn reap_destroyed(st: &mut HvState) {
     }
 }
 
-/// vCPUs got an event: make the other CPUs look again now rather than at their
-/// next tick (`vcpu_kick`). A halted CPU wakes and picks; a CPU running a guest
-/// takes an exit, which delivers the event before re-entry. (The tick's vector
-/// serves: its handler only counts and EOIs.)
+/// Which vCPU each CPU has picked (`on_cpu_pack`), or [`NO_VCPU`]: set when
+/// [`pick`] hands it out, cleared when it is put back. With [`IN_GUEST`] this
+/// tells [`kick`] where a vCPU is.
+static ON_CPU: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NO_VCPU) }; MAX_CPUS];
+const NO_VCPU: u64 = u64::MAX;
+
+fn on_cpu_pack((domid, vcpu): VcpuRef) -> u64 {
+    (u64::from(domid) << 32) | u64::from(vcpu)
+}
+
+/// vCPUs got an event: make the right CPU look now rather than at its next tick
+/// (`vcpu_kick`). A vCPU in guest mode on another CPU: IPI that CPU (the exit
+/// delivers the event before re-entry). Picked but not in guest mode, or on
+/// this CPU: nothing (the event is injected before its next entry). Not on any
+/// CPU (runnable, waiting): IPI one idle CPU, which wakes and picks. Each CPU
+/// is sent at most one IPI per call. (The tick's vector serves: its handler
+/// only counts and EOIs.) Called with the state lock held.
 fn kick(woken: &[(domid_t, u32)]) {
-    if !woken.is_empty() && percpu::online_count() > 1 {
-        apic::send_ipi_all_but_self(apic::TIMER_VECTOR);
+    if woken.is_empty() || percpu::online_count() < 2 {
+        return;
+    }
+    let me = percpu::cpu_index() as usize;
+    let online = |c: usize| percpu::CPUS[c].online.load(Ordering::Acquire);
+    let mut targets = 0u64;
+    for &who in woken {
+        let key = on_cpu_pack(who);
+        let cpu = ON_CPU.iter().position(|c| c.load(Ordering::Acquire) == key);
+        match cpu {
+            Some(c) if c != me && IN_GUEST[c].load(Ordering::Acquire) == who.0 => {
+                targets |= 1 << c;
+            }
+            Some(_) => {}
+            None => {
+                let idle = (0..MAX_CPUS).find(|&c| {
+                    c != me && online(c) && ON_CPU[c].load(Ordering::Acquire) == NO_VCPU
+                });
+                if let Some(c) = idle {
+                    targets |= 1 << c;
+                }
+            }
+        }
+    }
+    for c in 0..MAX_CPUS {
+        if targets & (1 << c) != 0 {
+            let apic_id = percpu::CPUS[c].apic_id.load(Ordering::Relaxed);
+            apic::send_ipi(apic_id, apic::TIMER_VECTOR);
+        }
     }
 }
 
@@ -385,7 +463,10 @@ fn pick(st: &mut HvState) -> Option<Picked> {
             update_wallclock(d, &PHYS_MACHINE, st.boot_wall_ns);
         }
         match hvm_exit::prepare_entry(&mut *hw, &mut st.hv, &mut st.ext, &mut vst) {
-            Ok(()) => return Some((who, (hw, vst))),
+            Ok(()) => {
+                ON_CPU[percpu::cpu_index() as usize].store(on_cpu_pack(who), Ordering::Release);
+                return Some((who, (hw, vst)));
+            }
             Err(o) => {
                 log::debug!("d{}v{}: not entering: {o:?}", who.0, who.1);
                 st.rq.put(&mut st.hv, &st.ext, who, 0);

@@ -14,6 +14,8 @@ pub enum ExitCode {
 
 /// Logs the final `EXIT:` line, then ends the emulator and halts this CPU forever.
 pub fn exit(code: ExitCode, reason: &str) -> ! {
+    // Lines deferred under the state lock (the caller may hold it) come first.
+    super::console::stop_deferring();
     match code {
         ExitCode::Success => log::info!("EXIT: success"),
         ExitCode::Failure => log::error!("EXIT: failure ({reason})"),

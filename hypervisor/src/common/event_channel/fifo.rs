@@ -133,7 +133,7 @@ impl Fifo {
 
     /// `evtchn_fifo_set_link`: make the tail word's LINK point at `link` while
     /// it is still LINKED. Returns whether the event got linked after the tail.
-    fn set_link(mem: &mut dyn GuestMemory, word: u64, link: u32) -> XenResult<bool> {
+    fn set_link(mem: &mut dyn GuestMemory, word: u64, link: u32, domid: u16) -> XenResult<bool> {
         const LINKED: u32 = 1 << EVTCHN_FIFO_LINKED;
         const BUSY: u32 = 1 << EVTCHN_FIFO_BUSY;
         // One attempt: Ok(Some(linked?)) or Ok(None) if the guest raced us.
@@ -161,7 +161,11 @@ impl Fifo {
                 return Ok(linked);
             }
         }
-        log::warn!("evtchn fifo: port {link} not linked (guest keeps changing the tail)");
+        crate::gprintk!(
+            domid,
+            log::Level::Warn,
+            "d{domid}: evtchn fifo: port {link} not linked (guest keeps changing the tail)"
+        );
         guest_bits::clear_bit(mem, word, EVTCHN_FIFO_BUSY)?;
         Ok(true)
     }
@@ -177,9 +181,15 @@ impl Fifo {
             (ch.priority, ch.lastq_vcpu, ch.lastq_prio)
         };
         let Some(cb) = self.vcpus.get(v as usize).and_then(|vc| vc.control_block) else {
-            log::warn!("evtchn fifo: vCPU {v} has no control block, port {port} dropped");
+            crate::gprintk!(
+                cx.domid,
+                log::Level::Warn,
+                "d{}: evtchn fifo: vCPU {v} has no control block, port {port} dropped",
+                cx.domid
+            );
             return Ok(());
         };
+        let domid = cx.domid;
         let mem = &mut *cx.mem;
         let newly_pending = !test_and_set_bit(mem, word, EVTCHN_FIFO_PENDING)?;
         let mut linked = true;
@@ -205,7 +215,7 @@ impl Fifo {
             let tail = self.vcpus[v as usize].tail[prio as usize];
             if tail != 0 {
                 if let Some(tw) = self.word_gpa(tail) {
-                    linked = Self::set_link(mem, tw, port)?;
+                    linked = Self::set_link(mem, tw, port, domid)?;
                 }
             }
             if !linked {
@@ -229,14 +239,24 @@ impl Fifo {
 impl PortOps for Fifo {
     fn set_pending(&mut self, cx: &mut PortCx<'_>, v: u32, port: u32) {
         if let Err(e) = self.try_set_pending(cx, v, port) {
-            log::warn!("evtchn fifo: port {port}: guest memory not accessible ({e:?}), event lost");
+            crate::gprintk!(
+                cx.domid,
+                log::Level::Warn,
+                "d{}: evtchn fifo: port {port}: guest memory not accessible ({e:?}), event lost",
+                cx.domid
+            );
         }
     }
 
     fn clear_pending(&mut self, cx: &mut PortCx<'_>, port: u32) {
         if let Some(w) = self.word_gpa(port) {
             if let Err(e) = guest_bits::clear_bit(cx.mem, w, EVTCHN_FIFO_PENDING) {
-                log::warn!("evtchn fifo: port {port}: cannot clear pending ({e:?})");
+                crate::gprintk!(
+                    cx.domid,
+                    log::Level::Warn,
+                    "d{}: evtchn fifo: port {port}: cannot clear pending ({e:?})",
+                    cx.domid
+                );
             }
         }
     }
@@ -251,7 +271,12 @@ impl PortOps for Fifo {
         match r {
             Ok(true) => self.set_pending(cx, v, port),
             Ok(false) => {}
-            Err(e) => log::warn!("evtchn fifo: port {port}: unmask failed ({e:?})"),
+            Err(e) => crate::gprintk!(
+                cx.domid,
+                log::Level::Warn,
+                "d{}: evtchn fifo: port {port}: unmask failed ({e:?})",
+                cx.domid
+            ),
         }
     }
 
@@ -286,7 +311,12 @@ impl PortOps for Fifo {
     fn init(&mut self, cx: &mut PortCx<'_>, port: u32) {
         cx.chans[port as usize].priority = EVTCHN_FIFO_PRIORITY_DEFAULT as u8;
         if self.is_busy(cx, port) {
-            log::warn!("evtchn fifo: port {port} bound while still on a queue");
+            crate::gprintk!(
+                cx.domid,
+                log::Level::Warn,
+                "d{}: evtchn fifo: port {port} bound while still on a queue",
+                cx.domid
+            );
         }
     }
 }
@@ -345,10 +375,14 @@ mod tests {
     #[test]
     fn set_link_without_race() {
         let mut m = racy(LINKED | 5, 0, 0);
-        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(true));
+        assert_eq!(Fifo::set_link(&mut m, 0, 9, 1), Ok(true));
         assert_eq!(read_u32(&m, 0).unwrap(), LINKED | 9);
         let mut m = racy(0, 0, 0);
-        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(false), "tail not linked");
+        assert_eq!(
+            Fifo::set_link(&mut m, 0, 9, 1),
+            Ok(false),
+            "tail not linked"
+        );
         assert_eq!(read_u32(&m, 0).unwrap(), 0);
     }
 
@@ -358,7 +392,7 @@ mod tests {
         // BUSY, see it unlinked, clear BUSY and report "not linked" (the
         // caller then writes the queue head).
         let mut m = racy(LINKED | 5, LINKED | 5, 1);
-        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(false));
+        assert_eq!(Fifo::set_link(&mut m, 0, 9, 1), Ok(false));
         assert_eq!(read_u32(&m, 0).unwrap(), 0);
     }
 
@@ -367,7 +401,7 @@ mod tests {
         // The guest masks the tail during our first attempt: the retry links
         // it and drops BUSY in the same store.
         let mut m = racy(LINKED | 5, MASKED, 1);
-        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(true));
+        assert_eq!(Fifo::set_link(&mut m, 0, 9, 1), Ok(true));
         assert_eq!(read_u32(&m, 0).unwrap(), LINKED | MASKED | 9);
     }
 
@@ -376,7 +410,7 @@ mod tests {
         // Every attempt races: after the retries we give up, clear BUSY and
         // report the event as linked (Xen's behaviour: the event is lost).
         let mut m = racy(LINKED | 5, MASKED, 100);
-        assert_eq!(Fifo::set_link(&mut m, 0, 9), Ok(true));
+        assert_eq!(Fifo::set_link(&mut m, 0, 9, 1), Ok(true));
         assert_eq!(read_u32(&m, 0).unwrap() & BUSY, 0);
     }
 }

@@ -148,6 +148,8 @@ pub struct PortCx<'a> {
     pub mem: &'a mut dyn GuestMemory,
     /// What to tell the rest of the hypervisor once the domain is released.
     pub kicks: &'a mut Vec<Notify>,
+    /// The domain (for its rate-limited log lines).
+    pub domid: domid_t,
 }
 
 /// One event-channel ABI (Xen's `struct evtchn_port_ops`). Ports passed in are
@@ -201,6 +203,9 @@ pub struct EvtchnDomain {
     /// `next_evtchn`: where a preempted `EVTCHNOP_reset` resumes (0: no reset
     /// in progress).
     next_evtchn: u32,
+    /// The owning domain, for its rate-limited log lines (set on every
+    /// operation through the environment).
+    domid: domid_t,
 }
 
 // The domain table lives behind a lock shared by all CPUs.
@@ -228,6 +233,7 @@ impl EvtchnDomain {
             shinfo: SharedInfo::new(nr_vcpus),
             abi: Abi::TwoLevel(TwoLevel),
             next_evtchn: 0,
+            domid: 0,
         }
     }
 
@@ -340,6 +346,7 @@ impl EvtchnDomain {
             shinfo: &mut self.shinfo,
             mem,
             kicks,
+            domid: self.domid,
         };
         match &mut self.abi {
             Abi::TwoLevel(t) => f(t, &mut cx),
@@ -487,7 +494,12 @@ impl EvtchnDomain {
                     }
                     self.chans[port as usize].priority = EVTCHN_FIFO_PRIORITY_DEFAULT as u8;
                 }
-                log::info!("evtchn: domain switched to the FIFO ABI");
+                crate::gprintk!(
+                    self.domid,
+                    log::Level::Info,
+                    "d{}: evtchn: switched to the FIFO ABI",
+                    self.domid
+                );
                 Ok(())
             }
         }
@@ -502,7 +514,11 @@ impl EvtchnDomain {
         kicks: &mut Vec<Notify>,
     ) -> XenResult<()> {
         let EvtchnDomain {
-            abi, chans, shinfo, ..
+            abi,
+            chans,
+            shinfo,
+            domid,
+            ..
         } = self;
         let Abi::Fifo(f) = abi else {
             return Err(Errno::EOPNOTSUPP);
@@ -512,6 +528,7 @@ impl EvtchnDomain {
             shinfo,
             mem,
             kicks,
+            domid: *domid,
         };
         f.add_page(&mut cx, gfn)
     }
@@ -519,7 +536,12 @@ impl EvtchnDomain {
     /// Back to 2-level (`evtchn_fifo_destroy` + `evtchn_2l_init`).
     fn leave_fifo(&mut self) {
         if self.is_fifo() {
-            log::info!("evtchn: domain back on the 2-level ABI");
+            crate::gprintk!(
+                self.domid,
+                log::Level::Info,
+                "d{}: evtchn: back on the 2-level ABI",
+                self.domid
+            );
         }
         self.abi = Abi::TwoLevel(TwoLevel);
     }
@@ -595,6 +617,7 @@ fn on_domain<R>(
     let mut f = Some(f);
     let mut r = Err(Errno::ESRCH);
     env.with_domain(d, &mut |e, mem| {
+        e.domid = d.0;
         if let Some(f) = f.take() {
             r = f(e, mem, &mut kicks);
         }
@@ -1110,7 +1133,8 @@ pub fn do_event_channel_op(
     match r {
         Ok(()) => 0,
         Err(e) => {
-            log::debug!("EVTCHNOP {cmd}: {e:?}");
+            let d = env.caller().0;
+            crate::gprintk!(d, log::Level::Debug, "d{d}: EVTCHNOP {cmd}: {e:?}");
             -i64::from(e as i32)
         }
     }

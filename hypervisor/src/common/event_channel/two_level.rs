@@ -396,7 +396,12 @@ impl PortOps for TwoLevel {
             return;
         }
         if let Err(e) = Self::try_set_pending(cx, v, port) {
-            log::warn!("evtchn 2l: port {port}: shared_info not accessible ({e:?}), event lost");
+            crate::gprintk!(
+                cx.domid,
+                log::Level::Warn,
+                "d{}: evtchn 2l: port {port}: shared_info not accessible ({e:?}), event lost",
+                cx.domid
+            );
         }
     }
 
@@ -406,7 +411,12 @@ impl PortOps for TwoLevel {
         }
         let (m, base) = cx.shinfo.shinfo(cx.mem);
         if let Err(e) = guest_bits::clear_bit(m, base + SHINFO_EVTCHN_PENDING, port) {
-            log::warn!("evtchn 2l: port {port}: cannot clear pending ({e:?})");
+            crate::gprintk!(
+                cx.domid,
+                log::Level::Warn,
+                "d{}: evtchn 2l: port {port}: cannot clear pending ({e:?})",
+                cx.domid
+            );
         }
     }
 
@@ -425,7 +435,12 @@ impl PortOps for TwoLevel {
             Ok::<(), Errno>(())
         })();
         if let Err(e) = r {
-            log::warn!("evtchn 2l: port {port}: unmask failed ({e:?})");
+            crate::gprintk!(
+                cx.domid,
+                log::Level::Warn,
+                "d{}: evtchn 2l: port {port}: unmask failed ({e:?})",
+                cx.domid
+            );
         }
     }
 

@@ -268,7 +268,8 @@ pub fn do_hvm_op(env: &mut dyn HvmEnv, guest: &mut dyn GuestAccess, op: u64, arg
             }
         }
         _ => {
-            log::debug!("bad HVM op {op}");
+            let d = env.caller().0 .0;
+            crate::gprintk!(d, log::Level::Debug, "d{d}: bad HVM op {op}");
             Err(Errno::ENOSYS)
         }
     };
@@ -380,7 +381,14 @@ fn hvmop_set_evtchn_upcall_vector(
             .get_mut(op.vcpu as usize)
             .filter(|_| op.vcpu < d.max_vcpus)
             .ok_or(Errno::ENOENT)?;
-        log::info!("{:?}v{}: upcall vector {:02x}", d.domid, op.vcpu, op.vector);
+        crate::gprintk!(
+            d.domid.0,
+            log::Level::Info,
+            "{:?}v{}: upcall vector {:02x}",
+            d.domid,
+            op.vcpu,
+            op.vector
+        );
         v.evtchn_upcall_vector = op.vector;
         fx.push(HvmEffect::AssertUpcall(op.vcpu));
         Ok(0)

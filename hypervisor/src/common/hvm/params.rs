@@ -139,7 +139,9 @@ pub fn hvm_set_param(
         HVM_PARAM_ACPI_S_STATE => match value {
             0 => d.hvm.is_s3_suspended = false,
             3 => {
-                log::warn!(
+                crate::gprintk!(
+                    d.domid.0,
+                    log::Level::Warn,
                     "{:?}: HVM_PARAM_ACPI_S_STATE=3 (S3 suspend) is not implemented yet",
                     d.domid
                 );
@@ -213,7 +215,12 @@ pub fn hvm_set_param(
         _ => {}
     }
     d.hvm.set_param_raw(index, value)?;
-    log::debug!("{:?}: set param {index} = {value:#x}", d.domid);
+    crate::gprintk!(
+        d.domid.0,
+        log::Level::Debug,
+        "{:?}: set param {index} = {value:#x}",
+        d.domid
+    );
     Ok(())
 }
 

@@ -287,7 +287,11 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
         HypercallOutcome::Done(r)
     } else if mode != CpuMode::Long64 {
         // The 32-bit (compat) structure layouts are not implemented.
-        log::debug!("d{domid}v{vcpu_id}: hypercall from 16/32-bit mode: -ENOSYS (no compat ABI)");
+        crate::gprintk!(
+            domid,
+            log::Level::Debug,
+            "d{domid}v{vcpu_id}: hypercall from 16/32-bit mode: -ENOSYS (no compat ABI)"
+        );
         HypercallOutcome::Done(xen_public_abi::Errno::ENOSYS.as_ret())
     } else {
         let caller = Caller {
@@ -430,7 +434,9 @@ fn msr_read(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
         _ => vcpu.msr(msr),
     };
     let Some(v) = value else {
-        log::debug!(
+        crate::gprintk!(
+            env.state.domid,
+            log::Level::Debug,
             "d{}v{}: rdmsr {msr:#x}: #GP",
             env.state.domid,
             env.state.vcpu_id
@@ -449,11 +455,23 @@ fn msr_write(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let ok = match msr {
         MSR_XEN_HYPERCALL_PAGE => write_hypercall_page(vcpu, env, value),
         MSR_APIC_BASE => env.state.lapic.write_apic_base(value),
-        MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => env.state.lapic.write_msr(msr, value),
+        MSR_X2APIC_FIRST..=MSR_X2APIC_LAST => {
+            if msr == MSR_X2APIC_FIRST + 0x30 {
+                let (d, v) = (env.state.domid, env.state.vcpu_id);
+                crate::gprintk!(
+                    d,
+                    log::Level::Debug,
+                    "d{d}v{v}: x2APIC ICR write {value:#x} ignored (no IPIs)"
+                );
+            }
+            env.state.lapic.write_msr(msr, value)
+        }
         _ => vcpu.set_msr(msr, value).unwrap_or(false),
     };
     if !ok {
-        log::debug!(
+        crate::gprintk!(
+            env.state.domid,
+            log::Level::Debug,
             "d{}v{}: wrmsr {msr:#x} <- {value:#x}: #GP",
             env.state.domid,
             env.state.vcpu_id
@@ -499,7 +517,9 @@ fn write_hypercall_page(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>, value: u64) 
         machine: &*env.ext.machine,
     };
     let ok = ram.write_gpa(value, &page).is_ok();
-    log::debug!(
+    crate::gprintk!(
+        env.state.domid,
+        log::Level::Debug,
         "d{}v{}: hypercall page at {value:#x}: {}",
         env.state.domid,
         env.state.vcpu_id,
@@ -638,7 +658,9 @@ fn stage2_fault(
                 machine: &*env.ext.machine,
             };
             if altp2m::deliver_ve(&mut ram, &ve) {
-                log::debug!(
+                crate::gprintk!(
+                    domid,
+                    log::Level::Debug,
                     "d{domid}v{vcpu_id}: #VE for gpa {gpa:#x} (view {})",
                     ve.eptp_index
                 );
@@ -666,7 +688,9 @@ fn relax(
     access: Rights,
     idx: u16,
 ) -> ExitOutcome {
-    log::warn!(
+    crate::gprintk!(
+        domid,
+        log::Level::Warn,
         "d{domid}v{vcpu_id}: mem_access violation: {} at gpa {gpa:#x} (altp2m view {idx}), no listener: access relaxed to rwx",
         rights_str(access)
     );
