@@ -104,7 +104,7 @@ fn pvh_image_loads_at_its_physical_address_with_start_info() {
     let mut ram = Ram(vec![0; 4 << 20]);
     let code = [0xf4, 0xeb, 0xfd];
     let img = elf64(0x10_0000, &code, 0x3000, Some(0x10_0000));
-    let l = pvh::load(&mut ram, 4 << 20, &img, "role=hello n=1", 3, &[], None).unwrap();
+    let l = pvh::load(&mut ram, 4 << 20, &img, "role=hello n=1", 3, None).unwrap();
     assert_eq!(l.entry, 0x10_0000);
     assert_eq!(l.start_info, 0x6000);
     assert_eq!((l.image_start, l.image_end), (0x10_0000, 0x10_3000));
@@ -124,37 +124,31 @@ fn pvh_image_loads_at_its_physical_address_with_start_info() {
     assert_eq!(&ram.0[c..c + 15], b"role=hello n=1\0");
 }
 
-/// Boot modules go page-aligned after the image's end, as 4.17's builder places
-/// them, and the start info lists them in order.
+/// Modules after the image, page-aligned, listed in the start info with their
+/// names as command lines; too big for RAM is an error.
 #[test]
-fn pvh_modules_follow_the_image_page_aligned() {
+fn pvh_modules_follow_the_image() {
     use xen_public_abi::hvm::start_info::hvm_modlist_entry;
     let mut ram = Ram(vec![0; 4 << 20]);
-    let img = elf64(0x10_0000, &[0xf4], 0x2801, Some(0x10_0000));
-    let initrd = vec![0xa5u8; 0x1234];
-    let second = b"second module".to_vec();
-    let l = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[&initrd, &second], None).unwrap();
-    assert_eq!(l.image_end, 0x10_2801);
-    assert_eq!(l.modules[0], (0x10_3000, 0x1234));
-    assert_eq!(l.modules[1], (0x10_5000, second.len() as u64));
-    assert_eq!(&ram.0[0x10_3000..0x10_4234], &initrd[..]);
-    assert_eq!(&ram.0[0x10_5000..0x10_5000 + second.len()], &second[..]);
+    let img = elf64(0x10_0000, &[0xf4], 0x1800, Some(0x10_0000));
+    let l = pvh::load(&mut ram, 4 << 20, &img, "", 0, None).unwrap();
+    let mods: [(&str, &[u8]); 2] = [("a.cfg", b"name='a'"), ("kernel", &[7u8; 5000])];
+    pvh::load_modules(&mut ram, 4 << 20, &l, &mods).unwrap();
     let si = hvm_start_info::read_from_bytes(&ram.0[0x6000..0x6000 + 56]).unwrap();
     assert_eq!(si.nr_modules, 2);
-    let list = si.modlist_paddr as usize;
-    assert!(list >= 0x6000 + 56 && list + 64 <= si.cmdline_paddr as usize);
-    for (i, want) in l.modules[..2].iter().enumerate() {
-        let at = list + i * 32;
-        let e = hvm_modlist_entry::read_from_bytes(&ram.0[at..at + 32]).unwrap();
-        assert_eq!((e.paddr, e.size, e.cmdline_paddr), (want.0, want.1, 0));
-    }
-    // A module past the RAM's end and too many modules are refused.
+    let at = |i: usize| si.modlist_paddr as usize + i * 32;
+    let m0 = hvm_modlist_entry::read_from_bytes(&ram.0[at(0)..at(0) + 32]).unwrap();
+    let m1 = hvm_modlist_entry::read_from_bytes(&ram.0[at(1)..at(1) + 32]).unwrap();
+    assert_eq!((m0.paddr, m0.size), (0x10_2000, 8));
+    assert_eq!((m1.paddr, m1.size), (0x10_3000, 5000));
+    assert_eq!(&ram.0[0x10_2000..0x10_2008], b"name='a'");
+    assert_eq!(ram.0[0x10_3000 + 4999], 7);
+    let n = m1.cmdline_paddr as usize;
+    assert_eq!(&ram.0[n..n + 7], b"kernel\0");
+    assert!(si.modlist_paddr >= 0x10_5000, "after the modules");
     let big = vec![0u8; 4 << 20];
-    let e = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[&big], None).unwrap_err();
-    assert!(e.contains("does not fit"), "{e}");
-    let m: &[u8] = b"m";
-    let e = pvh::load(&mut ram, 4 << 20, &img, "", 0, &[m, m, m, m], None).unwrap_err();
-    assert!(e.contains("boot modules"), "{e}");
+    let e = pvh::load_modules(&mut ram, 4 << 20, &l, &[("big", &big)]).unwrap_err();
+    assert!(e.contains("big"), "{e}");
 }
 
 /// ACPI tables go to the top of RAM: the memory map splits RAM / ACPI there,
@@ -175,7 +169,7 @@ fn pvh_acpi_tables_at_the_top_of_ram() {
         bytes: &tables.bytes,
         rsdp: tables.rsdp,
     };
-    pvh::load(&mut ram, ram_size, &img, "", 0, &[], Some(&blob)).unwrap();
+    let l = pvh::load(&mut ram, ram_size, &img, "", 0, Some(&blob)).unwrap();
     let si = hvm_start_info::read_from_bytes(&ram.0[0x6000..0x6000 + 56]).unwrap();
     assert_eq!(si.rsdp_paddr, ram_size - 0x1000);
     assert_eq!(&ram.0[si.rsdp_paddr as usize..][..8], b"RSD PTR ");
@@ -187,16 +181,16 @@ fn pvh_acpi_tables_at_the_top_of_ram() {
     };
     assert_eq!(entry(0), (0, ram_size - 0x1000, 1));
     assert_eq!(entry(1), (ram_size - 0x1000, 0x1000, 3));
-    // A module may end right at the tables, not one byte into them.
-    let fits = vec![0u8; (ram_size - 0x1000 - 0x10_1000) as usize];
-    pvh::load(&mut ram, ram_size, &img, "", 0, &[&fits], Some(&blob)).unwrap();
-    let big = vec![0u8; fits.len() + 1];
-    let e = pvh::load(&mut ram, ram_size, &img, "", 0, &[&big], Some(&blob)).unwrap_err();
+    // Modules (and their list) stay below the tables.
+    let fits = vec![0u8; (ram_size - 0x2000 - 0x10_1000) as usize];
+    pvh::load_modules(&mut ram, ram_size, &l, &[("m", &fits)]).unwrap();
+    let big = vec![0u8; (ram_size - 0x1000 - 0x10_1000) as usize + 1];
+    let e = pvh::load_modules(&mut ram, ram_size, &l, &[("m", &big)]).unwrap_err();
     assert!(e.contains("does not fit"), "{e}");
     // Tables that are not page-aligned or past the RAM are refused.
     for base in [ram_size - 0x800, ram_size] {
         let bad = pvh::AcpiBlob { base, ..blob };
-        let e = pvh::load(&mut ram, ram_size, &img, "", 0, &[], Some(&bad)).unwrap_err();
+        let e = pvh::load(&mut ram, ram_size, &img, "", 0, Some(&bad)).unwrap_err();
         assert!(e.contains("ACPI"), "{e}");
     }
 }
@@ -228,14 +222,14 @@ fn pvh_refusals_are_messages() {
     ];
     for (img, want) in cases {
         let mut ram = Ram(vec![0; ram_size as usize]);
-        let e = pvh::load(&mut ram, ram_size, &img, "", 0, &[], None).unwrap_err();
+        let e = pvh::load(&mut ram, ram_size, &img, "", 0, None).unwrap_err();
         assert!(e.contains(want), "{e:?} should mention {want:?}");
     }
     // A command line that does not fit the loader's area.
     let mut ram = Ram(vec![0; ram_size as usize]);
     let img = elf64(0x10_0000, &[0x90], 0x10, Some(0x10_0000));
     let long = "x".repeat(0x2000);
-    assert!(pvh::load(&mut ram, ram_size, &img, &long, 0, &[], None)
+    assert!(pvh::load(&mut ram, ram_size, &img, &long, 0, None)
         .unwrap_err()
         .contains("too long"));
 }
@@ -245,13 +239,13 @@ fn pvh_never_panics_on_truncated_or_garbled_images() {
     let img = elf64(0x10_0000, &[0x90; 64], 0x100, Some(0x10_0000));
     for cut in 0..img.len() {
         let mut ram = Ram(vec![0; 2 << 20]);
-        let _ = pvh::load(&mut ram, 2 << 20, &img[..cut], "", 0, &[], None);
+        let _ = pvh::load(&mut ram, 2 << 20, &img[..cut], "", 0, None);
     }
     for i in 0..img.len() {
         let mut bad = img.clone();
         bad[i] ^= 0xff;
         let mut ram = Ram(vec![0; 2 << 20]);
-        let _ = pvh::load(&mut ram, 2 << 20, &bad, "", 0, &[], None);
+        let _ = pvh::load(&mut ram, 2 << 20, &bad, "", 0, None);
     }
 }
 

@@ -97,6 +97,32 @@ pub fn domains_cfg(name: &str) -> Result<Entry> {
     Ok(Entry::new("domains.cfg", text))
 }
 
+/// Every file of scenario `name`'s directory as a ramdisk entry: `domains.cfg`
+/// first, then the others by name (xl.cfg files, `xl` scripts: modules dom0
+/// gets through its start info).
+pub fn scenario_files(name: &str) -> Result<Vec<Entry>> {
+    let dir = project_root().join("tests-qemu/scenarios").join(name);
+    let mut entries = vec![domains_cfg(name)?];
+    let mut others = Vec::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = e?.path();
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        if path.is_file() && file != "domains.cfg" {
+            others.push((file, path));
+        }
+    }
+    others.sort();
+    for (file, path) in others {
+        let data = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        entries.push(Entry::new(&file, data));
+    }
+    Ok(entries)
+}
+
 /// Builds `xtask/image-builder` (outside the workspace, own target dir) and
 /// returns its binary.
 ///
@@ -232,7 +258,7 @@ pub fn default_images(test: TestMode, which: Firmwares, domains: Option<&str>) -
     let kernel = hypervisor()?;
     let mut entries = Vec::new();
     if let Some(name) = domains {
-        entries.push(domains_cfg(name)?);
+        entries.extend(scenario_files(name)?);
     }
     entries.extend(guests()?);
     let builder = match which.bios || which.uefi {

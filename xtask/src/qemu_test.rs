@@ -104,9 +104,9 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
             let (dir, entries) = match s.domains {
                 None => (root.join("images").join(s.test.as_str()), Vec::new()),
                 Some(cfg) => {
-                    let cfg_entry = build::domains_cfg(cfg)?;
-                    let linux = crate::linux::ramdisk_entries(&cfg_entry.data)?;
-                    let mut entries = vec![cfg_entry];
+                    let mut entries = build::scenario_files(cfg)?;
+                    // domains.cfg comes first.
+                    let linux = crate::linux::ramdisk_entries(&entries[0].data)?;
                     entries.extend(guests.iter().cloned());
                     entries.extend(linux);
                     (

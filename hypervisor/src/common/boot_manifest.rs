@@ -101,6 +101,10 @@ pub struct BootDomain {
     /// The ramdisk entry given to the guest as its first boot module
     /// (`hvm_start_info`'s module list; xl's `ramdisk=`).
     pub ramdisk: Option<String>,
+    /// Ramdisk entries handed to the domain as `hvm_start_info` modules, each
+    /// with its name as the module's command line (`modules=a,b`): how dom0's
+    /// toolstack gets its xl.cfg files, kernels and scripts.
+    pub modules: Vec<String>,
 }
 
 impl fmt::Debug for BootDomain {
@@ -118,6 +122,7 @@ impl fmt::Debug for BootDomain {
             .field("altp2m", &self.altp2m)
             .field("cmdline", &self.cmdline)
             .field("ramdisk", &self.ramdisk)
+            .field("modules", &self.modules)
             .finish()
     }
 }
@@ -292,6 +297,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
     let mut cpuid_clear = Vec::new();
     let mut cmdline = String::new();
     let mut ramdisk = None;
+    let mut modules = Vec::new();
     let mut config = xen_domctl_createdomain::new_zeroed();
     config.flags = XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap;
     config.max_vcpus = 1;
@@ -365,6 +371,12 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
                 }
                 ramdisk = Some(v.clone());
             }
+            "modules" => {
+                modules = v.split(',').map(String::from).collect();
+                if modules.iter().any(String::is_empty) || modules.len() > MAX_MODULES {
+                    return Err(err(line, key, "empty name or too many modules"));
+                }
+            }
             _ => return Err(err(line, key, "unknown key")),
         }
     }
@@ -382,8 +394,12 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
         cmdline,
         cpuid_clear,
         ramdisk,
+        modules,
     })
 }
+
+/// The most modules a domain line may list.
+pub const MAX_MODULES: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -396,7 +412,7 @@ mod tests {
 # dom0: the test orchestrator
 name=dom0 image=dom0.elf domid=0 privileged=1 memory_mib=16 vcpus=2 cmdline="scenario=events n=100"
 name=fifo image=domu.elf domid=1 memory_mib=8 flags=hvm,hap,evtchn_fifo,evtchn_upcall max_evtchn_port=4095   # trailing comment
-name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo ramdisk=initrd.cpio
+name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo ramdisk=initrd.cpio modules=a.cfg,k
 "#;
 
     #[test]
@@ -412,6 +428,8 @@ name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo r
         assert_eq!(d0.memory_pages(), 4096);
         assert_eq!(d0.config.max_vcpus, 2);
         assert_eq!(d0.cmdline, "scenario=events n=100");
+        assert!(d0.modules.is_empty());
+        assert_eq!(ds[2].modules, ["a.cfg", "k"]);
         assert_eq!(d0.config.flags, XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap);
 
         let f = &ds[1];

@@ -369,6 +369,10 @@ impl ExtHandlers for XenExt {
         (self.vcpu_hw_create)(d.domain_id, vcpu)
     }
 
+    fn domain_pause(&mut self, _domains: &mut DomainTable, id: domid_t) {
+        (self.quiesce)(id);
+    }
+
     fn domain_destroy(&mut self, domains: &mut DomainTable, id: domid_t) {
         let mut env = self.evtchn_env(domains, id);
         if let Err(e) = event_channel::evtchn_destroy(&mut env, DomId(id)) {

@@ -256,6 +256,8 @@ fn domctl(
                 return Err(Errno::EINVAL);
             }
             target_mut(hv, id)?.pause_by_systemcontroller()?;
+            // Synchronous, as Xen's domain_pause: no vCPU of it stays in guest mode.
+            ext.domain_pause(&mut hv.domains, id);
             Ok(Copyback::No)
         }
         (XEN_DOMCTL_unpausedomain, Some(id)) => {

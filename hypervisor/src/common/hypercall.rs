@@ -223,6 +223,11 @@ pub trait ExtHandlers {
         HostFacts::default()
     }
 
+    /// Domain `id` was just paused by the toolstack (`XEN_DOMCTL_pausedomain`):
+    /// return once none of its vCPUs is in guest mode (Xen's `domain_pause`
+    /// waits for them to stop).
+    fn domain_pause(&mut self, _domains: &mut DomainTable, _id: domid_t) {}
+
     /// Domain `id` is about to be destroyed (close its event channels, drop its
     /// p2m views, ...). It is still in the table while this runs.
     fn domain_destroy(&mut self, _domains: &mut DomainTable, _id: domid_t) {}

@@ -67,21 +67,11 @@ fn build_one(
         .iter()
         .find(|e| e.name == bd.image)
         .ok_or_else(|| format!("image `{}` is not in the ramdisk", bd.image))?;
-    let ramdisk = match &bd.ramdisk {
-        None => None,
-        Some(name) => Some(
-            images
-                .iter()
-                .find(|e| e.name == name)
-                .ok_or_else(|| format!("ramdisk `{name}` is not in the ramdisk"))?
-                .data,
-        ),
-    };
     let id = hv
         .domains
         .create_boot_domain(bd.domid, &bd.config, bd.privileged)
         .map_err(|e| format!("createdomain refused: {e:?}"))?;
-    match populate_and_load(hv, ext, id, bd, image.data, ramdisk, out) {
+    match populate_and_load(hv, ext, id, bd, image.data, images, out) {
         Ok(()) => Ok(id),
         Err(why) => {
             out.retain(|v| v.domid != id);
@@ -97,7 +87,7 @@ fn populate_and_load(
     id: domid_t,
     bd: &BootDomain,
     image: &[u8],
-    ramdisk: Option<&[u8]>,
+    images: &[ramdisk::Entry<'_>],
     out: &mut Vec<BuiltVcpu>,
 ) -> Result<(), String> {
     let pages = bd.memory_pages();
@@ -150,7 +140,6 @@ fn populate_and_load(
         p2m: &d.hvm.p2m,
         machine: &PHYS_MACHINE,
     };
-    let modules: Vec<&[u8]> = ramdisk.into_iter().collect();
     // ACPI tables as libxl builds them for PVH, in the last page(s) of RAM.
     let ram_bytes = pages << 12;
     let probe = xen_pvh_build::acpi::Config {
@@ -179,7 +168,6 @@ fn populate_and_load(
         image,
         &bd.cmdline,
         flags,
-        &modules,
         Some(&acpi),
     )?;
     d.memmap = alloc::vec![
@@ -194,9 +182,16 @@ fn populate_and_load(
             kind: E820_ACPI,
         },
     ];
-    if let Some((at, size)) = loaded.modules.first().filter(|_| ramdisk.is_some()) {
-        log::info!("d{id}: ramdisk at {at:#x}, {size} bytes");
+    let mut mods = Vec::new();
+    // xl's `ramdisk=` is the first module, then dom0's `modules=`.
+    for m in bd.ramdisk.iter().chain(&bd.modules) {
+        let e = images
+            .iter()
+            .find(|e| e.name == m.as_str())
+            .ok_or_else(|| format!("module `{m}` is not in the ramdisk"))?;
+        mods.push((e.name, e.data));
     }
+    pvh::load_modules(&mut ram, ram_bytes, &loaded, &mods)?;
     log::info!(
         "d{id}: {} loaded at {:#x}..{:#x}, entry {:#x}, {} MiB, {} vCPU(s)",
         bd.image,

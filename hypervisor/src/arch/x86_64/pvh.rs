@@ -28,9 +28,6 @@ use crate::common::guest_access::GuestMemory;
 /// Where the loader puts `hvm_start_info`, the memory map and the command line.
 pub const START_INFO_GPA: u64 = 0x6000;
 pub const MEMMAP_GPA: u64 = 0x6040;
-/// `hvm_modlist_entry[MAX_MODULES]` (32 bytes each) up to the command line.
-pub const MODLIST_GPA: u64 = 0x60a0;
-pub const MAX_MODULES: usize = 3;
 pub const CMDLINE_GPA: u64 = 0x6100;
 /// End of the loader's area (exclusive).
 pub const LOADER_AREA_END: u64 = 0x8000;
@@ -48,8 +45,9 @@ pub struct Loaded {
     /// Lowest and highest (exclusive) GPA the segments occupy.
     pub image_start: u64,
     pub image_end: u64,
-    /// Where each boot module went (GPA, size).
-    pub modules: [(u64, u64); MAX_MODULES],
+    /// The end of the RAM the image and the boot modules may use (below the
+    /// ACPI tables).
+    pub ram_end: u64,
 }
 
 /// One program header, class-independent.
@@ -173,16 +171,15 @@ pub struct AcpiBlob<'a> {
 }
 
 /// Load `image` into `mem` (a domain with `ram_bytes` of RAM from GPA 0, already
-/// populated and zeroed), then `modules` after it, write `hvm_start_info`
-/// (version 1, with the one-range memory map, `cmdline` and the module list) and
-/// return where to start. `flags` are the `SIF_*` for the start info.
+/// populated and zeroed), write `hvm_start_info` (version 1, with the memory map,
+/// `cmdline` and the ACPI tables' RSDP; boot modules are added by
+/// [`load_modules`]) and return where to start. `flags` are the `SIF_*` for the start info.
 pub fn load(
     mem: &mut dyn GuestMemory,
     ram_bytes: u64,
     image: &[u8],
     cmdline: &str,
     flags: u32,
-    modules: &[&[u8]],
     acpi: Option<&AcpiBlob<'_>>,
 ) -> Result<Loaded, String> {
     let total_ram = ram_bytes;
@@ -201,12 +198,6 @@ pub fn load(
             a.base
         }
     };
-    if modules.len() > MAX_MODULES {
-        return Err(format!(
-            "{} boot modules (at most {MAX_MODULES})",
-            modules.len()
-        ));
-    }
     let elf = ElfFile::new(image)?;
     let phdrs = elf.phdrs()?;
     let entry = elf
@@ -258,30 +249,6 @@ pub fn load(
         ));
     }
 
-    // Boot modules: page-aligned, one after the other, from the image's end.
-    let mut placed = [(0u64, 0u64); MAX_MODULES];
-    let mut next = hi;
-    for (i, m) in modules.iter().enumerate() {
-        let at = next
-            .checked_add(0xfff)
-            .map(|a| a & !0xfff)
-            .ok_or_else(|| String::from("module address overflows"))?;
-        let end = at
-            .checked_add(m.len() as u64)
-            .filter(|&e| e <= ram_bytes)
-            .ok_or_else(|| {
-                format!(
-                    "module {i} ({} bytes at {at:#x}) does not fit the domain's {} MiB",
-                    m.len(),
-                    ram_bytes >> 20
-                )
-            })?;
-        mem.write_gpa(at, m)
-            .map_err(|_| format!("module {i} at {at:#x}: guest RAM missing"))?;
-        placed[i] = (at, m.len() as u64);
-        next = end;
-    }
-
     let cmd = cmdline.as_bytes();
     if cmd.len() as u64 + 1 > LOADER_AREA_END - CMDLINE_GPA {
         return Err(format!("command line too long ({} bytes)", cmd.len()));
@@ -315,23 +282,68 @@ pub fn load(
     si.memmap_paddr = MEMMAP_GPA;
     si.memmap_entries = memmap_entries;
     si.rsdp_paddr = acpi.map_or(0, |a| a.rsdp);
-    if !modules.is_empty() {
-        for (i, &(paddr, size)) in placed.iter().take(modules.len()).enumerate() {
-            let mut e = hvm_modlist_entry::new_zeroed();
-            e.paddr = paddr;
-            e.size = size;
-            let at = MODLIST_GPA + (i * core::mem::size_of::<hvm_modlist_entry>()) as u64;
-            mem.write_gpa(at, e.as_bytes()).map_err(err)?;
-        }
-        si.nr_modules = modules.len() as u32;
-        si.modlist_paddr = MODLIST_GPA;
-    }
     mem.write_gpa(START_INFO_GPA, si.as_bytes()).map_err(err)?;
     Ok(Loaded {
         entry,
         start_info: START_INFO_GPA,
         image_start: lo,
         image_end: hi,
-        modules: placed,
+        ram_end: ram_bytes,
     })
+}
+
+/// Put `modules` (name, bytes) in the domain's RAM after the image, each
+/// page-aligned, then the module list and the names (each module's command line
+/// is its name), and point the start info at them (`nr_modules`,
+/// `modlist_paddr`). Call after [`load`].
+pub fn load_modules(
+    mem: &mut dyn GuestMemory,
+    ram_bytes: u64,
+    loaded: &Loaded,
+    modules: &[(&str, &[u8])],
+) -> Result<(), String> {
+    if modules.is_empty() {
+        return Ok(());
+    }
+    let ram_bytes = ram_bytes.min(loaded.ram_end);
+    let page = |a: u64| a.div_ceil(0x1000) * 0x1000;
+    let mut at = page(loaded.image_end);
+    let mut list = alloc::vec::Vec::new();
+    for (name, data) in modules {
+        let end = at
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= ram_bytes)
+            .ok_or_else(|| format!("module `{name}` does not fit the domain's RAM"))?;
+        mem.write_gpa(at, data)
+            .map_err(|_| format!("module `{name}`: guest RAM missing"))?;
+        list.push((at, data.len() as u64, *name));
+        at = page(end);
+    }
+    let list_gpa = at;
+    let mut names_gpa = list_gpa + (list.len() * core::mem::size_of::<hvm_modlist_entry>()) as u64;
+    let names_len: u64 = list.iter().map(|(_, _, n)| n.len() as u64 + 1).sum();
+    if names_gpa + names_len > ram_bytes {
+        return Err("the module list does not fit the domain's RAM".into());
+    }
+    let err = |_| String::from("module list: guest RAM missing");
+    for (i, (paddr, size, name)) in list.iter().enumerate() {
+        let e = hvm_modlist_entry {
+            paddr: *paddr,
+            size: *size,
+            cmdline_paddr: names_gpa,
+            reserved: 0,
+        };
+        let slot = list_gpa + (i * core::mem::size_of::<hvm_modlist_entry>()) as u64;
+        mem.write_gpa(slot, e.as_bytes()).map_err(err)?;
+        mem.write_gpa(names_gpa, name.as_bytes()).map_err(err)?;
+        mem.write_gpa(names_gpa + name.len() as u64, &[0])
+            .map_err(err)?;
+        names_gpa += name.len() as u64 + 1;
+    }
+    // nr_modules (offset 12) and modlist_paddr (offset 16) of the start info.
+    mem.write_gpa(loaded.start_info + 12, &(list.len() as u32).to_le_bytes())
+        .map_err(err)?;
+    mem.write_gpa(loaded.start_info + 16, &list_gpa.to_le_bytes())
+        .map_err(err)?;
+    Ok(())
 }

@@ -5,6 +5,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 mod altp2m;
 mod cpu_policy;
 mod dom0;
@@ -14,6 +16,7 @@ mod hello;
 mod hostile;
 mod isolation;
 mod linux;
+mod xl_role;
 
 use guest_rt::{println, xen, Boot};
 use xen_public_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
@@ -49,6 +52,8 @@ fn guest_main(boot: &Boot) -> ! {
         "triple-fault" => isolation::triple_fault(),
         "bad-gpa" => isolation::bad_gpa(boot),
         "linux" => linux::dom0(boot),
+        "xl" => xl_role::dom0(boot),
+        "xl-domu" => xl_role::domu(boot),
         "none" => xen::shutdown(SHUTDOWN_poweroff),
         other => {
             println!("testguest: unknown role {}", other);
@@ -103,4 +108,43 @@ fn selftest() -> ! {
         core::arch::asm!("out dx, al", in("dx") 0xf4u16, in("al") code, options(nomem, nostack));
     }
     xen::shutdown(SHUTDOWN_crash)
+}
+
+/// The heap for the dom0 toolstack (`alloc`): a bump allocator over a static
+/// arena; memory is never reused (enough for a scenario's script).
+mod heap {
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    const SIZE: usize = 2 << 20;
+    #[repr(C, align(4096))]
+    struct Arena([u8; SIZE]);
+    static mut ARENA: Arena = Arena([0; SIZE]);
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+    struct Bump;
+
+    // SAFETY: hands out disjoint, aligned ranges of the arena (atomically
+    // advanced); null when exhausted; dealloc never reuses memory.
+    unsafe impl GlobalAlloc for Bump {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            let base = (&raw mut ARENA) as usize;
+            let mut cur = NEXT.load(Ordering::Relaxed);
+            loop {
+                let start = (base + cur).next_multiple_of(l.align()) - base;
+                let end = match start.checked_add(l.size()) {
+                    Some(e) if e <= SIZE => e,
+                    _ => return core::ptr::null_mut(),
+                };
+                match NEXT.compare_exchange(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => return (base + start) as *mut u8,
+                    Err(now) => cur = now,
+                }
+            }
+        }
+        unsafe fn dealloc(&self, _p: *mut u8, _l: Layout) {}
+    }
+
+    #[global_allocator]
+    static ALLOC: Bump = Bump;
 }
