@@ -162,14 +162,7 @@ fn populate_and_load(
         bytes: &tables.bytes,
         rsdp: tables.rsdp,
     };
-    let loaded = pvh::load(
-        &mut ram,
-        ram_bytes,
-        image,
-        &bd.cmdline,
-        flags,
-        Some(&acpi),
-    )?;
+    let loaded = pvh::load(&mut ram, ram_bytes, image, &bd.cmdline, flags, Some(&acpi))?;
     d.memmap = alloc::vec![
         E820Entry {
             addr: 0,
