@@ -548,15 +548,9 @@ fn msr_write(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
             MsrAccess::Unhandled if msr == MSR_EFER => {
                 // `hvm_efer_valid` against the policy, then the backend.
                 let pg = vcpu.paging_state().cr0 & PagingState::CR0_PG != 0;
+                // (No log line: a guest could repeat this at will.)
                 match d.cpu_policy.efer_invalid(value, pg) {
-                    Some(why) => {
-                        log::debug!(
-                            "d{}v{}: wrmsr EFER <- {value:#x}: {why}, #GP",
-                            env.state.domid,
-                            env.state.vcpu_id
-                        );
-                        false
-                    }
+                    Some(_why) => false,
                     None => vcpu.set_msr(msr, value).unwrap_or(false),
                 }
             }
