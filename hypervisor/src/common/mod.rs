@@ -27,6 +27,7 @@ pub mod sysctl;
 pub mod test_support;
 pub mod time;
 pub mod vcpu_op;
+pub mod x86_emulate;
 pub mod xen_version;
 #[cfg(test)]
 mod xsa_tests;

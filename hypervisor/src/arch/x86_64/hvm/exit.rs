@@ -34,6 +34,7 @@ pub use crate::common::cpu_policy::cpuid::MSR_XEN_HYPERCALL_PAGE;
 use crate::common::cpu_policy::cpuid::{guest_cpuid, VcpuView};
 use crate::common::cpu_policy::cr4;
 use crate::common::cpu_policy::msr::{self, MsrAccess, VcpuMsrs};
+use crate::common::x86_emulate::decode_mov_to_cr;
 use xen_public_abi::arch_x86::XEN_X86_MSR_RELAXED;
 
 /// `MSR_EFER`.
@@ -447,41 +448,30 @@ fn cr4_write(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>, value: Option<u64>) -> 
     ExitOutcome::Continue
 }
 
-/// Decode `mov %reg, %cr4` at RIP (legacy prefixes, REX, `0f 22 /r` with
-/// ModRM.reg = 4): the source value and the instruction length.
+/// Decode `mov %reg, %cr4` at RIP ([`decode_mov_to_cr`]): the source value and
+/// the instruction length.
 fn decode_mov_to_cr4(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> Option<(u64, u64)> {
     let rip = vcpu.reg(Reg::Rip);
     let mut b = [0u8; 15];
-    env.guest.copy_from_guest(rip, &mut b).ok()?;
+    // The instruction may end right before an unmapped page: then read only up
+    // to the page's end.
+    let n = if env.guest.copy_from_guest(rip, &mut b).is_ok() {
+        b.len()
+    } else {
+        let n = (4096 - (rip & 0xfff) as usize).min(b.len());
+        env.guest.copy_from_guest(rip, &mut b[..n]).ok()?;
+        n
+    };
     let long = vcpu.mode() == CpuMode::Long64;
-    let mut i = 0;
-    while i < b.len()
-        && matches!(
-            b[i],
-            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf2 | 0xf3
-        )
-    {
-        i += 1;
-    }
-    let mut rex = 0u8;
-    if long && i < b.len() && b[i] & 0xf0 == 0x40 {
-        rex = b[i];
-        i += 1;
-    }
-    if b.get(i..i + 2)? != [0x0f, 0x22] {
+    let m = decode_mov_to_cr(&b[..n], long)?;
+    if m.cr != 4 {
         return None;
     }
-    let modrm = *b.get(i + 2)?;
-    let reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
-    if reg != 4 {
-        return None;
-    }
-    let rm = (modrm & 7) | ((rex & 1) << 3);
-    let mut v = vcpu.reg(Reg::gpr(rm)?);
+    let mut v = vcpu.reg(Reg::gpr(m.gpr)?);
     if !long {
         v &= 0xffff_ffff;
     }
-    Some((v, (i + 3) as u64))
+    Some((v, u64::from(m.len)))
 }
 
 fn inject_gp(vcpu: &mut dyn Vcpu) -> ExitOutcome {
@@ -585,6 +575,7 @@ fn msr_write(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
             MsrAccess::Unhandled if msr == MSR_EFER => {
                 // `hvm_efer_valid` against the policy, then the backend.
                 let pg = vcpu.paging_state().cr0 & PagingState::CR0_PG != 0;
+                // (Rate-limited per domain: a guest could repeat this at will.)
                 match d.cpu_policy.efer_invalid(value, pg) {
                     Some(why) => {
                         crate::gprintk!(

@@ -36,6 +36,21 @@ const IA32_GS_BASE: u32 = 0xC000_0101;
 const IA32_SYSENTER_CS: u32 = 0x174;
 const IA32_SYSENTER_ESP: u32 = 0x175;
 const IA32_SYSENTER_EIP: u32 = 0x176;
+/// The SYSCALL MSRs and `KERNEL_GS_BASE`: not in the VMCS. The hypervisor never
+/// uses them, so the guest's values stay in the hardware; they are written
+/// before an entry when another vCPU's were loaded on the CPU since (the guest's
+/// accesses exit and go to the copies here).
+const SYSCALL_MSRS: [u32; 5] = [
+    0xC000_0081,
+    0xC000_0082,
+    0xC000_0083,
+    0xC000_0084,
+    0xC000_0102,
+];
+
+/// Whose SYSCALL MSRs each CPU holds (the VMCS address; 0: none).
+static SYSCALL_MSR_OWNER: [AtomicU64; percpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; percpu::MAX_CPUS];
 /// IA32_PAT's reset value.
 const GUEST_PAT_RESET: u64 = 0x0007_0406_0007_0406;
 const EFER_LME: u64 = 1 << 8;
@@ -228,6 +243,8 @@ pub struct VmxVcpu {
     cr4_mask: u64,
     /// DR0-DR3 (lazily) and DR6 (every entry/exit); DR7 is in the VMCS.
     debug: GuestDebugRegs,
+    /// STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE ([`SYSCALL_MSRS`] order).
+    syscall_msrs: [u64; 5],
     cr3: u64,
     efer: u64,
     cs_ar: u64,
@@ -288,6 +305,7 @@ impl VmxVcpu {
             cr4: 0,
             cr4_mask: caps::cr4_host_owned(caps),
             debug: GuestDebugRegs::new(vmcs, true),
+            syscall_msrs: [0; 5],
             cr3: 0,
             efer: 0,
             cs_ar: 0,
@@ -753,6 +771,15 @@ impl VmxVcpu {
         // CR0.EM/TS, and the soft-float host never uses the x87/SSE registers.
         // CR2 is not part of the VMCS: the guest's value is loaded here and saved
         // after the exit, so another vCPU's page faults never show through.
+        let cpu = percpu::cpu_index() as usize;
+        if SYSCALL_MSR_OWNER[cpu].load(Ordering::Relaxed) != self.vmcs {
+            for (msr, v) in SYSCALL_MSRS.iter().zip(self.syscall_msrs) {
+                // SAFETY: these MSRs only matter to SYSCALL/SWAPGS, which the
+                // hypervisor never executes; the values were validated by set_msr.
+                unsafe { Msr::new(*msr).write(v) };
+            }
+            SYSCALL_MSR_OWNER[cpu].store(self.vmcs, Ordering::Relaxed);
+        }
         let r = unsafe {
             self.debug.before_entry();
             self.fpu.load();
@@ -1012,6 +1039,14 @@ impl Vcpu for VmxVcpu {
         let s = *s;
         // A reset vCPU gives the debug registers back: MOV DR exits again.
         self.debug.reset();
+        self.syscall_msrs = [0; 5];
+        let cpu = percpu::cpu_index() as usize;
+        let _ = SYSCALL_MSR_OWNER[cpu].compare_exchange(
+            self.vmcs,
+            0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         if let Ok(c) = caps::controls(self.caps) {
             self.ctl.proc |= c.proc & proc::MOV_DR_EXITING;
         }
@@ -1098,7 +1133,10 @@ impl Vcpu for VmxVcpu {
         match msr {
             IA32_EFER => Some(self.efer),
             IA32_PAT => Some(self.pat),
-            _ => None,
+            m => SYSCALL_MSRS
+                .iter()
+                .position(|&x| x == m)
+                .map(|i| self.syscall_msrs[i]),
         }
     }
 
@@ -1122,7 +1160,28 @@ impl Vcpu for VmxVcpu {
                 self.pat = value;
                 Some(self.with_vmcs(|_| v::set(v::GUEST_IA32_PAT, value)).is_ok())
             }
-            _ => None,
+            m => {
+                let i = SYSCALL_MSRS.iter().position(|&x| x == m)?;
+                // LSTAR, CSTAR, KERNEL_GS_BASE hold addresses: canonical only.
+                // SFMASK: the upper half is reserved.
+                let canonical = ((value as i64) << 16 >> 16) as u64 == value;
+                let ok = match m {
+                    0xC000_0084 => value >> 32 == 0,
+                    0xC000_0081 => true,
+                    _ => canonical,
+                };
+                if ok {
+                    self.syscall_msrs[i] = value;
+                    let cpu = percpu::cpu_index() as usize;
+                    let _ = SYSCALL_MSR_OWNER[cpu].compare_exchange(
+                        self.vmcs,
+                        0,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                Some(ok)
+            }
         }
     }
 
