@@ -358,7 +358,7 @@ fn criterion_rows(rows: &mut Vec<Row>) -> Result<()> {
         }
         if let (Some(n), Some(i)) = (&name, line.find("time:")) {
             let nums: Vec<f64> = line[i..]
-                .split(|c| c == '[' || c == ']' || c == ' ')
+                .split(['[', ']', ' '])
                 .filter_map(|w| w.parse().ok())
                 .collect();
             let unit_scale = if line.contains(" µs") || line.contains(" us") {
