@@ -461,7 +461,15 @@ fn run_one(
         if exit_seen.is_some_and(|t| t.elapsed() >= LINGER) {
             return true;
         }
-        silent = exit_seen.is_none() && last_growth.elapsed() >= s.silence;
+        // Until the first byte the firmware (and, on disk boots, the bootloader's
+        // stages) runs: under Bochs on a loaded host that alone can outlast
+        // `silence`, so it gets three times as long.
+        let limit = if last_len == 0 {
+            s.silence * 3
+        } else {
+            s.silence
+        };
+        silent = exit_seen.is_none() && last_growth.elapsed() >= limit;
         silent
     })?;
     let took = started.elapsed();
