@@ -332,15 +332,20 @@ fn hypercall_rows(rows: &mut Vec<Row>, place: &str, logs: &[BootLog], prefix: &s
     rows.push(Row::new("null hypercall / CPUID exit", place, "ratio", r).note("target ≤ 1.04"));
 }
 
-/// Host criterion bench: `evtchn_send_to_pending/<ABI>/<ports>` → (low, estimate, high) ns.
-fn criterion_rows(rows: &mut Vec<Row>) -> Result<()> {
+/// Runs the host criterion bench `bench` and turns each `<group>/<id>/<param>`
+/// result into a row named by `figure(id, param)`: (low, estimate, high) in ns.
+fn criterion_bench(
+    rows: &mut Vec<Row>,
+    bench: &str,
+    figure: impl Fn(&str, &str) -> String,
+) -> Result<()> {
     let mut cmd = util::cargo();
     cmd.args([
         "bench",
         "-p",
         "hypervisor",
         "--bench",
-        "evtchn_send",
+        bench,
         "--",
         "--noplot",
     ]);
@@ -348,48 +353,88 @@ fn criterion_rows(rows: &mut Vec<Row>) -> Result<()> {
     eprintln!("$ {}", util::display_command(&cmd));
     let out = cmd.output().context("running cargo bench")?;
     if !out.status.success() {
-        bail!("cargo bench failed: {}", out.status);
+        bail!("cargo bench --bench {bench} failed: {}", out.status);
     }
     let text = String::from_utf8_lossy(&out.stdout);
+    std::fs::write(
+        target_dir().join(format!("bench/{bench}.out")),
+        text.as_bytes(),
+    )?;
+    let before = rows.len();
+    for (name, nums) in parse_criterion(&text) {
+        let mut parts = name.splitn(3, '/').skip(1);
+        let (id, param) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        rows.push(
+            Row::new(&figure(id, param), "host (criterion)", "ns", nums.to_vec())
+                .note("min/median/max = criterion's 95% interval low / estimate / high"),
+        );
+    }
+    if rows.len() == before {
+        bail!("no criterion results in the output of --bench {bench}");
+    }
+    Ok(())
+}
+
+/// Criterion's report: `<group>/<id>/<param>` then (same or next line)
+/// `time:   [1.2 ns 1.3 ns 1.4 ns]` → (name, [low, estimate, high] in ns).
+fn parse_criterion(text: &str) -> Vec<(String, [f64; 3])> {
+    let mut out = Vec::new();
     let mut name: Option<String> = None;
     for line in text.lines() {
-        if let Some(rest) = line.trim().strip_prefix("evtchn_send_to_pending/") {
-            name = Some(rest.split_whitespace().next().unwrap_or("").to_string());
+        let first = line.split_whitespace().next().unwrap_or("");
+        if !line.starts_with(char::is_whitespace) && first.matches('/').count() == 2 {
+            name = Some(first.to_string());
         }
-        if let (Some(n), Some(i)) = (&name, line.find("time:")) {
-            let nums: Vec<f64> = line[i..]
-                .split(['[', ']', ' '])
-                .filter_map(|w| w.parse().ok())
-                .collect();
-            let unit_scale = if line.contains(" µs") || line.contains(" us") {
-                1000.0
-            } else {
-                1.0
-            };
-            if nums.len() == 3 {
-                let (abi, ports) = n.split_once('/').unwrap_or((n, ""));
-                rows.push(
-                    Row::new(
-                        &format!("event send → pending + ack, {abi}, {ports} ports"),
-                        "host (criterion)",
-                        "ns",
-                        nums.iter().map(|v| v * unit_scale).collect(),
-                    )
-                    .note("min/median/max = criterion's 95% interval low / estimate / high"),
-                );
-                name = None;
-            }
+        let (Some(n), Some(i)) = (&name, line.find("time:")) else {
+            continue;
+        };
+        let words: Vec<&str> = line[i + 5..]
+            .split(['[', ']', ' '])
+            .filter(|w| !w.is_empty())
+            .collect();
+        let nums: Vec<f64> = words
+            .chunks(2)
+            .filter_map(|c| {
+                let v: f64 = c.first()?.parse().ok()?;
+                let scale = match *c.get(1)? {
+                    "ps" => 0.001,
+                    "ns" => 1.0,
+                    "µs" | "us" => 1e3,
+                    "ms" => 1e6,
+                    "s" => 1e9,
+                    _ => return None,
+                };
+                Some(v * scale)
+            })
+            .collect();
+        if let [lo, est, hi] = nums[..] {
+            out.push((n.clone(), [lo, est, hi]));
         }
+        name = None;
     }
-    if !rows.iter().any(|r| r.place == "host (criterion)") {
-        bail!("no criterion results in the bench output");
-    }
+    out
+}
+
+/// The host benches: event sends (2-level vs FIFO) and, where the branch has it,
+/// the p2m change bench.
+fn criterion_rows(rows: &mut Vec<Row>) -> Result<()> {
+    criterion_bench(rows, "evtchn_send", |abi, ports| {
+        format!("event send → pending + ack, {abi}, {ports} ports")
+    })?;
     // 2-level has no 131072-port space.
     rows.push(Row::not_measured(
         "event send → pending + ack, 2-level, 131072 ports",
         "host (criterion)",
         "the 2-level ABI stops at 4096 ports",
     ));
+    if project_root()
+        .join("hypervisor/benches/p2m_change.rs")
+        .is_file()
+    {
+        criterion_bench(rows, "p2m_change", |id, param| {
+            format!("p2m change ({id}), {param}")
+        })?;
+    }
     Ok(())
 }
 
@@ -800,6 +845,23 @@ mod tests {
         let j = json(&rows);
         assert!(j.contains("\"min\": 1, \"median\": 2, \"max\": 3"), "{j}");
         assert!(j.contains("\"min\": null"), "{j}");
+    }
+
+    #[test]
+    fn reads_criterion_results_on_one_or_two_lines() {
+        let text = "\
+evtchn_send_to_pending/2-level/64
+                        time:   [75.100 ns 76.200 ns 77.500 ns]
+                        change: [-1.0% +0.5% +2.0%] (p = 0.50 > 0.05)
+evtchn_send_to_pending/FIFO/131072 time:   [1.2000 µs 1.5000 µs 1.8000 µs]
+Found 3 outliers among 50 measurements (6.00%)
+";
+        let r = parse_criterion(text);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[0].0, "evtchn_send_to_pending/2-level/64");
+        assert_eq!(r[0].1, [75.1, 76.2, 77.5]);
+        assert_eq!(r[1].0, "evtchn_send_to_pending/FIFO/131072");
+        assert_eq!(r[1].1, [1200.0, 1500.0, 1800.0]);
     }
 
     #[test]

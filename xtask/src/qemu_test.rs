@@ -6,7 +6,10 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -132,65 +135,162 @@ pub fn run(scenarios: &[Scenario]) -> Result<Tally> {
         }
     }
 
-    let mut tally = Tally::default();
-    for s in scenarios {
-        let set = &images[&(s.test, s.domains)];
-        eprintln!("xtask: qemu-test {} ... ({})", s.name, s.about);
-        // Scenarios that boot the test guest itself (`-kernel`) boot its ELF.
-        let guest_elf = match s.guest_kernel {
-            Some(_) => Some(guest_kernel_path(&guests, &root)?),
-            None => None,
-        };
-        let boot = match (guest_elf.as_deref(), s.firmware) {
-            (Some(elf), _) => Boot {
-                what: BootWhat::Direct {
-                    kernel: elf,
-                    initrd: None,
-                    cmdline: s.guest_kernel,
-                },
-                ramdisk_entries: 0,
-            },
-            (None, Firmware::Pvh) => Boot {
-                what: BootWhat::Direct {
-                    kernel: &set.kernel,
-                    initrd: Some(&set.pvh_ramdisk),
-                    cmdline: None,
-                },
-                ramdisk_entries: set.pvh_ramdisk_entries,
-            },
-            (None, Firmware::Bios | Firmware::Uefi) => Boot {
-                what: BootWhat::Disk(
-                    match s.firmware {
-                        Firmware::Uefi => set.uefi.as_ref(),
-                        _ => set.bios.as_ref(),
+    // The test guest's ELF for the scenarios that boot it directly, written once.
+    let guest_elf = match scenarios.iter().any(|s| s.guest_kernel.is_some()) {
+        true => Some(guest_kernel_path(&guests, &root)?),
+        false => None,
+    };
+    // Independent scenarios run `jobs` at a time; the long Bochs ones start
+    // first so the short QEMU ones fill the gaps.
+    let jobs = jobs().min(scenarios.len().max(1));
+    PARALLEL.store(jobs > 1, Ordering::Relaxed);
+    let mut order: Vec<&Scenario> = scenarios.iter().collect();
+    if jobs > 1 {
+        order.sort_by_key(|s| s.emulator != Emulator::Bochs);
+    }
+    let queue = Mutex::new(order.into_iter());
+    let results = Mutex::new((Tally::default(), Vec::<(String, Duration)>::new()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                while let Some(s) = queue.lock().map(|mut q| q.next()).ok().flatten() {
+                    // Sharing the CPUs, an emulator runs up to `jobs` times slower:
+                    // its limits on time and silence grow alike.
+                    let mut scaled = s.clone();
+                    let factor = u32::try_from(jobs).unwrap_or(1);
+                    scaled.timeout *= factor;
+                    scaled.silence *= factor;
+                    let s = &scaled;
+                    let mut tally = Tally::default();
+                    let mut out = String::new();
+                    let mut times = Vec::new();
+                    let set = &images[&(s.test, s.domains)];
+                    match boot_of(s, set, guest_elf.as_deref()) {
+                        Ok(boot) => run_scenario(s, &boot, &root, &mut tally, &mut out, &mut times),
+                        Err(e) => {
+                            tally.failed += 1;
+                            let _ = writeln!(out, "FAIL {}: could not run: {e:#}", s.name);
+                        }
                     }
-                    .context("image set lacks the scenario's firmware")?,
-                ),
-                ramdisk_entries: set.ramdisk_entries,
+                    print!("{out}");
+                    if let Ok(mut r) = results.lock() {
+                        r.0.passed += tally.passed;
+                        r.0.failed += tally.failed;
+                        r.1.extend(times);
+                    }
+                }
+            });
+        }
+    });
+    let (tally, mut times) = results.into_inner().unwrap_or_default();
+    times.sort_by_key(|t| std::cmp::Reverse(t.1));
+    if times.len() > 1 {
+        let slowest: Vec<String> = times
+            .iter()
+            .take(5)
+            .map(|(n, t)| format!("{n} {:.1} s", t.as_secs_f64()))
+            .collect();
+        println!(
+            "slowest scenarios ({jobs} at a time): {}",
+            slowest.join(", ")
+        );
+    }
+    Ok(tally)
+}
+
+/// How many scenarios run at once: `$XTASK_JOBS`, else the number of CPUs (at
+/// most 4: every emulator is a busy process of its own).
+fn jobs() -> usize {
+    std::env::var("XTASK_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n >= 1)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4)
+        })
+}
+
+/// Set when scenarios run in parallel (Bochs launches are then spaced out).
+static PARALLEL: AtomicBool = AtomicBool::new(false);
+/// Held while a Bochs (`xvfb-run -a`) starts: two starting together can pick
+/// the same X display number.
+static BOCHS_START: Mutex<()> = Mutex::new(());
+
+/// What `s` boots from its image set.
+fn boot_of<'a>(s: &'a Scenario, set: &'a Images, guest_elf: Option<&'a Path>) -> Result<Boot<'a>> {
+    Ok(match (s.guest_kernel, s.firmware) {
+        (Some(cmdline), _) => Boot {
+            what: BootWhat::Direct {
+                kernel: guest_elf.context("no test guest ELF")?,
+                initrd: None,
+                cmdline: Some(cmdline),
             },
-        };
-        run_and_count(s, s.name, &boot, &root, Accel::Tcg, &mut tally);
-        // The VMX self-test also runs under QEMU + KVM with nested VMX where the
-        // host offers it (the users' deployment); elsewhere say why not.
-        if s.test == TestMode::VmxSelftest && s.emulator == Emulator::Bochs && s.smp == 1 {
-            match emulator::detect_accel() {
-                (Accel::Kvm, why) => {
-                    let mut k = s.clone();
-                    k.emulator = Emulator::Qemu;
-                    eprintln!(
-                        "xtask: qemu-test kvm-vmx-selftest ... (QEMU + KVM, -cpu host,+vmx: {why})"
-                    );
-                    run_and_count(&k, "kvm-vmx-selftest", &boot, &root, Accel::Kvm, &mut tally);
+            ramdisk_entries: 0,
+        },
+        (None, Firmware::Pvh) => Boot {
+            what: BootWhat::Direct {
+                kernel: &set.kernel,
+                initrd: Some(&set.pvh_ramdisk),
+                cmdline: None,
+            },
+            ramdisk_entries: set.pvh_ramdisk_entries,
+        },
+        (None, Firmware::Bios | Firmware::Uefi) => Boot {
+            what: BootWhat::Disk(
+                match s.firmware {
+                    Firmware::Uefi => set.uefi.as_ref(),
+                    _ => set.bios.as_ref(),
                 }
-                (Accel::Tcg, why) => {
-                    println!(
-                        "SKIP kvm-vmx-selftest: the QEMU + KVM nested-VMX path was not run: {why}"
-                    )
-                }
+                .context("image set lacks the scenario's firmware")?,
+            ),
+            ramdisk_entries: set.ramdisk_entries,
+        },
+    })
+}
+
+/// Runs one scenario (and, for the VMX self-test, its KVM twin), writing its
+/// report lines to `out` and its wall time to `times`.
+fn run_scenario(
+    s: &Scenario,
+    boot: &Boot<'_>,
+    root: &Path,
+    tally: &mut Tally,
+    out: &mut String,
+    times: &mut Vec<(String, Duration)>,
+) {
+    eprintln!("xtask: qemu-test {} ... ({})", s.name, s.about);
+    run_and_count(s, s.name, boot, root, Accel::Tcg, tally, out, times);
+    // The VMX self-test also runs under QEMU + KVM with nested VMX where the
+    // host offers it (the users' deployment); elsewhere say why not.
+    if s.test == TestMode::VmxSelftest && s.emulator == Emulator::Bochs && s.smp == 1 {
+        match emulator::detect_accel() {
+            (Accel::Kvm, why) => {
+                let mut k = s.clone();
+                k.emulator = Emulator::Qemu;
+                eprintln!(
+                    "xtask: qemu-test kvm-vmx-selftest ... (QEMU + KVM, -cpu host,+vmx: {why})"
+                );
+                run_and_count(
+                    &k,
+                    "kvm-vmx-selftest",
+                    boot,
+                    root,
+                    Accel::Kvm,
+                    tally,
+                    out,
+                    times,
+                );
+            }
+            (Accel::Tcg, why) => {
+                let _ = writeln!(
+                    out,
+                    "SKIP kvm-vmx-selftest: the QEMU + KVM nested-VMX path was not run: {why}"
+                );
             }
         }
     }
-    Ok(tally)
 }
 
 /// What one scenario boots and how many files its ramdisk holds (for
@@ -212,6 +312,7 @@ enum BootWhat<'a> {
 }
 
 /// Runs one scenario (under `name`, with `accel` for QEMU) and counts its verdict.
+#[allow(clippy::too_many_arguments)]
 fn run_and_count(
     s: &Scenario,
     name: &str,
@@ -219,6 +320,8 @@ fn run_and_count(
     root: &Path,
     accel: Accel,
     tally: &mut Tally,
+    out: &mut String,
+    times: &mut Vec<(String, Duration)>,
 ) {
     {
         let mut result = run_one(s, name, boot, root, accel);
@@ -231,32 +334,34 @@ fn run_and_count(
                 .map(|m| m.len() == 0)
                 .unwrap_or(false);
             if !verdict.passed() && empty {
-                println!("RETRY {name}: no serial output at all (the firmware never reached the kernel); running it once more");
+                let _ = writeln!(out, "RETRY {name}: no serial output at all (the firmware never reached the kernel); running it once more");
                 result = run_one(s, name, boot, root, accel);
             }
         }
         match result {
             Ok((verdict, log, took)) => {
+                times.push((name.to_string(), took));
                 if verdict.passed() {
                     tally.passed += 1;
-                    println!("PASS {} ({:.1} s)", name, took.as_secs_f64());
+                    let _ = writeln!(out, "PASS {} ({:.1} s)", name, took.as_secs_f64());
                 } else {
                     tally.failed += 1;
-                    println!(
+                    let _ = writeln!(
+                        out,
                         "FAIL {} ({:.1} s), log: {}",
                         name,
                         took.as_secs_f64(),
                         log.display()
                     );
                     for reason in &verdict.failures {
-                        println!("    - {reason}");
+                        let _ = writeln!(out, "    - {reason}");
                     }
-                    print_tail(&log, 25);
+                    print_tail(&log, 25, out);
                 }
             }
             Err(e) => {
                 tally.failed += 1;
-                println!("FAIL {}: could not run: {e:#}", name);
+                let _ = writeln!(out, "FAIL {}: could not run: {e:#}", name);
             }
         }
     }
@@ -343,7 +448,15 @@ fn run_one(
     std::fs::write(dir.join("command.txt"), util::display_command(&cmd) + "\n")?;
 
     let started = Instant::now();
-    let mut child = util::spawn_group(&mut cmd)?;
+    let mut child = if s.emulator == Emulator::Bochs && PARALLEL.load(Ordering::Relaxed) {
+        let _one_at_a_time = BOCHS_START.lock();
+        let child = util::spawn_group(&mut cmd)?;
+        // Give xvfb-run time to claim its display before the next one looks.
+        std::thread::sleep(Duration::from_millis(1500));
+        child
+    } else {
+        util::spawn_group(&mut cmd)?
+    };
     let mut exit_seen: Option<Instant> = None;
     let mut last_len = 0u64;
     let mut last_growth = Instant::now();
@@ -363,7 +476,15 @@ fn run_one(
         if exit_seen.is_some_and(|t| t.elapsed() >= LINGER) {
             return true;
         }
-        silent = exit_seen.is_none() && last_growth.elapsed() >= s.silence;
+        // Until the first byte the firmware (and, on disk boots, the bootloader's
+        // stages) runs: under Bochs on a loaded host that alone can outlast
+        // `silence`, so it gets three times as long.
+        let limit = if last_len == 0 {
+            s.silence * 3
+        } else {
+            s.silence
+        };
+        silent = exit_seen.is_none() && last_growth.elapsed() >= limit;
         silent
     })?;
     let took = started.elapsed();
@@ -388,20 +509,21 @@ fn run_one(
     Ok((verdict, serial_log, took))
 }
 
-/// Prints the last `n` lines of a log, indented, so a CI log shows the failure.
-fn print_tail(path: &Path, n: usize) {
+/// Writes the last `n` lines of a log, indented, so a CI log shows the failure.
+fn print_tail(path: &Path, n: usize, out: &mut String) {
     let Ok(bytes) = std::fs::read(path) else {
         return;
     };
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
-    println!(
+    let _ = writeln!(
+        out,
         "    --- last {} lines of {} ---",
         lines.len() - start,
         path.display()
     );
     for line in &lines[start..] {
-        println!("    | {line}");
+        let _ = writeln!(out, "    | {line}");
     }
 }

@@ -909,7 +909,7 @@ pub fn judge(scenario: &Scenario, log: &str, end: End, ramdisk_entries: usize) -
             scenario.timeout.as_secs()
         )),
         (_, End::Silent) => failures.push(format!(
-            "no serial output for {} s (emulator killed)",
+            "no serial output for {} s (3 × that before the first line; emulator killed)",
             scenario.silence.as_secs()
         )),
         (Emulator::Qemu, End::Lingered) => {
