@@ -690,7 +690,12 @@ const GUESTS: &[GuestScenario] = &[
         name: "cpu-policy",
         dom0: &[
             "RESULT cpu-policy.sysctl-hvm-max PASS",
+            "RESULT cpu-policy.domu-built-paused PASS",
+            "RESULT cpu-policy.domctl-get-default PASS",
+            "RESULT cpu-policy.domctl-set-narrowed PASS",
             "RESULT cpu-policy.domctl-get-narrowed PASS",
+            "cpu-policy: d2 narrowed by dom0: 7b0 * -> *, 1d * -> *",
+            "RESULT cpu-policy.domctl-unpause-narrowed PASS",
             "RESULT cpu-policy.domctl-set-running-eexist PASS",
             "RESULT cpu-policy.domctl-set-self-einval PASS",
             "RESULT cpu-policy.domu-d1 PASS",
@@ -704,7 +709,7 @@ const GUESTS: &[GuestScenario] = &[
             "MEASURE cpu-policy.msr_scan_100k_cycles",
         ],
         opt_in: false,
-        about: "cpu-policy: CPUID, CR4/EFER bits and MSRs work exactly when advertised (default and narrowed policy), 100,000-MSR scan, per-domain debug registers and single-step",
+        about: "cpu-policy: CPUID, CR4/EFER bits and MSRs work exactly when advertised (default policy, and one dom0 narrows with set_cpu_policy before unpausing), 100,000-MSR scan, per-domain debug registers and single-step",
     },
     GuestScenario {
         name: "hostile",

@@ -23,6 +23,7 @@
 //! | `altp2m` | `HVM_PARAM_ALTP2M` mode 0..3 | `0` |
 //! | `cmdline` | `"quoted text"` (or one bare word) | empty |
 //! | `ramdisk` | ramdisk entry handed to the guest as boot module 0 (an initrd) | none |
+//! | `paused` | `1`: built but left paused by the system controller, for dom0 to configure and unpause (`XEN_DOMCTL_unpausedomain`) as a toolstack does | `0` |
 //!
 //! A bad line is an error that names the line and the key.
 
@@ -94,10 +95,11 @@ pub struct BootDomain {
     /// `HVM_PARAM_ALTP2M` to set before the domain runs.
     pub altp2m: u64,
     pub cmdline: String,
-    /// CPUID feature bits to clear from the domain's default policy before it
-    /// runs (`cpuid_clear=7b0:0x80,1d:0x2000`: feature-word name : mask), applied
-    /// as `XEN_DOMCTL_set_cpu_policy` would be.
-    pub cpuid_clear: Vec<(usize, u32)>,
+    /// Left paused by the system controller after building (`paused=1`): dom0
+    /// configures it (e.g. `XEN_DOMCTL_set_cpu_policy`, allowed until the first
+    /// unpause) and unpauses it with `XEN_DOMCTL_unpausedomain`, as a toolstack
+    /// does with a domain it created.
+    pub paused: bool,
     /// The ramdisk entry given to the guest as its first boot module
     /// (`hvm_start_info`'s module list; xl's `ramdisk=`).
     pub ramdisk: Option<String>,
@@ -120,6 +122,7 @@ impl fmt::Debug for BootDomain {
             .field("emulation_flags", &self.config.arch.emulation_flags)
             .field("max_evtchn_port", &self.config.max_evtchn_port)
             .field("altp2m", &self.altp2m)
+            .field("paused", &self.paused)
             .field("cmdline", &self.cmdline)
             .field("ramdisk", &self.ramdisk)
             .field("modules", &self.modules)
@@ -286,6 +289,15 @@ fn names(line: usize, key: &str, v: &str, table: &[(&str, u32)]) -> Result<u32, 
     Ok(bits)
 }
 
+/// A `0`/`1` value.
+fn flag(line: usize, key: &str, v: &str) -> Result<bool, ManifestError> {
+    match v {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(err(line, key, format!("`{v}` is neither 0 nor 1"))),
+    }
+}
+
 fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, ManifestError> {
     let mut seen: Vec<&str> = Vec::new();
     let mut name = None;
@@ -294,7 +306,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
     let mut domid = None;
     let mut privileged = false;
     let mut altp2m = 0;
-    let mut cpuid_clear = Vec::new();
+    let mut paused = false;
     let mut cmdline = String::new();
     let mut ramdisk = None;
     let mut modules = Vec::new();
@@ -335,13 +347,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
                 memory_mib = Some(m);
             }
             "domid" => domid = Some(bounded(line, key, v, u64::from(u16::MAX))? as domid_t),
-            "privileged" => {
-                privileged = match v.as_str() {
-                    "0" => false,
-                    "1" => true,
-                    _ => return Err(err(line, key, format!("`{v}` is neither 0 nor 1"))),
-                }
-            }
+            "privileged" => privileged = flag(line, key, v)?,
             "vcpus" => config.max_vcpus = bounded(line, key, v, u64::from(u32::MAX))? as u32,
             "flags" => config.flags = names(line, key, v, CDF_NAMES)?,
             "emulation" => config.arch.emulation_flags = names(line, key, v, EMU_NAMES)?,
@@ -350,21 +356,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
             }
             "altp2m" => altp2m = bounded(line, key, v, 3)?,
             "cmdline" => cmdline = v.clone(),
-            "cpuid_clear" => {
-                for part in v.split(',') {
-                    let (word, mask) = part
-                        .split_once(':')
-                        .ok_or_else(|| err(line, key, "expected word:mask"))?;
-                    let w = crate::common::cpu_policy::FEATURE_WORDS
-                        .iter()
-                        .position(|f| f.name == word)
-                        .ok_or_else(|| err(line, key, format!("unknown feature word `{word}`")))?;
-                    let m = mask.strip_prefix("0x").unwrap_or(mask);
-                    let m = u32::from_str_radix(m, 16)
-                        .map_err(|_| err(line, key, format!("bad mask `{mask}`")))?;
-                    cpuid_clear.push((w, m));
-                }
-            }
+            "paused" => paused = flag(line, key, v)?,
             "ramdisk" => {
                 if v.is_empty() {
                     return Err(err(line, key, "empty"));
@@ -383,6 +375,9 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
     let name = name.ok_or_else(|| err(line, "name", "missing"))?;
     let image = image.ok_or_else(|| err(line, "image", "missing"))?;
     let memory_mib = memory_mib.ok_or_else(|| err(line, "memory_mib", "missing"))?;
+    if paused && domid == Some(0) {
+        return Err(err(line, "paused", "dom0 has nobody to unpause it"));
+    }
     Ok(BootDomain {
         name,
         image,
@@ -392,7 +387,7 @@ fn parse_domain(line: usize, tokens: &[(String, String)]) -> Result<BootDomain, 
         config,
         altp2m,
         cmdline,
-        cpuid_clear,
+        paused,
         ramdisk,
         modules,
     })
@@ -473,17 +468,15 @@ name=plain image=domu.elf memory_mib=0x4 emulation=lapic altp2m=2 cmdline=solo r
     }
 
     #[test]
-    fn cpuid_clear() {
-        let d =
-            parse("name=a image=a.elf memory_mib=1 cpuid_clear=7b0:0x80,1d:2000").expect("valid");
-        assert_eq!(d[0].cpuid_clear, [(5, 0x80), (0, 0x2000)]);
-        for bad in [
-            "cpuid_clear=7b0",
-            "cpuid_clear=zz:0x1",
-            "cpuid_clear=1d:0xq",
-        ] {
+    fn paused() {
+        let d = parse("name=a image=a.elf memory_mib=1\nname=b image=b.elf memory_mib=1 paused=1")
+            .expect("valid");
+        assert!(!d[0].paused, "unpaused at boot by default");
+        assert!(d[1].paused);
+        assert!(!parse("name=a image=a.elf memory_mib=1 paused=0").unwrap()[0].paused);
+        for bad in ["paused=2", "paused=yes", "domid=0 paused=1"] {
             let e = parse(&format!("name=a image=a.elf memory_mib=1 {bad}")).unwrap_err();
-            assert!(format!("{e:?}").contains("cpuid_clear"), "{bad}: {e:?}");
+            assert_eq!(e.key.as_deref(), Some("paused"), "{bad}: {e:?}");
         }
     }
 

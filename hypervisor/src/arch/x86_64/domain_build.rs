@@ -106,26 +106,6 @@ fn populate_and_load(
     }
     let d = hv.domains.get_mut(id).ok_or("vanished")?;
     create_vcpus(d, ext).map_err(|e| format!("vCPUs: {e:?}"))?;
-    if !bd.cpuid_clear.is_empty() {
-        // As the toolstack would: the domain's leaves with the bits cleared,
-        // through XEN_DOMCTL_set_cpu_policy's path.
-        let mut narrowed = d.cpu_policy.cpuid.clone();
-        for &(w, mask) in &bd.cpuid_clear {
-            let v = narrowed.word(w) & !mask;
-            narrowed.set_word(w, v);
-        }
-        let max = hv.domains.cpu_policies().hvm_max.clone();
-        let d = hv.domains.get_mut(id).ok_or("vanished")?;
-        let mut err = crate::common::cpu_policy::PolicyErrors::NONE;
-        d.cpu_policy
-            .update_from_toolstack(&max, &narrowed.serialise(), &[], &mut err)
-            .map_err(|e| format!("cpuid_clear: {e:?} ({err:?})"))?;
-        log::info!(
-            "d{id}: CPU policy narrowed by the manifest: {:?}",
-            bd.cpuid_clear
-        );
-    }
-    let d = hv.domains.get_mut(id).ok_or("vanished")?;
     if bd.altp2m != 0 {
         d.hvm
             .set_param_raw(HVM_PARAM_ALTP2M, bd.altp2m)
@@ -208,8 +188,14 @@ fn populate_and_load(
     if let Some(c) = d.vcpu_mut(0) {
         c.online = true;
     }
-    d.unpause_by_systemcontroller()
-        .map_err(|e| format!("unpause: {e:?}"))?;
+    if bd.paused {
+        // Left to dom0, as a toolstack leaves a domain it created: creation is
+        // not finished until its first unpause (set_cpu_policy still allowed).
+        log::info!("d{id}: left paused for dom0 (paused=1)");
+    } else {
+        d.unpause_by_systemcontroller()
+            .map_err(|e| format!("unpause: {e:?}"))?;
+    }
     Ok(())
 }
 

@@ -2,16 +2,19 @@
 //!
 //! domU (`cpu-policy-domu`): walks CPUID, then for every CR4 bit, EFER bit and
 //! MSR in a list checks that the write/read works exactly when CPUID advertises
-//! the feature; a domU started with a narrowed policy (`narrowed=1`, the
-//! manifest's `cpuid_clear`) also checks the narrowed bits are gone; then scans
+//! the feature; a domU whose policy dom0 narrowed (`narrowed=1`) also checks
+//! the narrowed bits are gone; then scans
 //! 100,000 MSRs (timed); then debug registers: DR0-3 start at 0 (no other
 //! domain's values), keep this domain's values across yields, and single-step
 //! (#DB with DR6.BS, also across an emulated CPUID).
 //!
-//! dom0 (`cpu-policy`): reads the system and domain policies over
-//! `XEN_SYSCTL_get_cpu_policy` / `XEN_DOMCTL_get_cpu_policy`, checks that the
-//! narrowed domU's policy shows the narrowing and that set_cpu_policy on a
-//! running domain is -EEXIST, then waits for each domU's verdict.
+//! dom0 (`cpu-policy`): reads the HVM max policy over `XEN_SYSCTL_get_cpu_policy`;
+//! narrows the domU built paused (`narrowed=<domid>`, manifest `paused=1`) as a
+//! toolstack does before the first unpause: `XEN_DOMCTL_get_cpu_policy`, SMEP and
+//! PGE cleared, `XEN_DOMCTL_set_cpu_policy`, get again to see the narrowing,
+//! `XEN_DOMCTL_unpausedomain`; then checks set_cpu_policy is -EEXIST once the
+//! domain was unpaused and -EINVAL on dom0 itself, and waits for each domU's
+//! verdict.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +25,7 @@ use guest_rt::{idt, println, Boot};
 use xen_public_abi::arch_x86::{xen_cpuid_leaf, xen_msr_entry};
 use xen_public_abi::domctl::{
     xen_domctl, xen_domctl_cpu_policy, XEN_DOMCTL_get_cpu_policy, XEN_DOMCTL_set_cpu_policy,
-    XEN_DOMCTL_INTERFACE_VERSION,
+    XEN_DOMINF_paused, XEN_DOMCTL_INTERFACE_VERSION,
 };
 use xen_public_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
 use xen_public_abi::sysctl::{
@@ -275,7 +278,7 @@ pub fn domu(boot: &Boot) -> ! {
     );
 
     if narrowed {
-        // The manifest cleared SMEP (7b0 bit 7) and PGE (1d bit 13).
+        // dom0 cleared SMEP (7b0 bit 7) and PGE (1d bit 13) before unpausing us.
         check(
             S,
             "narrowed-smep",
@@ -495,6 +498,86 @@ fn domctl_policy(
     (rc, op.u.get())
 }
 
+/// Leaf `leaf` subleaf 0 (or the leaf without subleaves) in a serialised policy.
+fn find_leaf(leaves: &mut [xen_cpuid_leaf], leaf: u32) -> Option<&mut xen_cpuid_leaf> {
+    leaves
+        .iter_mut()
+        .find(|l| l.leaf == leaf && (l.subleaf == 0 || l.subleaf == u32::MAX))
+}
+
+/// SMEP (leaf 7.0 EBX bit 7) and PGE (leaf 1 EDX bit 13): the bits dom0 clears.
+const SMEP: u32 = 1 << 7;
+const PGE: u32 = 1 << 13;
+
+/// What a toolstack does before a new domain's first unpause: read its policy,
+/// clear SMEP and PGE, set it, read it back; then unpause it. Afterwards the
+/// policy is frozen (-EEXIST), and dom0 cannot change its own (-EINVAL).
+fn narrow(d: u16, leaves: &mut [xen_cpuid_leaf; 128], max_7b0: u32) {
+    let paused =
+        dom0::getdomaininfo(d).is_ok_and(|i| i.domain == d && i.flags & XEN_DOMINF_paused != 0);
+    check(S, "domu-built-paused", paused, format_args!("d{}", d));
+
+    let (rc, p) = domctl_policy(XEN_DOMCTL_get_cpu_policy, d, leaves, 128);
+    let n = (p.nr_leaves as usize).min(leaves.len());
+    let before = (
+        find_leaf(&mut leaves[..n], 7).map_or(0, |l| l.b),
+        find_leaf(&mut leaves[..n], 1).map_or(0, |l| l.d),
+    );
+    check(
+        S,
+        "domctl-get-default",
+        rc == 0 && n > 10 && before.1 & PGE != 0,
+        format_args!(
+            "rc {} leaves {} 7b0 {:#x} (max {:#x}) 1d {:#x}",
+            rc, n, before.0, max_7b0, before.1
+        ),
+    );
+    if let Some(l) = find_leaf(&mut leaves[..n], 7) {
+        l.b &= !SMEP;
+    }
+    if let Some(l) = find_leaf(&mut leaves[..n], 1) {
+        l.d &= !PGE;
+    }
+    let (rc, p) = domctl_policy(XEN_DOMCTL_set_cpu_policy, d, leaves, n as u32);
+    check(
+        S,
+        "domctl-set-narrowed",
+        rc == 0,
+        format_args!(
+            "rc {} err_leaf {:#x} err_subleaf {:#x} err_msr {:#x}",
+            rc, p.err_leaf, p.err_subleaf, p.err_msr
+        ),
+    );
+
+    let (rc, p) = domctl_policy(XEN_DOMCTL_get_cpu_policy, d, leaves, 128);
+    let n = (p.nr_leaves as usize).min(leaves.len());
+    let after = (
+        find_leaf(&mut leaves[..n], 7).map_or(u32::MAX, |l| l.b),
+        find_leaf(&mut leaves[..n], 1).map_or(u32::MAX, |l| l.d),
+    );
+    check(
+        S,
+        "domctl-get-narrowed",
+        rc == 0 && after.0 & SMEP == 0 && after.1 & PGE == 0,
+        format_args!(
+            "rc {} 7b0 {:#x} -> {:#x}, 1d {:#x} -> {:#x}",
+            rc, before.0, after.0, before.1, after.1
+        ),
+    );
+    println!(
+        "cpu-policy: d{} narrowed by dom0: 7b0 {:#x} -> {:#x}, 1d {:#x} -> {:#x}",
+        d, before.0, after.0, before.1, after.1
+    );
+
+    expect_eq(S, "domctl-unpause-narrowed", dom0::unpausedomain(d), 0);
+    // Unpaused: creation is finished, the policy can no longer change.
+    let (rc, _) = domctl_policy(XEN_DOMCTL_set_cpu_policy, d, leaves, 0);
+    expect_eq(S, "domctl-set-running-eexist", rc, -17);
+    // On dom0 itself: -EINVAL.
+    let (rc, _) = domctl_policy(XEN_DOMCTL_set_cpu_policy, 0, leaves, 0);
+    expect_eq(S, "domctl-set-self-einval", rc, -22);
+}
+
 pub fn dom0(boot: &Boot) -> ! {
     let wait = boot.arg_u64("wait", 400_000);
     let mut leaves = [xen_cpuid_leaf::new_zeroed(); 128];
@@ -512,24 +595,7 @@ pub fn dom0(boot: &Boot) -> ! {
         .map_or(0, |l| l.b);
 
     if let Some(d) = boot.arg("narrowed").and_then(guest_rt::parse_u64) {
-        let d = d as u16;
-        let (rc, p) = domctl_policy(XEN_DOMCTL_get_cpu_policy, d, &mut leaves, 128);
-        let l7 = leaves[..p.nr_leaves as usize]
-            .iter()
-            .find(|l| l.leaf == 7 && l.subleaf == 0)
-            .map_or(u32::MAX, |l| l.b);
-        check(
-            S,
-            "domctl-get-narrowed",
-            rc == 0 && l7 & (1 << 7) == 0,
-            format_args!("rc {} 7b0 {:#x} (max {:#x})", rc, l7, max_7b0),
-        );
-        // The domain runs already: no more changes.
-        let (rc, _) = domctl_policy(XEN_DOMCTL_set_cpu_policy, d, &mut leaves, 0);
-        expect_eq(S, "domctl-set-running-eexist", rc, -17);
-        // On dom0 itself: -EINVAL.
-        let (rc, _) = domctl_policy(XEN_DOMCTL_set_cpu_policy, 0, &mut leaves, 0);
-        expect_eq(S, "domctl-set-self-einval", rc, -22);
+        narrow(d as u16, &mut leaves, max_7b0);
     }
 
     for key in ["d1", "d2", "d3"] {

@@ -64,6 +64,22 @@ pub fn wait_stopped(domid: u16, rounds: u64) -> Option<Info> {
     None
 }
 
+/// `XEN_DOMCTL_unpausedomain(domid)`: RAX.
+pub fn unpausedomain(domid: u16) -> i64 {
+    let mut op = xen_domctl::new_zeroed();
+    op.cmd = XEN_DOMCTL_unpausedomain;
+    op.interface_version = XEN_DOMCTL_INTERFACE_VERSION;
+    op.domain = domid;
+    xen::hypercall(
+        __HYPERVISOR_domctl,
+        &mut op as *mut xen_domctl as u64,
+        0,
+        0,
+        0,
+        0,
+    )
+}
+
 /// `XEN_DOMCTL_destroydomain(domid)`: RAX.
 pub fn destroydomain(domid: u16) -> i64 {
     let mut op = xen_domctl::new_zeroed();
