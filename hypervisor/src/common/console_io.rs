@@ -117,7 +117,7 @@ impl Console {
         if self.unlimited {
             return true;
         }
-        match log_ratelimit::check(domid, now_ns / 1_000_000) {
+        match log_ratelimit::check_console(domid, now_ns / 1_000_000) {
             Verdict::Print { suppressed } => {
                 if suppressed != 0 {
                     let note = format!("(XEN) printk: {suppressed} messages suppressed.\n");

@@ -9,8 +9,12 @@
 //! not limited).
 //!
 //! Every line a guest can make the hypervisor print (an unknown hypercall, a
-//! failing `EVTCHNOP`, an upcall vector set, a vLAPIC ICR write, an unknown MSR,
-//! its console lines) goes through [`gprintk!`] or [`check`]. The buckets live
+//! failing `EVTCHNOP`, an upcall vector set, a vLAPIC ICR write, an unknown MSR)
+//! goes through [`gprintk!`] or [`check`]; its own console lines
+//! (`CONSOLEIO_write`) through [`check_console`]. The two are separate buckets
+//! ([`Stream`]), so diagnostics a guest provokes (a loop of failing binds while
+//! it waits for its peer) cannot silence the lines it chose to print, and
+//! neither stream is unbounded. The buckets live
 //! in one small fixed table (no heap: [`SLOTS`] domains; the least recently
 //! used slot is reused, which gives that domain a fresh burst; only the
 //! privileged domain creates domains, so a guest cannot cycle them). Under host
@@ -81,10 +85,19 @@ impl RateLimit {
     }
 }
 
+/// Which of a domain's two buckets a line draws on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Lines the hypervisor logs about what the guest did (`gprintk`).
+    Diagnostics,
+    /// The guest's own console output (`CONSOLEIO_write`).
+    Console,
+}
+
 /// The per-domain buckets: a fixed table, least recently used slot reused.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    slots: [Option<(domid_t, RateLimit, u64)>; SLOTS],
+    slots: [Option<((domid_t, Stream), RateLimit, u64)>; SLOTS],
     uses: u64,
 }
 
@@ -102,14 +115,20 @@ impl Limits {
         }
     }
 
-    /// May a line of `domid` pass at `now_ms`?
+    /// May a diagnostic line about `domid` pass at `now_ms`?
     pub fn check(&mut self, domid: domid_t, now_ms: u64) -> Verdict {
+        self.check_stream(domid, Stream::Diagnostics, now_ms)
+    }
+
+    /// May a line of `domid`'s `stream` pass at `now_ms`?
+    pub fn check_stream(&mut self, domid: domid_t, stream: Stream, now_ms: u64) -> Verdict {
+        let key = (domid, stream);
         self.uses += 1;
         let uses = self.uses;
         let i = match self
             .slots
             .iter()
-            .position(|s| s.is_some_and(|(d, _, _)| d == domid))
+            .position(|s| s.is_some_and(|(k, _, _)| k == key))
         {
             Some(i) => i,
             None => {
@@ -120,7 +139,7 @@ impl Limits {
                     .enumerate()
                     .min_by_key(|(_, s)| s.map_or(0, |(_, _, used)| used))
                     .map_or(0, |(i, _)| i);
-                self.slots[i] = Some((domid, RateLimit::new(now_ms), uses));
+                self.slots[i] = Some((key, RateLimit::new(now_ms), uses));
                 i
             }
         };
@@ -133,10 +152,10 @@ impl Limits {
         }
     }
 
-    /// The domain is gone: free its slot.
+    /// The domain is gone: free its slots.
     pub fn forget(&mut self, domid: domid_t) {
         for s in self.slots.iter_mut() {
-            if s.is_some_and(|(d, _, _)| d == domid) {
+            if s.is_some_and(|((d, _), _, _)| d == domid) {
                 *s = None;
             }
         }
@@ -167,7 +186,12 @@ pub fn check(domid: domid_t, now_ms: u64) -> Verdict {
     with_limits(|l| l.check(domid, now_ms))
 }
 
-/// Forget a destroyed domain's bucket.
+/// May a console line (`CONSOLEIO_write`) of `domid` pass at `now_ms`?
+pub fn check_console(domid: domid_t, now_ms: u64) -> Verdict {
+    with_limits(|l| l.check_stream(domid, Stream::Console, now_ms))
+}
+
+/// Forget a destroyed domain's buckets.
 pub fn forget(domid: domid_t) {
     with_limits(|l| l.forget(domid))
 }
@@ -259,7 +283,31 @@ mod tests {
         assert_eq!(t.check(1, RATELIMIT_MS), Verdict::Print { suppressed: 0 });
         // Forgetting a domain frees its slot.
         t.forget(1);
-        assert!(t.slots.iter().all(|s| !s.is_some_and(|(d, _, _)| d == 1)));
+        assert!(t
+            .slots
+            .iter()
+            .all(|s| !s.is_some_and(|((d, _), _, _)| d == 1)));
+    }
+
+    /// A domain's diagnostics and its console lines are separate buckets: a
+    /// guest whose failing hypercalls spend the diagnostic burst still gets its
+    /// console lines out (each stream bounded on its own).
+    #[test]
+    fn diagnostics_do_not_silence_the_console() {
+        let mut t = Limits::new();
+        for _ in 0..100 {
+            t.check(1, 0);
+        }
+        assert_eq!(t.check(1, 0), Verdict::Drop);
+        for _ in 0..10 {
+            assert!(matches!(
+                t.check_stream(1, Stream::Console, 0),
+                Verdict::Print { .. }
+            ));
+        }
+        assert_eq!(t.check_stream(1, Stream::Console, 0), Verdict::Drop);
+        t.forget(1);
+        assert!(t.slots.iter().all(|s| s.is_none()));
     }
 
     /// `gprintk!` goes through the thread's table: after the burst the lines
