@@ -218,9 +218,7 @@ pub fn add_to_physmap_batch(
     if !d.is_hvm() {
         return Err(Errno::EACCES);
     }
-    if caller.domid != id && !domains.get(caller.domid).is_some_and(|c| c.is_privileged) {
-        return Err(Errno::EPERM);
-    }
+    super::memory_op::xsm_target(domains, caller.domid, id)?;
     let size = u64::from(b.size);
     if size < start_extent {
         return Err(Errno::EILSEQ);
@@ -266,9 +264,7 @@ pub fn remove_from_physmap(
     if !d.is_hvm() {
         return Err(Errno::EACCES);
     }
-    if caller.domid != id && !domains.get(caller.domid).is_some_and(|c| c.is_privileged) {
-        return Err(Errno::EPERM);
-    }
+    super::memory_op::xsm_target(domains, caller.domid, id)?;
     if !unmap_foreign(domains, id, x.gpfn) {
         let d = domains.get_mut(id).ok_or(Errno::ESRCH)?;
         let e = d.hvm.p2m.host_entry(x.gpfn).ok_or(Errno::ENOENT)?;

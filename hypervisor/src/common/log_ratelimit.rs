@@ -94,10 +94,13 @@ pub enum Stream {
     Console,
 }
 
+/// One slot of [`Limits`]: whose bucket, the bucket, when it was last used.
+type Slot = Option<((domid_t, Stream), RateLimit, u64)>;
+
 /// The per-domain buckets: a fixed table, least recently used slot reused.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    slots: [Option<((domid_t, Stream), RateLimit, u64)>; SLOTS],
+    slots: [Slot; SLOTS],
     uses: u64,
 }
 

@@ -127,7 +127,7 @@ pub fn do_memory_op(
 }
 
 /// XSM_TARGET (dummy policy): the caller acts on itself, or is privileged.
-fn xsm_target(domains: &DomainTable, caller: domid_t, target: domid_t) -> XenResult<()> {
+pub(super) fn xsm_target(domains: &DomainTable, caller: domid_t, target: domid_t) -> XenResult<()> {
     if caller == target || domains.get(caller).is_some_and(|d| d.is_privileged) {
         Ok(())
     } else {

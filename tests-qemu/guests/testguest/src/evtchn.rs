@@ -224,23 +224,7 @@ pub fn domu(boot: &Boot) -> ! {
         );
     }
 
-    let mut local = None;
-    for _ in 0..wait {
-        if let Ok(p) = evtchn::bind_interdomain(0, peer) {
-            local = Some(p);
-            break;
-        }
-        xen::yield_now();
-    }
-    let Some(local) = local else {
-        check(
-            S,
-            "bind",
-            false,
-            format_args!("dom0 port {} never bindable", peer),
-        );
-        guest_rt::report::domu_exit(S, &who, SHUTDOWN_poweroff);
-    };
+    let local = bind_dom0_port(S, &who, peer, wait);
     if !want_fifo {
         expect_eq(S, "priority-enosys", evtchn::set_priority(local, 7), ENOSYS);
     }
@@ -279,4 +263,23 @@ pub fn domu(boot: &Boot) -> ! {
         evtchn::upcalls()
     );
     guest_rt::report::domu_exit(S, &who, SHUTDOWN_poweroff)
+}
+
+/// A domU binds dom0's `peer` port, yielding between tries (up to `wait`)
+/// while dom0 has not allocated it yet; one that never gets it reports the
+/// failure under scenario `s` and exits.
+pub fn bind_dom0_port(s: &str, who: &str, peer: u32, wait: u64) -> u32 {
+    for _ in 0..wait {
+        if let Ok(p) = evtchn::bind_interdomain(0, peer) {
+            return p;
+        }
+        xen::yield_now();
+    }
+    check(
+        s,
+        "bind",
+        false,
+        format_args!("dom0 port {} never bindable", peer),
+    );
+    guest_rt::report::domu_exit(s, who, SHUTDOWN_poweroff)
 }

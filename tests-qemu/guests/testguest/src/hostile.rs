@@ -188,23 +188,7 @@ pub fn victim(boot: &Boot) -> ! {
         w.store(rng.next(), Ordering::Relaxed);
     }
     let want = checksum();
-    let mut local = None;
-    for _ in 0..wait {
-        if let Ok(p) = evtchn::bind_interdomain(0, peer) {
-            local = Some(p);
-            break;
-        }
-        xen::yield_now();
-    }
-    let Some(local) = local else {
-        check(
-            S,
-            "bind",
-            false,
-            format_args!("dom0 port {} never bindable", peer),
-        );
-        guest_rt::report::domu_exit(S, &who, SHUTDOWN_poweroff);
-    };
+    let local = crate::evtchn::bind_dom0_port(S, &who, peer, wait);
     evtchn::ensure_port(local);
     evtchn::unmask(local);
     let base = evtchn::without_interrupts(|| {
