@@ -22,7 +22,6 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
-use spin::Mutex;
 use xen_public_abi::sched::{
     SHUTDOWN_crash, SHUTDOWN_poweroff, SHUTDOWN_reboot, SHUTDOWN_soft_reset, SHUTDOWN_suspend,
     SHUTDOWN_watchdog,
@@ -34,11 +33,13 @@ use super::guest_mem::VcpuGuestAccess;
 use super::guest_mem::PHYS_MACHINE;
 use super::hvm::exit::{self as hvm_exit, ExitEnv, HvmVcpuState};
 use super::hvm::vcpu::{ExitOutcome, InitialState, Segment, Vcpu, VmExit};
+use super::lock::{OrderedGuard, OrderedMutex};
 use super::percpu::MAX_CPUS;
 use super::shutdown::{exit, ExitCode};
 use super::{apic, hvm, percpu, time};
 use crate::common::dispatch::XenExt;
 use crate::common::hypercall::{Clock, Hypervisor};
+use crate::common::lock_order::LockClass;
 use crate::common::memory::ViewId;
 use crate::common::sched::{self as core_sched, RunQueue, VcpuRef};
 use crate::common::time::{update_vcpu_time, update_wallclock, TimeScale};
@@ -78,13 +79,13 @@ pub struct HvState {
     reported: BTreeSet<domid_t>,
 }
 
-static STATE: Mutex<Option<HvState>> = Mutex::new(None);
+static STATE: OrderedMutex<Option<HvState>> = OrderedMutex::new(LockClass::State, None);
 
 /// The state lock as the run loop holds it: while this CPU holds it, its log
 /// lines (guest-triggered ones included) wait in memory and are written to
 /// the UART after the lock is dropped (`console::defer_begin`/`defer_end`), so
 /// no CPU waits for the serial port to take the lock.
-struct StateGuard(Option<spin::MutexGuard<'static, Option<HvState>>>);
+struct StateGuard(Option<OrderedGuard<'static, Option<HvState>>>);
 
 fn lock_state() -> StateGuard {
     let g = STATE.lock();
@@ -159,7 +160,7 @@ pub fn shootdown(domid: domid_t) {
 }
 /// Hardware halves made by `XEN_DOMCTL_max_vcpus` for domains created at run
 /// time, waiting to join the slots (taken under the state lock, then this one).
-static NEW_HW: Mutex<Vec<BuiltVcpu>> = Mutex::new(Vec::new());
+static NEW_HW: OrderedMutex<Vec<BuiltVcpu>> = OrderedMutex::new(LockClass::NewVcpus, Vec::new());
 
 /// `XenExt::vcpu_hw_create`: a hardware vCPU for a domain the toolstack
 /// creates (`-ENOMEM` if the backend cannot make one). It joins the run loop's
