@@ -15,8 +15,9 @@ use super::{paging, time};
 pub const TIMER_VECTOR: u8 = 0x20;
 /// The spurious-interrupt vector.
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
-/// Periodic timer rate.
-pub const TICK_HZ: u64 = 100;
+/// Periodic timer rate: 1 ms, the granularity of slice ends (a boosted
+/// vCPU's short slice, `common::sched::BOOST_SLICE_NS`) and of guest timers.
+pub const TICK_HZ: u64 = 1000;
 
 const IA32_APIC_BASE: u32 = 0x1B;
 const APIC_BASE_ENABLE: u64 = 1 << 11;
