@@ -550,6 +550,12 @@ fn after_exit(
     slice_over: bool,
     boosted: bool,
 ) -> Next {
+    // A domain being destroyed (preempted destroydomain) gives its pages back
+    // between entries: an exit that waited for the lock while it started dying
+    // is not handled (its guest memory may already be gone).
+    if st.hv.domains.get(who.0).is_some_and(|d| d.is_dying) {
+        return Next::Deschedule;
+    }
     let outcome = {
         // The vCPU's root may belong to tables a commit on another CPU replaced
         // (and freed) while this exit waited for the lock: walk the live ones.
