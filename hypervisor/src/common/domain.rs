@@ -588,6 +588,10 @@ pub struct Domain {
     pub controller_pause_count: u32,
     /// The controller pause count first reached 0.
     pub creation_finished: bool,
+    /// `d->is_dying`: `XEN_DOMCTL_destroydomain` has started giving its
+    /// resources back ([`DomainTable::start_dying`]); it never runs again and
+    /// leaves the table when the last page is back.
+    pub is_dying: bool,
     pub shutdown: ShutdownState,
     /// `max_pages` (`XEN_DOMCTL_max_mem`); 0 at creation, as in Xen.
     pub max_pages: u64,
@@ -639,6 +643,7 @@ impl Domain {
             vcpus: Vec::new(),
             controller_pause_count: 1,
             creation_finished: false,
+            is_dying: false,
             shutdown: ShutdownState {
                 is_shutting_down: false,
                 is_shut_down: false,
@@ -711,7 +716,7 @@ impl Domain {
     }
     /// The domain's vCPUs may run: not paused by the toolstack, not shut down.
     pub fn is_runnable(&self) -> bool {
-        self.controller_pause_count == 0 && !self.shutdown.is_shutting_down
+        self.controller_pause_count == 0 && !self.shutdown.is_shutting_down && !self.is_dying
     }
 
     /// `domain_pause_by_systemcontroller()`: one more toolstack pause.
@@ -970,8 +975,46 @@ impl DomainTable {
         Ok(())
     }
 
+    /// First step of a preemptible destroy (Xen's `domain_kill` setting
+    /// `DOMDYING_dying`): the domain never runs again, its timers stop, and the
+    /// guest areas the hypervisor writes on its own (runstate, time info) are
+    /// forgotten, so nothing reaches a page after [`DomainTable::relinquish_pages`]
+    /// gave it back. Its pages stay until then.
+    pub fn start_dying(&mut self, id: domid_t) -> XenResult<()> {
+        let d = self.domains.get_mut(&id).ok_or(Errno::ESRCH)?;
+        d.is_dying = true;
+        for v in &mut d.vcpus {
+            v.op.singleshot_ns = None;
+            v.op.periodic_period_ns = 0;
+            v.op.time_area_gpa = None;
+            v.op.runstate_area_gpa = None;
+            v.poll = None;
+        }
+        for w in &mut d.watchdogs {
+            w.deadline_ns = None;
+        }
+        Ok(())
+    }
+
+    /// Give back at most `budget` pages of a dying domain (Xen's
+    /// `domain_relinquish_resources`, preempted between calls). Returns whether
+    /// none is left.
+    pub fn relinquish_pages(&mut self, id: domid_t, budget: usize) -> XenResult<bool> {
+        let d = self.domains.get_mut(&id).ok_or(Errno::ESRCH)?;
+        let batch: Vec<Mfn> = d.pages.iter().take(budget).copied().collect();
+        for mfn in &batch {
+            d.pages.remove(mfn);
+        }
+        let done = d.pages.is_empty();
+        for mfn in batch {
+            self.release_frame(mfn);
+        }
+        Ok(done)
+    }
+
     /// Remove a domain and give back every frame it held. The id is free again at
-    /// once. (The domctl layer refuses to destroy the caller itself.)
+    /// once. (The domctl layer refuses to destroy the caller itself, and gives
+    /// the pages back in bounded steps first.)
     pub fn destroy_domain(&mut self, id: domid_t) -> XenResult<()> {
         let d = self.domains.remove(&id).ok_or(Errno::ESRCH)?;
         for mfn in d.pages {
@@ -991,6 +1034,10 @@ impl DomainTable {
     /// machine has none left.
     pub fn alloc_domheap_page(&mut self, id: domid_t) -> XenResult<Mfn> {
         let d = self.domains.get_mut(&id).ok_or(Errno::ESRCH)?;
+        // `assign_pages()`: no page for a dying domain.
+        if d.is_dying {
+            return Err(Errno::EINVAL);
+        }
         if d.tot_pages() >= d.max_pages {
             return Err(Errno::E2BIG);
         }

@@ -32,13 +32,13 @@ use xen_public_abi::domctl::{
     XEN_DOMCTL_getvcpuinfo, XEN_DOMCTL_max_mem, XEN_DOMCTL_max_vcpus, XEN_DOMCTL_pausedomain,
     XEN_DOMCTL_scheduler_op, XEN_DOMCTL_set_cpu_policy, XEN_DOMCTL_set_paging_mempool_size,
     XEN_DOMCTL_sethvmcontext, XEN_DOMCTL_settscinfo, XEN_DOMCTL_setvcpuaffinity,
-    XEN_DOMCTL_unpausedomain, XEN_DOMINF_blocked, XEN_DOMINF_hap, XEN_DOMINF_hvm_guest,
-    XEN_DOMINF_paused, XEN_DOMINF_running, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownshift,
-    XEN_DOMINF_xs_domain, XEN_DOMCTL_INTERFACE_VERSION, XEN_INVALID_MAX_VCPU_ID,
-    XEN_SCHEDULER_CREDIT2, XEN_VCPUAFFINITY_HARD, XEN_VCPUAFFINITY_SOFT,
+    XEN_DOMCTL_unpausedomain, XEN_DOMINF_blocked, XEN_DOMINF_dying, XEN_DOMINF_hap,
+    XEN_DOMINF_hvm_guest, XEN_DOMINF_paused, XEN_DOMINF_running, XEN_DOMINF_shutdown,
+    XEN_DOMINF_shutdownshift, XEN_DOMINF_xs_domain, XEN_DOMCTL_INTERFACE_VERSION,
+    XEN_INVALID_MAX_VCPU_ID, XEN_SCHEDULER_CREDIT2, XEN_VCPUAFFINITY_HARD, XEN_VCPUAFFINITY_SOFT,
 };
 use xen_public_abi::xen::xenctl_bitmap;
-use xen_public_abi::xen::{domid_t, DOMID_FIRST_RESERVED};
+use xen_public_abi::xen::{__HYPERVISOR_domctl, domid_t, DOMID_FIRST_RESERVED};
 use xen_public_abi::{Errno, XenResult};
 use zerocopy::FromZeros;
 
@@ -128,8 +128,10 @@ pub fn getdomaininfo(d: &Domain, gpaddr_bits: u8) -> xen_domctl_getdomaininfo {
     info.cpu_time = cpu_time;
 
     let mut f = if info.nr_online_vcpus != 0 { flags } else { 0 };
-    // XEN_DOMINF_dying: a domain in the table is never dead here (destroy removes
-    // it at once), so the bit stays clear.
+    // XEN_DOMINF_dying: between the entries of a preempted destroydomain.
+    if d.is_dying {
+        f |= XEN_DOMINF_dying;
+    }
     if d.shutdown.is_shut_down {
         f |= XEN_DOMINF_shutdown;
     }
@@ -166,6 +168,9 @@ pub fn getdomaininfo(d: &Domain, gpaddr_bits: u8) -> xen_domctl_getdomaininfo {
     };
     info
 }
+
+/// Pages one `XEN_DOMCTL_destroydomain` entry gives back before it continues.
+pub const DESTROY_PAGES_PER_CALL: usize = 512;
 
 /// `__HYPERVISOR_domctl(xen_domctl_t *u_domctl)`.
 pub fn do_domctl(
@@ -247,6 +252,19 @@ fn domctl(
             if id == caller.domid {
                 return Err(Errno::EINVAL);
             }
+            // Preemptible, as Xen's domain_kill: the first entry stops the
+            // domain (ports closed, vCPUs out of guest mode), each entry gives
+            // back a bounded number of pages, the last one removes it.
+            if !target_mut(hv, id)?.is_dying {
+                hv.domains.start_dying(id)?;
+                ext.domain_destroy(&mut hv.domains, id);
+            }
+            if !hv.domains.relinquish_pages(id, DESTROY_PAGES_PER_CALL)? {
+                hv.domains
+                    .create_continuation(__HYPERVISOR_domctl, [op_gva, 0, 0, 0, 0]);
+                return Ok(Copyback::No);
+            }
+            // Ports a privileged caller made for it while it was dying.
             ext.domain_destroy(&mut hv.domains, id);
             hv.domains.destroy_domain(id)?;
             Ok(Copyback::No)
@@ -1086,7 +1104,9 @@ mod tests {
             [ARG_GVA, 0, 0, 0, 0],
             &mut env.mem,
         );
-        assert_eq!((rc, hooks.destroyed.as_slice()), (0, [u].as_slice()));
+        // Once when it starts dying, once before it leaves the table (ports a
+        // privileged caller made for it in between).
+        assert_eq!((rc, hooks.destroyed.as_slice()), (0, [u, u].as_slice()));
     }
 
     #[test]
@@ -1106,6 +1126,91 @@ mod tests {
         let (_, u) = env.create(&cfg, 0);
         assert_eq!(env.domctl(0, &max_vcpus_op(u, vcpus)).0, 0);
         u
+    }
+
+    /// Issue 14: `destroydomain` gives a big domain's pages back in bounded
+    /// steps (Xen's `-ERESTART` from `domain_kill`); between the entries the
+    /// domain is dying (getdomaininfo says so, it cannot run or get pages), and
+    /// the caller sees one call that gives every frame back.
+    #[test]
+    fn destroy_is_preempted_and_gives_everything_back() {
+        use crate::common::hypercall::{hypercall_entry, HypercallOutcome};
+        let mut env = Env::new();
+        let mark = env.frames.outstanding();
+        let u = built(&mut env, 1);
+        env.hv.domains.get_mut(u).unwrap().max_pages = 2000;
+        for _ in 0..2000 {
+            env.hv.domains.alloc_domheap_page(u).unwrap();
+        }
+        env.put(ARG_GVA, &domctl_op(XEN_DOMCTL_destroydomain, u));
+        let caller = Caller { domid: 0, vcpu: 0 };
+        let mut entries = 0;
+        loop {
+            entries += 1;
+            let out = hypercall_entry(
+                &mut env.hv,
+                &mut NoExt,
+                caller,
+                __HYPERVISOR_domctl.into(),
+                [ARG_GVA, 0, 0, 0, 0],
+                &mut env.mem,
+            );
+            match out {
+                HypercallOutcome::Done(rc) => {
+                    assert_eq!(rc, 0);
+                    break;
+                }
+                HypercallOutcome::Continue(c) => {
+                    assert_eq!(c.number, __HYPERVISOR_domctl);
+                    assert_eq!(c.args, [ARG_GVA, 0, 0, 0, 0], "re-entered as is");
+                    let d = env.hv.domains.get(u).unwrap();
+                    assert!(d.is_dying && !d.is_runnable());
+                    let left = 2000 - entries * DESTROY_PAGES_PER_CALL;
+                    assert_eq!(d.tot_pages(), left as u64, "bounded work per entry");
+                    assert_eq!(
+                        env.hv.domains.alloc_domheap_page(u),
+                        Err(Errno::EINVAL),
+                        "no pages for a dying domain"
+                    );
+                    let (rc, i) = info(&mut env, 0, u);
+                    assert_eq!(rc, 0);
+                    assert_ne!(i.flags & XEN_DOMINF_dying, 0);
+                    // The toolstack's ops still answer between entries.
+                    assert_eq!(env.simple(0, XEN_DOMCTL_pausedomain, u), 0);
+                    env.put(ARG_GVA, &domctl_op(XEN_DOMCTL_destroydomain, u));
+                }
+            }
+        }
+        assert_eq!(entries, 4, "2000 pages at 512 per entry");
+        assert!(env.hv.domains.get(u).is_none());
+        assert_eq!(env.frames.outstanding(), mark, "every frame back");
+        assert_eq!(env.simple(0, XEN_DOMCTL_destroydomain, u), ESRCH);
+    }
+
+    /// Issue 14: 1000 create/populate/destroy cycles leak no frame and no heap.
+    #[test]
+    fn thousand_create_destroy_cycles_leak_nothing() {
+        use crate::test_alloc::live_bytes;
+        let mut env = Env::new();
+        // One cycle first: lazily built tables (domain ids, log buckets) exist.
+        let cycle = |env: &mut Env| {
+            let u = built(env, 2);
+            env.hv.domains.get_mut(u).unwrap().max_pages = 600;
+            for _ in 0..600 {
+                env.hv.domains.alloc_domheap_page(u).unwrap();
+            }
+            assert_eq!(env.simple(0, XEN_DOMCTL_unpausedomain, u), 0);
+            assert_eq!(env.simple(0, XEN_DOMCTL_destroydomain, u), 0);
+            assert!(env.hv.domains.get(u).is_none());
+        };
+        cycle(&mut env);
+        let frames = env.frames.outstanding();
+        let heap = live_bytes();
+        for _ in 0..1000 {
+            cycle(&mut env);
+        }
+        assert_eq!(env.frames.outstanding(), frames, "frames leaked");
+        assert_eq!(live_bytes(), heap, "heap leaked");
     }
 
     fn tsc_op(dom: domid_t, mode: u32, khz: u32) -> xen_domctl {

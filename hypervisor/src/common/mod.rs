@@ -16,6 +16,7 @@ pub mod guest_access;
 pub mod hvm;
 pub mod hvm_save;
 pub mod hypercall;
+pub mod lock_order;
 pub mod log_ratelimit;
 pub mod memory;
 pub mod memory_op;

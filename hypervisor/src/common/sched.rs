@@ -9,7 +9,21 @@
 //! down, it is up, not blocked (`SCHEDOP_block`/`poll`, HLT) and not already
 //! running on another CPU. Blocked vCPUs are woken by event delivery (the
 //! event-channel code clears `blocked`) and by timers ([`tick`]).
+//!
+//! **Wake boost** (the role of credit1's `BOOST` priority / credit2's wake-up
+//! preemption): a vCPU that gets an event while it is not on a CPU is
+//! *boosted* ([`RunQueue::wake`]): the next pick on any CPU takes it before the
+//! round-robin order, and the run loop preempts a CPU that runs an unboosted
+//! vCPU for it. The boost lasts until the vCPU has taken its events (an exit
+//! with none pending: [`RunQueue::unboost`], it goes on as an ordinary vCPU
+//! in its slice) or [`BOOST_SLICE_NS`]. Boosted running is paid from a
+//! per-vCPU token bucket (refilled at 1/[`BOOST_SHARE`] of elapsed time, at
+//! most [`BOOST_CAP_NS`]); a boosted run lasts at most the tokens left, and a
+//! vCPU with too few tokens is not boosted. So an event ping-pong can make a
+//! vCPU run *sooner*, not *more*: vCPUs that keep waking each other (or leave
+//! their events pending) gain at most that share of a CPU over others.
 
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use xen_public_abi::xen::domid_t;
@@ -27,11 +41,48 @@ pub fn is_runnable(d: &Domain, v: &Vcpu) -> bool {
     d.is_runnable() && v.online && !v.blocked && !v.paused_for_shutdown && !v.running
 }
 
-/// The shared round-robin queue: only a cursor, the order is the domain table's.
+/// The round-robin quantum: a vCPU runs at most this long before the next one.
+pub const SLICE_NS: u64 = 10_000_000;
+/// The share of elapsed time a vCPU earns as boost tokens (1/`BOOST_SHARE`).
+pub const BOOST_SHARE: u64 = 4;
+/// At most this many boost tokens (ns of boosted running) are kept.
+pub const BOOST_CAP_NS: u64 = 10_000_000;
+/// A boosted run lasts at most this long (then the vCPU goes back to the
+/// round-robin order): long enough to handle the event, short enough that a
+/// vCPU that keeps running after it costs others little.
+pub const BOOST_SLICE_NS: u64 = 1_000_000;
+/// A vCPU with fewer tokens than this is not boosted.
+pub const BOOST_MIN_NS: u64 = 200_000;
+
+/// One vCPU's boost tokens.
+#[derive(Clone, Copy, Debug)]
+struct Tokens {
+    ns: u64,
+    /// When they were last refilled.
+    at: u64,
+}
+
+/// The shared round-robin queue: a cursor (the order is the domain table's)
+/// and the boosted vCPUs waiting, first woken first.
 #[derive(Debug, Default)]
 pub struct RunQueue {
     /// The vCPU picked last; the next pick starts after it.
     cursor: Option<VcpuRef>,
+    /// Boosted vCPUs not yet picked, in wake order.
+    boosted: VecDeque<VcpuRef>,
+    /// Picked boosted and not yet put back: their run is paid from their tokens.
+    running_boosted: BTreeSet<VcpuRef>,
+    /// Boost tokens of every vCPU that was ever woken (until its domain goes).
+    tokens: BTreeMap<VcpuRef, Tokens>,
+}
+
+/// A pick: the vCPU and how long it may run before it is preempted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pick {
+    pub who: VcpuRef,
+    /// `SLICE_NS`; for a boosted pick `BOOST_SLICE_NS` or the tokens left.
+    pub slice_ns: u64,
+    pub boosted: bool,
 }
 
 impl RunQueue {
@@ -39,9 +90,99 @@ impl RunQueue {
         RunQueue::default()
     }
 
+    fn refill(&mut self, who: VcpuRef, now: u64) -> &mut Tokens {
+        let t = self.tokens.entry(who).or_insert(Tokens {
+            ns: BOOST_CAP_NS,
+            at: now,
+        });
+        let earned = now.saturating_sub(t.at) / BOOST_SHARE;
+        t.ns = t.ns.saturating_add(earned).min(BOOST_CAP_NS);
+        t.at = now;
+        t
+    }
+
+    /// `who` got an event: boost it if it waits to run (not on a CPU) and has
+    /// the tokens. Returns whether it is now boosted (the caller then makes a
+    /// CPU that runs an unboosted vCPU reschedule).
+    pub fn wake(&mut self, hv: &Hypervisor, who: VcpuRef) -> bool {
+        let runnable = hv
+            .domains
+            .get(who.0)
+            .and_then(|d| d.vcpu(who.1).map(|v| is_runnable(d, v)))
+            .unwrap_or(false);
+        if !runnable {
+            return false;
+        }
+        if self.boosted.contains(&who) {
+            return true;
+        }
+        let now = hv.clock.now_ns();
+        if self.refill(who, now).ns < BOOST_MIN_NS {
+            return false;
+        }
+        self.boosted.push_back(who);
+        true
+    }
+
+    /// A boosted vCPU took its events after `ran_ns` of its boosted run: pay
+    /// for that time; it runs on as an ordinary vCPU.
+    pub fn unboost(&mut self, now: u64, who: VcpuRef, ran_ns: u64) {
+        if self.running_boosted.remove(&who) {
+            let t = self.refill(who, now);
+            t.ns = t.ns.saturating_sub(ran_ns);
+        }
+    }
+
+    /// A boosted vCPU waits to run: a CPU running an unboosted one should
+    /// reschedule at its next exit.
+    pub fn boost_waiting(&self) -> bool {
+        !self.boosted.is_empty()
+    }
+
+    /// Forget a destroyed domain's vCPUs.
+    pub fn forget_domain(&mut self, domid: domid_t) {
+        self.boosted.retain(|w| w.0 != domid);
+        self.running_boosted.retain(|w| w.0 != domid);
+        self.tokens.retain(|w, _| w.0 != domid);
+    }
+
     /// Pick the next runnable vCPU after the last one picked (wrapping), mark it
     /// running and account the runstate change. `None`: nothing to run.
     pub fn pick(&mut self, hv: &mut Hypervisor, ext: &XenExt) -> Option<VcpuRef> {
+        self.pick_next(hv, ext).map(|p| p.who)
+    }
+
+    /// [`RunQueue::pick`] with the boost: the first boosted vCPU still runnable
+    /// comes before the round-robin order, with a slice of its tokens.
+    pub fn pick_next(&mut self, hv: &mut Hypervisor, ext: &XenExt) -> Option<Pick> {
+        let now = hv.clock.now_ns();
+        while let Some(who) = self.boosted.pop_front() {
+            let Some(d) = hv.domains.get_mut(who.0) else {
+                continue;
+            };
+            if !d.vcpu(who.1).is_some_and(|c| is_runnable(d, c)) {
+                continue;
+            }
+            if let Some(c) = d.vcpu_mut(who.1) {
+                c.running = true;
+            }
+            vcpu_op::runstate_change(d, &*ext.machine, who.1, now);
+            let slice_ns = self.refill(who, now).ns.min(BOOST_SLICE_NS);
+            self.running_boosted.insert(who);
+            return Some(Pick {
+                who,
+                slice_ns,
+                boosted: true,
+            });
+        }
+        self.pick_round_robin(hv, ext).map(|who| Pick {
+            who,
+            slice_ns: SLICE_NS,
+            boosted: false,
+        })
+    }
+
+    fn pick_round_robin(&mut self, hv: &mut Hypervisor, ext: &XenExt) -> Option<VcpuRef> {
         let all: Vec<VcpuRef> = hv
             .domains
             .ids()
@@ -79,6 +220,10 @@ impl RunQueue {
     /// yielded, or its domain stopped). `ran_ns` is added to its run time.
     pub fn put(&mut self, hv: &mut Hypervisor, ext: &XenExt, who: VcpuRef, ran_ns: u64) {
         let now = hv.clock.now_ns();
+        if self.running_boosted.remove(&who) {
+            let t = self.refill(who, now);
+            t.ns = t.ns.saturating_sub(ran_ns);
+        }
         let Some(d) = hv.domains.get_mut(who.0) else {
             return;
         };
@@ -237,6 +382,97 @@ mod tests {
         env.hv.domains.get_mut(b).unwrap().shutdown(0);
         assert_eq!(rq.pick(&mut env.hv, &ext), None);
         assert!(!any_runnable(&env.hv.domains));
+    }
+
+    fn set_clock(env: &Env, ns: u64) {
+        env.clock.0.store(ns, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[test]
+    fn a_woken_vcpu_is_picked_first_with_a_slice_of_its_tokens() {
+        let (mut env, ext, a, b) = world();
+        let mut rq = RunQueue::new();
+        // Two CPUs busy with dom0 and a's vCPU 0; b waits its turn after a.1.
+        let x = rq.pick_next(&mut env.hv, &ext).unwrap();
+        let y = rq.pick_next(&mut env.hv, &ext).unwrap();
+        assert_eq!((x.who, y.who), ((0, 0), (a, 0)));
+        assert!(!x.boosted && x.slice_ns == SLICE_NS);
+        assert!(!rq.boost_waiting());
+        assert!(!rq.wake(&env.hv, (a, 0)), "on a CPU: nothing to boost");
+        assert!(rq.wake(&env.hv, (b, 0)));
+        assert!(rq.boost_waiting());
+        assert!(rq.wake(&env.hv, (b, 0)), "woken twice, queued once");
+        rq.put(&mut env.hv, &ext, x.who, 0);
+        let p = rq.pick_next(&mut env.hv, &ext).unwrap();
+        assert_eq!(
+            p,
+            Pick {
+                who: (b, 0),
+                slice_ns: BOOST_SLICE_NS,
+                boosted: true
+            },
+            "before a.1, next in round-robin order"
+        );
+        assert!(!rq.boost_waiting());
+        // The boosted run is paid from its tokens.
+        rq.put(&mut env.hv, &ext, p.who, BOOST_CAP_NS - 300_000);
+        // (A vCPU that overran its boosted slice pays what it ran.)
+        let next = rq.pick_next(&mut env.hv, &ext).unwrap();
+        assert_eq!(next.who, (a, 1), "round-robin order goes on");
+        rq.put(&mut env.hv, &ext, next.who, 0);
+        assert!(rq.wake(&env.hv, (b, 0)));
+        let p = rq.pick_next(&mut env.hv, &ext).unwrap();
+        assert_eq!((p.who, p.slice_ns), ((b, 0), 300_000));
+        rq.put(&mut env.hv, &ext, p.who, 300_000);
+        assert!(
+            !rq.wake(&env.hv, (b, 0)),
+            "no tokens left: an event ping-pong gains no more CPU"
+        );
+        // Tokens come back at 1/BOOST_SHARE of the time that passes.
+        set_clock(&env, BOOST_MIN_NS * BOOST_SHARE);
+        assert!(rq.wake(&env.hv, (b, 0)));
+        let p = rq.pick_next(&mut env.hv, &ext).unwrap();
+        assert_eq!((p.who, p.slice_ns), ((b, 0), BOOST_MIN_NS));
+    }
+
+    #[test]
+    fn a_boost_that_ends_early_pays_only_for_its_time() {
+        let (mut env, ext, _, b) = world();
+        let mut rq = RunQueue::new();
+        assert!(rq.wake(&env.hv, (b, 0)));
+        let p = rq.pick_next(&mut env.hv, &ext).unwrap();
+        assert!(p.boosted);
+        rq.unboost(0, p.who, 100_000);
+        // Put back after a long ordinary run: only the boosted part was paid.
+        rq.put(&mut env.hv, &ext, p.who, SLICE_NS);
+        assert_eq!(rq.tokens[&(b, 0)].ns, BOOST_CAP_NS - 100_000);
+        rq.unboost(0, p.who, 5_000);
+        assert_eq!(rq.tokens[&(b, 0)].ns, BOOST_CAP_NS - 100_000, "not boosted");
+    }
+
+    #[test]
+    fn stopped_vcpus_are_not_boosted_and_destroyed_domains_are_forgotten() {
+        let (mut env, ext, a, b) = world();
+        let mut rq = RunQueue::new();
+        env.hv.domains.get_mut(a).unwrap().vcpus[1].blocked = true;
+        assert!(!rq.wake(&env.hv, (a, 1)), "still blocked");
+        assert!(!rq.wake(&env.hv, (b, 1)), "offline");
+        assert!(!rq.wake(&env.hv, (9, 0)), "no such domain");
+        assert!(rq.wake(&env.hv, (b, 0)));
+        // Paused after the wake: the boosted entry is skipped.
+        env.hv
+            .domains
+            .get_mut(b)
+            .unwrap()
+            .pause_by_systemcontroller()
+            .unwrap();
+        let p = rq.pick_next(&mut env.hv, &ext).unwrap();
+        assert!(!p.boosted && p.who.0 != b);
+        rq.put(&mut env.hv, &ext, p.who, 0);
+        assert!(rq.wake(&env.hv, (a, 0)));
+        rq.forget_domain(a);
+        assert!(!rq.boost_waiting());
+        assert!(rq.tokens.keys().all(|w| w.0 != a));
     }
 
     #[test]

@@ -6,11 +6,12 @@
 //! Plays the part of Xen's boot allocator + `page_alloc.c` at a much smaller scale.
 
 use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
-use spin::Mutex;
 use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
 
+use super::lock::OrderedMutex;
 use super::paging;
+use crate::common::lock_order::LockClass;
 
 /// Frame size.
 pub const FRAME_SIZE: u64 = 4096;
@@ -86,7 +87,7 @@ impl Bitmap {
     }
 }
 
-static FRAMES: Mutex<Option<Bitmap>> = Mutex::new(None);
+static FRAMES: OrderedMutex<Option<Bitmap>> = OrderedMutex::new(LockClass::Frames, None);
 /// Frames of usable RAM [`init`] found (for `XEN_SYSCTL_physinfo`'s total_pages).
 static USABLE_FRAMES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 

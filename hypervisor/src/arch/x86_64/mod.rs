@@ -20,6 +20,7 @@ pub mod guest_walk;
 pub mod heap;
 pub mod hvm;
 pub mod idt;
+pub mod lock;
 pub mod paging;
 pub mod percpu;
 pub mod pvh;

@@ -22,7 +22,6 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
-use spin::Mutex;
 use xen_public_abi::sched::{
     SHUTDOWN_crash, SHUTDOWN_poweroff, SHUTDOWN_reboot, SHUTDOWN_soft_reset, SHUTDOWN_suspend,
     SHUTDOWN_watchdog,
@@ -34,18 +33,16 @@ use super::guest_mem::VcpuGuestAccess;
 use super::guest_mem::PHYS_MACHINE;
 use super::hvm::exit::{self as hvm_exit, ExitEnv, HvmVcpuState};
 use super::hvm::vcpu::{ExitOutcome, InitialState, Segment, Vcpu, VmExit};
+use super::lock::{OrderedGuard, OrderedMutex};
 use super::percpu::MAX_CPUS;
 use super::shutdown::{exit, ExitCode};
 use super::{apic, hvm, percpu, time};
 use crate::common::dispatch::XenExt;
 use crate::common::hypercall::{Clock, Hypervisor};
+use crate::common::lock_order::LockClass;
 use crate::common::memory::ViewId;
-use crate::common::sched::{self as core_sched, RunQueue, VcpuRef};
+use crate::common::sched::{self as core_sched, Pick, RunQueue, VcpuRef};
 use crate::common::time::{update_vcpu_time, update_wallclock, TimeScale};
-
-/// A vCPU's time slice: the round-robin quantum (Xen's credit scheduler uses
-/// 30 ms; we preempt at the next timer exit after 10 ms).
-const SLICE_NS: u64 = 10_000_000;
 
 /// System time: TSC ticks since reset scaled by the same [`TimeScale`] the
 /// guests' pvclock uses, so both agree exactly.
@@ -78,13 +75,13 @@ pub struct HvState {
     reported: BTreeSet<domid_t>,
 }
 
-static STATE: Mutex<Option<HvState>> = Mutex::new(None);
+static STATE: OrderedMutex<Option<HvState>> = OrderedMutex::new(LockClass::State, None);
 
 /// The state lock as the run loop holds it: while this CPU holds it, its log
 /// lines (guest-triggered ones included) wait in memory and are written to
 /// the UART after the lock is dropped (`console::defer_begin`/`defer_end`), so
 /// no CPU waits for the serial port to take the lock.
-struct StateGuard(Option<spin::MutexGuard<'static, Option<HvState>>>);
+struct StateGuard(Option<OrderedGuard<'static, Option<HvState>>>);
 
 fn lock_state() -> StateGuard {
     let g = STATE.lock();
@@ -159,7 +156,7 @@ pub fn shootdown(domid: domid_t) {
 }
 /// Hardware halves made by `XEN_DOMCTL_max_vcpus` for domains created at run
 /// time, waiting to join the slots (taken under the state lock, then this one).
-static NEW_HW: Mutex<Vec<BuiltVcpu>> = Mutex::new(Vec::new());
+static NEW_HW: OrderedMutex<Vec<BuiltVcpu>> = OrderedMutex::new(LockClass::NewVcpus, Vec::new());
 
 /// `XenExt::vcpu_hw_create`: a hardware vCPU for a domain the toolstack
 /// creates (`-ENOMEM` if the backend cannot make one). It joins the run loop's
@@ -287,19 +284,31 @@ fn run_loop() -> ! {
             };
             housekeeping(st);
             let picked = pick(st);
-            if let Some((who, _)) = &picked {
-                in_guest.store(who.0, Ordering::Release);
+            if let Some((p, _)) = &picked {
+                in_guest.store(p.who.0, Ordering::Release);
+                RUNNING_BOOSTED[cpu as usize].store(p.boosted, Ordering::Release);
             }
             picked
         };
-        let Some((who, (mut hw, mut vst))) = picked else {
+        let Some((
+            Pick {
+                who,
+                slice_ns,
+                mut boosted,
+            },
+            (mut hw, mut vst),
+        )) = picked
+        else {
             // Nothing runnable: sleep until the next interrupt (the timer tick
             // runs the timers; events from other CPUs make vCPUs runnable).
             x86_64::instructions::interrupts::enable_and_hlt();
             continue;
         };
         let started = time::rdtsc();
-        let slice_end = started + time::tsc_hz() * SLICE_NS / 1_000_000_000;
+        // The slice (a boosted pick: its boost tokens) ends at the first exit
+        // after this.
+        let ticks = |ns: u64| time::tsc_hz() * ns / 1_000_000_000;
+        let mut slice_end = started + ticks(slice_ns);
         loop {
             x86_64::instructions::interrupts::disable();
             let exit = hw.run();
@@ -308,7 +317,16 @@ fn run_loop() -> ! {
             let mut guard = lock_state();
             let Some(st) = guard.as_mut() else { break };
             let slice_over = time::rdtsc() >= slice_end;
-            let mut next = after_exit(st, who, &mut *hw, &mut vst, exit, slice_over);
+            let mut next = after_exit(st, who, &mut *hw, &mut vst, exit, slice_over, boosted);
+            if boosted && matches!(next, Next::Run) && !events_pending(st, who) {
+                // Its events are taken: the boost ends, the slice goes on.
+                let now = time::rdtsc();
+                let ran = st.scale.scale(now.saturating_sub(started));
+                st.rq.unboost(st.hv.clock.now_ns(), who, ran);
+                boosted = false;
+                RUNNING_BOOSTED[cpu as usize].store(false, Ordering::Release);
+                slice_end = started + ticks(core_sched::SLICE_NS);
+            }
             if matches!(next, Next::Run) {
                 if let Err(o) = hvm_exit::prepare_entry(&mut *hw, &mut st.hv, &mut st.ext, &mut vst)
                 {
@@ -323,6 +341,7 @@ fn run_loop() -> ! {
                 }
                 Next::Deschedule => {
                     ON_CPU[cpu as usize].store(NO_VCPU, Ordering::Release);
+                    RUNNING_BOOSTED[cpu as usize].store(false, Ordering::Release);
                     let ran = st.scale.scale(time::rdtsc().saturating_sub(started));
                     st.rq.put(&mut st.hv, &st.ext, who, ran);
                     if let Some(s) = st.slots.get_mut(&who) {
@@ -340,7 +359,7 @@ fn run_loop() -> ! {
 fn housekeeping(st: &mut HvState) {
     core_sched::tick(&mut st.hv, &mut st.ext);
     let woken = hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
-    kick(&woken);
+    wake(st, &woken);
     reap_destroyed(st);
     adopt_new_vcpus(st);
     check_dom0(st);
@@ -373,6 +392,7 @@ fn reap_destroyed(st: &mut HvState) {
     }
     for id in doms {
         hvm::stage2::domain_destroyed(id);
+        st.rq.forget_domain(id);
         st.reported.remove(&id);
         log::debug!("d{id}: vCPUs and stage-2 tables freed");
     }
@@ -394,8 +414,11 @@ fn on_cpu_pack((domid, vcpu): VcpuRef) -> u64 {
 /// this CPU: nothing (the event is injected before its next entry). Not on any
 /// CPU (runnable, waiting): IPI one idle CPU, which wakes and picks. Each CPU
 /// is sent at most one IPI per call. (The tick's vector serves: its handler
-/// only counts and EOIs.) Called with the state lock held.
-fn kick(woken: &[(domid_t, u32)]) {
+/// only counts and EOIs.) A woken vCPU that got a boost ([`RunQueue::wake`])
+/// and finds no idle CPU preempts one that runs an unboosted vCPU in guest
+/// mode (a CPU in the hypervisor sees the boost at the end of its exit).
+/// Called with the state lock held.
+fn kick(woken: &[(domid_t, u32)], boosted: &[bool]) {
     if woken.is_empty() || percpu::online_count() < 2 {
         return;
     }
@@ -414,7 +437,20 @@ fn kick(woken: &[(domid_t, u32)]) {
                 let idle = (0..MAX_CPUS).find(|&c| {
                     c != me && online(c) && ON_CPU[c].load(Ordering::Acquire) == NO_VCPU
                 });
-                if let Some(c) = idle {
+                let preempt = || {
+                    (0..MAX_CPUS).find(|&c| {
+                        c != me
+                            && targets & (1 << c) == 0
+                            && IN_GUEST[c].load(Ordering::Acquire) != NO_GUEST
+                            && !RUNNING_BOOSTED[c].load(Ordering::Acquire)
+                    })
+                };
+                let was_boosted = woken
+                    .iter()
+                    .position(|w| *w == who)
+                    .and_then(|i| boosted.get(i).copied())
+                    .unwrap_or(false);
+                if let Some(c) = idle.or_else(|| was_boosted.then(preempt).flatten()) {
                     targets |= 1 << c;
                 }
             }
@@ -428,13 +464,28 @@ fn kick(woken: &[(domid_t, u32)]) {
     }
 }
 
-/// A picked vCPU: its reference and its hardware half with the exit state.
-type Picked = (VcpuRef, (Box<dyn Vcpu>, HvmVcpuState));
+/// A picked vCPU: the pick and its hardware half with the exit state.
+type Picked = (Pick, (Box<dyn Vcpu>, HvmVcpuState));
+
+/// Whether the vCPU each CPU runs was picked boosted (it is not preempted for
+/// another boosted one).
+static RUNNING_BOOSTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// vCPUs got events: boost those waiting to run ([`RunQueue::wake`]) and kick
+/// the CPUs that should look.
+fn wake(st: &mut HvState, woken: &[(domid_t, u32)]) {
+    if woken.is_empty() {
+        return;
+    }
+    let boosted: Vec<bool> = woken.iter().map(|&w| st.rq.wake(&st.hv, w)).collect();
+    kick(woken, &boosted);
+}
 
 /// Pick a vCPU whose hardware half is free and make it ready to enter.
 fn pick(st: &mut HvState) -> Option<Picked> {
     loop {
-        let who = st.rq.pick(&mut st.hv, &st.ext)?;
+        let p = st.rq.pick_next(&mut st.hv, &st.ext)?;
+        let who = p.who;
         let hw = st.slots.get_mut(&who).and_then(|s| s.hw.take());
         let Some((mut hw, mut vst)) = hw else {
             // No hardware half (never built): take it out of the rotation.
@@ -465,7 +516,7 @@ fn pick(st: &mut HvState) -> Option<Picked> {
         match hvm_exit::prepare_entry(&mut *hw, &mut st.hv, &mut st.ext, &mut vst) {
             Ok(()) => {
                 ON_CPU[percpu::cpu_index() as usize].store(on_cpu_pack(who), Ordering::Release);
-                return Some((who, (hw, vst)));
+                return Some((p, (hw, vst)));
             }
             Err(o) => {
                 log::debug!("d{}v{}: not entering: {o:?}", who.0, who.1);
@@ -479,6 +530,16 @@ fn pick(st: &mut HvState) -> Option<Picked> {
     }
 }
 
+/// The vCPU has an event it has not taken yet (Xen's
+/// `local_events_need_delivery`).
+fn events_pending(st: &mut HvState, who: VcpuRef) -> bool {
+    use crate::common::hypercall::ExtHandlers;
+    match st.hv.domains.get_mut(who.0) {
+        Some(d) => st.ext.local_events_need_delivery(d, who.1),
+        None => false,
+    }
+}
+
 /// The exit handler's verdict turned into a scheduling decision.
 fn after_exit(
     st: &mut HvState,
@@ -487,7 +548,14 @@ fn after_exit(
     vst: &mut HvmVcpuState,
     exit: VmExit,
     slice_over: bool,
+    boosted: bool,
 ) -> Next {
+    // A domain being destroyed (preempted destroydomain) gives its pages back
+    // between entries: an exit that waited for the lock while it started dying
+    // is not handled (its guest memory may already be gone).
+    if st.hv.domains.get(who.0).is_some_and(|d| d.is_dying) {
+        return Next::Deschedule;
+    }
     let outcome = {
         // The vCPU's root may belong to tables a commit on another CPU replaced
         // (and freed) while this exit waited for the lock: walk the live ones.
@@ -511,7 +579,9 @@ fn after_exit(
         hvm_exit::handle(hw, exit, &mut env)
     };
     let woken = hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
-    kick(&woken);
+    wake(st, &woken);
+    // A boosted vCPU waits: an unboosted one makes room for it.
+    let preempted = !boosted && st.rq.boost_waiting();
     let runnable = st
         .hv
         .domains
@@ -519,7 +589,7 @@ fn after_exit(
         .and_then(|d| d.vcpu(who.1).map(|c| (d, c)))
         .is_some_and(|(d, c)| d.is_runnable() && c.online && !c.paused_for_shutdown);
     match outcome {
-        ExitOutcome::Continue if runnable && !slice_over => Next::Run,
+        ExitOutcome::Continue if runnable && !slice_over && !preempted => Next::Run,
         ExitOutcome::Continue | ExitOutcome::Yield => Next::Deschedule,
         ExitOutcome::Block => {
             core_sched::block(&mut st.hv, &mut st.ext, who);

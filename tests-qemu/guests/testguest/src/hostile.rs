@@ -113,9 +113,24 @@ pub fn dom0(boot: &Boot) -> ! {
     measure("hostile.ping-p50", p50, "us");
     measure("hostile.ping-p99", p99, "us");
     measure("hostile.ping-max", max, "us");
-    // Issue 14 asks for p99 under 10 ms. Not met yet (docs/security.md): with
-    // round-robin 10 ms slices and no wake-up boost a woken dom0 waits behind
-    // the stormer's slice. Reported, not judged.
+    let p90 = at(90).copied().map_or(0, us);
+    measure("hostile.ping-p90", p90, "us");
+    let within = |lo: u64, hi: u64| {
+        done_rtt
+            .iter()
+            .filter(|&&c| (lo..hi).contains(&us(c)))
+            .count()
+    };
+    println!(
+        "hostile: ping histogram <1ms {} 1-10ms {} 10-50ms {} >=50ms {}",
+        within(0, 1_000),
+        within(1_000, 10_000),
+        within(10_000, 50_000),
+        within(50_000, u64::MAX)
+    );
+    // Issue 14 asks for p99 under 10 ms. The scheduler boosts a vCPU woken by
+    // an event (docs/security.md), but on a loaded host QEMU's own threads
+    // are descheduled for tens of ms: reported, not judged.
     println!(
         "hostile: ping p99 {} us over {} pings: {} the 10 ms target",
         p99,

@@ -14,11 +14,12 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use spin::Mutex;
 use xen_public_abi::xen::domid_t;
 use xen_public_abi::XenResult;
 
+use crate::arch::x86_64::lock::OrderedMutex;
 use crate::arch::x86_64::{frame, paging};
+use crate::common::lock_order::LockClass;
 use crate::common::memory::{
     sync_stage2, EntryEncoder, P2m, P2mCommit, Stage2Frames, Stage2Tree, ViewId,
 };
@@ -29,7 +30,8 @@ struct Tree {
     enc: &'static dyn EntryEncoder,
 }
 
-static TREES: Mutex<BTreeMap<(domid_t, ViewId), Tree>> = Mutex::new(BTreeMap::new());
+static TREES: OrderedMutex<BTreeMap<(domid_t, ViewId), Tree>> =
+    OrderedMutex::new(LockClass::Stage2Trees, BTreeMap::new());
 
 /// Bring every built tree of `domid` up to date with its p2m (in place), make every
 /// CPU in guest mode for the domain exit ([`crate::arch::x86_64::sched::shootdown`]),
