@@ -286,7 +286,11 @@ fn create_grant_p2m_mapping(
     } else {
         P2mAccess::RW
     };
-    // RAM of the mapper there stays its own (unmapped), as in Xen.
+    // RAM of the mapper there stays its own (unmapped), as in Xen; its
+    // shared_info is unhooked first (the event channels reach it by gfn).
+    if there.is_some() && there == Some(d.shared_info_mfn) {
+        crate::common::memory_op::unhook_shared_info(env, d);
+    }
     match d.hvm.p2m.set_host_entry(gfn, mfn, access) {
         Ok(()) => {
             env.actions.push(ArchAction::FlushTlbs { domid: ld });

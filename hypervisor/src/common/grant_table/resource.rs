@@ -135,6 +135,9 @@ fn set_foreign_entry(
         env.actions.push(ArchAction::Crash { domid: caller });
         return Err(Errno::EPERM);
     }
+    if there.is_some() && there == Some(d.shared_info_mfn) {
+        crate::common::memory_op::unhook_shared_info(env, d);
+    }
     d.hvm.p2m.set_host_entry(gfn, mfn, P2mAccess::RW)?;
     domains.foreign.add_entry(caller, gfn, mfn);
     Ok(())

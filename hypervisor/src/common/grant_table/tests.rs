@@ -506,6 +506,17 @@ fn map_errors() {
     );
     // Unknown handles.
     assert_eq!(w.unmap(0, 999, MAP_GFN), GNTST_bad_handle);
+    // A grant mapped over the mapper's own shared_info: the event channels let
+    // go of that gfn first (they would otherwise write into the granted page).
+    let mut x = xen_add_to_physmap::new_zeroed();
+    x.domid = DOMID_SELF;
+    x.space = xen_public_abi::memory::XENMAPSPACE_shared_info;
+    x.gpfn = 0x300;
+    assert_eq!(w.memop(v, XENMEM_add_to_physmap, &x), 0);
+    w.grant(u, 7, v, PAGE_GFN as u32, GTF_permit_access);
+    assert_eq!(w.map(v, u, 7, 0x300, hm).status, GNTST_okay);
+    assert_eq!(w.d(v).shared_info_gfn, u64::MAX);
+    assert_eq!(w.d(v).evtchn.shared_info().gpa(), None);
 }
 
 /// The lifetime rule: a mapped frame outlives the granting domain and is freed
