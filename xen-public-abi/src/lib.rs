@@ -4,7 +4,8 @@
 //! typed helpers (`DomId`, `EvtchnPort`, `Errno`, flag sets) sit beside the raw items.
 //! Modules are named after the headers: [`xen`], [`domctl`], [`event_channel`],
 //! [`hvm::hvm_op`], [`hvm::params`], [`hvm::start_info`], [`memory`], [`sched`],
-//! [`hvm::hvm_vcpu`], [`sysctl`], [`vcpu`], [`version`], [`features`], [`elfnote`], [`arch_x86`]
+//! [`hvm::hvm_vcpu`], [`sysctl`], [`vcpu`], [`version`], [`features`], [`elfnote`],
+//! [`grant_table`], [`arch_x86`]
 //! (with [`arch_x86::cpuid`]), [`io::console`].
 //!
 //! Two checks keep the layouts honest:
@@ -223,6 +224,7 @@ pub mod elfnote;
 pub mod errno;
 pub mod event_channel;
 pub mod features;
+pub mod grant_table;
 pub mod hvm;
 pub mod io;
 pub mod memory;

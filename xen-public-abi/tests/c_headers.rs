@@ -552,6 +552,40 @@ fn checks() -> Vec<Check> {
         xen_compile_info, xen_platform_parameters, xen_feature_info, xen_build_id,
     ]);
     structs!(c, io::console: [xencons_interface]);
+    types!(c, grant_table: [grant_ref_t, grant_handle_t, grant_status_t]);
+    consts!(c, grant_table: [
+        GNTTAB_NR_RESERVED_ENTRIES, GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE,
+        GTF_invalid, GTF_permit_access, GTF_accept_transfer, GTF_transitive, GTF_type_mask,
+        GTF_readonly, GTF_reading, GTF_writing, GTF_PWT, GTF_PCD, GTF_PAT, GTF_sub_page,
+        GTF_transfer_committed, GTF_transfer_completed,
+        GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref, GNTTABOP_setup_table,
+        GNTTABOP_dump_table, GNTTABOP_transfer, GNTTABOP_copy, GNTTABOP_query_size,
+        GNTTABOP_unmap_and_replace, GNTTABOP_set_version, GNTTABOP_get_status_frames,
+        GNTTABOP_get_version, GNTTABOP_swap_grant_ref, GNTTABOP_cache_flush,
+        GNTCOPY_source_gref, GNTCOPY_dest_gref,
+        GNTTAB_CACHE_CLEAN, GNTTAB_CACHE_INVAL, GNTTAB_CACHE_SOURCE_GREF,
+        GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTMAP_application_map,
+        GNTMAP_contains_pte, GNTMAP_guest_avail_mask,
+        GNTST_okay, GNTST_general_error, GNTST_bad_domain, GNTST_bad_gntref,
+        GNTST_bad_handle, GNTST_bad_virt_addr, GNTST_bad_dev_addr, GNTST_no_device_space,
+        GNTST_permission_denied, GNTST_bad_page, GNTST_bad_copy_arg, GNTST_address_too_big,
+        GNTST_eagain, GNTST_no_space,
+    ]);
+    structs!(c, grant_table: [
+        grant_entry_v1, grant_entry_header,
+        grant_entry_v2_full_page = "__typeof__(((union grant_entry_v2 *)0)->full_page)",
+        grant_entry_v2_sub_page = "__typeof__(((union grant_entry_v2 *)0)->sub_page)",
+        grant_entry_v2_transitive = "__typeof__(((union grant_entry_v2 *)0)->transitive)",
+        grant_entry_v2 = "union grant_entry_v2",
+        gnttab_map_grant_ref, gnttab_unmap_grant_ref, gnttab_setup_table, gnttab_dump_table,
+        gnttab_transfer,
+        gnttab_copy_ptr_u = "__typeof__(((struct gnttab_copy_ptr *)0)->u)",
+        gnttab_copy_ptr, gnttab_copy, gnttab_query_size, gnttab_unmap_and_replace,
+        gnttab_set_version, gnttab_get_status_frames, gnttab_get_version,
+        gnttab_swap_grant_ref,
+        gnttab_cache_flush_a = "__typeof__(((struct gnttab_cache_flush *)0)->a)",
+        gnttab_cache_flush,
+    ]);
 
     fns!(c: [
         XEN_DOMCTL_GRANT_version(0x12),
@@ -638,7 +672,8 @@ fn c_program(checks: &[Check]) -> String {
          #include <xen/hvm/hvm_vcpu.h>\n#include <xen/arch-x86/hvm/start_info.h>\n\
          #include <xen/arch-x86/cpuid.h>\n#include <xen/memory.h>\n#include <xen/sched.h>\n\
          #include <xen/vcpu.h>\n#include <xen/version.h>\n#include <xen/features.h>\n\
-         #include <xen/elfnote.h>\n#include <xen/io/console.h>\n\n\
+         #include <xen/elfnote.h>\n#include <xen/io/console.h>\n\
+         #include <xen/grant_table.h>\n\n\
          #define P(k, v) printf(\"%s=%llu\\n\", k, (unsigned long long)(v))\n\n\
          int main(void)\n{\n",
     );

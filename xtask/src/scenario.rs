@@ -712,6 +712,30 @@ const GUESTS: &[GuestScenario] = &[
         about: "isolation: a triple-faulting domU and one touching memory outside its p2m are crashed alone",
     },
     GuestScenario {
+        name: "gnttab",
+        dom0: &[
+            "RESULT gnttab.query-size PASS",
+            "RESULT gnttab.get-version PASS",
+            "RESULT gnttab.map-grant-ref PASS",
+            "RESULT gnttab.read-pattern PASS",
+            "RESULT gnttab.domu-saw-mapping PASS",
+            "RESULT gnttab.copy-from-gref PASS",
+            "RESULT gnttab.unmap-grant-ref PASS",
+            "RESULT gnttab.unmap-again-bad-handle PASS",
+            "RESULT gnttab.copy-to-gref PASS",
+            "RESULT gnttab.map-bad-ref PASS",
+            "RESULT gnttab.map-bad-domain PASS",
+            "RESULT gnttab.domu-exit-code PASS",
+            "SCENARIO gnttab DONE",
+            "EXIT: success",
+        ],
+        anywhere: &[
+            "RESULT gnttab.d1 PASS table-frame setup-table v2-enosys v1 mapped no-revoke-mapped unmapped revoke-unmapped copy-arrived revoke-copied",
+        ],
+        opt_in: false,
+        about: "grant tables (issue 13): a domU grants pages to dom0, which maps one at its own gfn (map_grant_ref host_addr), reads it, copies through grants, unmaps; revoke refused while mapped",
+    },
+    GuestScenario {
         name: "cpu-policy",
         dom0: &[
             "RESULT cpu-policy.sysctl-hvm-max PASS",

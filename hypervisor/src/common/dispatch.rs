@@ -18,10 +18,10 @@ use super::guest_access::{GuestAccess, GuestMemory, GuestRam, MachineMemory};
 use super::hvm::{self, DomainRef, HvmEnv};
 use super::hypercall::{Caller, Clock, ExtHandlers, HostFacts};
 use super::memory::{NoStage2, P2mCommit};
-use super::{domain_memory, foreign_map, memory_op, sched_op, vcpu_op};
+use super::{domain_memory, foreign_map, grant_table, memory_op, sched_op, vcpu_op};
 use xen_public_abi::memory::{
-    XENMEM_add_to_physmap_batch, XENMEM_claim_pages, XENMEM_remove_from_physmap,
-    XENMEM_set_memory_map,
+    XENMEM_acquire_resource, XENMEM_add_to_physmap_batch, XENMEM_claim_pages,
+    XENMEM_remove_from_physmap, XENMEM_set_memory_map,
 };
 
 /// Something only the backend can do, queued by a handler for the vCPU loop.
@@ -314,6 +314,9 @@ impl ExtHandlers for XenExt {
                 domain_memory::claim_pages(domains, caller, start, arg, guest, free_pages)
             }
             XENMEM_set_memory_map => domain_memory::set_memory_map(domains, caller, arg, guest),
+            XENMEM_acquire_resource => grant_table::resource::acquire_resource(
+                &mut env, domains, caller, start, arg, guest,
+            ),
             _ => {
                 let rc = memory_op::do_memory_op(&mut env, domains, caller, cmd, arg, guest);
                 self.commit_p2m_changes(domains);
@@ -324,6 +327,36 @@ impl ExtHandlers for XenExt {
             Ok(()) => 0,
             Err(e) => e.as_ret(),
         };
+        self.commit_p2m_changes(domains);
+        rc
+    }
+
+    fn grant_table_op(
+        &mut self,
+        domains: &mut DomainTable,
+        caller: Caller,
+        cmd: u64,
+        uop: u64,
+        count: u64,
+        guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        let mut env = memory_op::MemoryOpEnv {
+            machine: &*self.machine,
+            actions: &mut self.actions,
+            max_ram_page: self.max_ram_page,
+        };
+        // Xen's prototype: (unsigned int cmd, void *uop, unsigned int count).
+        let rc = grant_table::do_grant_table_op(
+            &mut env,
+            domains,
+            caller,
+            cmd as u32,
+            uop,
+            count as u32,
+            guest,
+        );
+        // Grant maps and unmaps edit the mapper's p2m: committed (tables, TLBs)
+        // before any frame they unmapped is freed.
         self.commit_p2m_changes(domains);
         rc
     }
@@ -379,6 +412,8 @@ impl ExtHandlers for XenExt {
             log::warn!("d{id}: closing event channels on destroy failed: {e:?}");
         }
         (self.quiesce)(id);
+        // The grants it mapped are unpinned in their granters' tables.
+        grant_table::release_mappings(&*self.machine, domains, id);
         super::log_ratelimit::forget(id);
     }
 

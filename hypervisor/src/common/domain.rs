@@ -624,6 +624,8 @@ pub struct Domain {
     /// What the toolstack's domctls set (TSC mode, paging pool, scheduler
     /// parameters, vCPU affinity: `domctl.rs`).
     pub ctl: super::domctl::DomctlState,
+    /// The grant table (`d->grant_table`: `grant_table/`).
+    pub grant: super::grant_table::GrantTable,
 }
 
 impl Domain {
@@ -666,6 +668,11 @@ impl Domain {
             unknown_msrs: UnknownMsrs::default(),
             hvm_save: Default::default(),
             ctl: super::domctl::DomctlState::new(config.max_vcpus),
+            grant: super::grant_table::GrantTable::new(
+                config.max_grant_frames,
+                config.max_maptrack_frames,
+                config.max_grant_version,
+            ),
             config,
         }
     }
@@ -1021,6 +1028,16 @@ impl DomainTable {
             self.release_frame(mfn);
         }
         self.pages.free_frame(d.shared_info_mfn);
+        // Its grant-table frames (dom0 may still map them through
+        // acquire_resource), and the references of the grants it mapped.
+        for mfn in d.grant.frame_mfns() {
+            self.release_frame(mfn);
+        }
+        for mfn in d.grant.maptrack.held_frames() {
+            if self.foreign.release(mfn) {
+                self.pages.free_frame(mfn);
+            }
+        }
         // The foreign mappings it held drop their references.
         for mfn in self.foreign.mapper_gone(id) {
             self.pages.free_frame(mfn);
@@ -1060,6 +1077,17 @@ impl DomainTable {
             self.deferred.push(mfn);
         }
         Ok(())
+    }
+
+    /// A frame for the hypervisor's own use shared with a guest (grant-table
+    /// frames: Xen's xenheap pages), not counted in any `tot_pages`.
+    pub(super) fn alloc_xen_frame(&mut self) -> Option<Mfn> {
+        self.pages.alloc_frame()
+    }
+
+    /// Give back a frame from [`DomainTable::alloc_xen_frame`] that nothing maps.
+    pub(super) fn free_xen_frame(&mut self, mfn: Mfn) {
+        self.pages.free_frame(mfn);
     }
 
     /// Frames waiting for a shootdown.

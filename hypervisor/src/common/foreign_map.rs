@@ -90,6 +90,12 @@ impl ForeignRefs {
 
     fn add(&mut self, mapper: domid_t, gfn: u64, mfn: Mfn) {
         self.entries.insert((mapper, gfn), mfn);
+        self.hold(mfn);
+    }
+
+    /// One more reference on `mfn` without a foreign entry: a grant mapping
+    /// (`grant_table/map.rs`) holds its frame the same way.
+    pub(super) fn hold(&mut self, mfn: Mfn) {
         self.refs
             .entry(mfn)
             .or_insert(FrameRef {
@@ -97,6 +103,17 @@ impl ForeignRefs {
                 orphaned: false,
             })
             .count += 1;
+    }
+
+    /// Drop a reference taken with [`ForeignRefs::hold`]; true if the frame must
+    /// now be freed (its owner let go of it before).
+    pub(super) fn release(&mut self, mfn: Mfn) -> bool {
+        self.put(mfn)
+    }
+
+    /// Map `mfn` at (`mapper`, `gfn`) as a foreign entry (acquire_resource).
+    pub(super) fn add_entry(&mut self, mapper: domid_t, gfn: u64, mfn: Mfn) {
+        self.add(mapper, gfn, mfn);
     }
 
     /// Drop the mapping at (`mapper`, `gfn`); returns the frame and whether it

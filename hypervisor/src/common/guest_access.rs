@@ -67,6 +67,24 @@ pub trait MachineMemory: Send + Sync {
     fn write(&self, mfn: u64, offset: usize, buf: &[u8]) -> bool;
     /// Atomic compare-and-exchange of the aligned `u32` at `offset`; the value found.
     fn cmpxchg_u32(&self, mfn: u64, offset: usize, old: u32, new: u32) -> Option<u32>;
+    /// Atomic AND of the aligned `u32` at `offset` with `mask`; the value found
+    /// (grant entries' busy bits, which the guest changes concurrently). The
+    /// default retries a compare-and-exchange; the bare-metal one is a `lock and`.
+    fn fetch_and_u32(&self, mfn: u64, offset: usize, mask: u32) -> Option<u32> {
+        let mut b = [0u8; 4];
+        if !self.read(mfn, offset, &mut b) {
+            return None;
+        }
+        let mut cur = u32::from_le_bytes(b);
+        // Bounded: a guest rewriting the word forever cannot hold the CPU here.
+        for _ in 0..1024 {
+            match self.cmpxchg_u32(mfn, offset, cur, cur & mask)? {
+                prev if prev == cur => return Some(prev),
+                prev => cur = prev,
+            }
+        }
+        None
+    }
 }
 
 /// A domain's guest-physical memory as the hypervisor sees it: its host p2m

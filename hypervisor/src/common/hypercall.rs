@@ -185,6 +185,21 @@ pub trait ExtHandlers {
         Errno::ENOSYS.as_ret()
     }
 
+    /// `__HYPERVISOR_grant_table_op` (20): `(unsigned int cmd, void *uop,
+    /// unsigned int count)`.
+    fn grant_table_op(
+        &mut self,
+        _domains: &mut DomainTable,
+        _caller: Caller,
+        _cmd: u64,
+        _uop: u64,
+        _count: u64,
+        _guest: &mut dyn GuestAccess,
+    ) -> i64 {
+        debug!("grant_table_op: grant tables are not wired into the dispatcher");
+        Errno::ENOSYS.as_ret()
+    }
+
     /// `__HYPERVISOR_vcpu_op` (24): `(int cmd, unsigned int vcpuid, void *arg)`.
     fn vcpu_op(
         &mut self,
@@ -358,12 +373,12 @@ fn dispatch(
         __HYPERVISOR_hvm_op => ext.hvm_op(&mut hv.domains, caller, a1, a2, guest),
         __HYPERVISOR_memory_op => ext.memory_op(&mut hv.domains, caller, a1, a2, guest),
         __HYPERVISOR_vcpu_op => ext.vcpu_op(&mut hv.domains, caller, a1, a2, a3, guest),
+        __HYPERVISOR_grant_table_op => ext.grant_table_op(&mut hv.domains, caller, a1, a2, a3, guest),
         __HYPERVISOR_sysctl => sysctl::do_sysctl(hv, ext, caller, a1, guest),
         // Available to HVM guests in 4.17, not implemented here.
         __HYPERVISOR_platform_op
         | __HYPERVISOR_multicall
         | __HYPERVISOR_set_timer_op
-        | __HYPERVISOR_grant_table_op
         | __HYPERVISOR_vm_assist
         | __HYPERVISOR_mmuext_op
         | __HYPERVISOR_xsm_op

@@ -22,11 +22,12 @@ use alloc::vec::Vec;
 use log::{debug, warn};
 use xen_public_abi::memory::{
     xen_add_to_physmap, xen_memory_map, xen_memory_reservation, XENMAPSPACE_gmfn,
-    XENMAPSPACE_gmfn_foreign, XENMAPSPACE_gmfn_range, XENMAPSPACE_shared_info,
-    XENMEMF_populate_on_demand, XENMEMF_vnode, XENMEM_add_to_physmap, XENMEM_current_reservation,
-    XENMEM_decrease_reservation, XENMEM_increase_reservation, XENMEM_machine_memory_map,
-    XENMEM_machphys_mapping, XENMEM_maximum_gpfn, XENMEM_maximum_ram_page,
-    XENMEM_maximum_reservation, XENMEM_memory_map, XENMEM_populate_physmap,
+    XENMAPSPACE_gmfn_foreign, XENMAPSPACE_gmfn_range, XENMAPSPACE_grant_table,
+    XENMAPSPACE_shared_info, XENMEMF_populate_on_demand, XENMEMF_vnode, XENMEM_add_to_physmap,
+    XENMEM_current_reservation, XENMEM_decrease_reservation, XENMEM_increase_reservation,
+    XENMEM_machine_memory_map, XENMEM_machphys_mapping, XENMEM_maximum_gpfn,
+    XENMEM_maximum_ram_page, XENMEM_maximum_reservation, XENMEM_memory_map,
+    XENMEM_populate_physmap,
 };
 use xen_public_abi::xen::{__HYPERVISOR_memory_op, domid_t};
 use xen_public_abi::{Errno, XenResult};
@@ -446,6 +447,12 @@ pub(super) fn add_to_physmap_one(
     idx: u64,
     gpfn: u64,
 ) -> XenResult<()> {
+    // `gnttab_map_frame()`: grows the table up to idx.
+    let grant_mfn = if space == XENMAPSPACE_grant_table {
+        Some(super::grant_table::frame_for_physmap(domains, id, idx)?)
+    } else {
+        None
+    };
     let d = domains.get_mut(id).ok_or(Errno::ESRCH)?;
     let mfn = match space {
         XENMAPSPACE_shared_info if idx == 0 => Some(d.shared_info_mfn),
@@ -458,7 +465,8 @@ pub(super) fn add_to_physmap_one(
             .host_entry(idx)
             .map(|e| e.mfn)
             .filter(|&m| d.owns_page(m) || m == d.shared_info_mfn),
-        // No grant tables here; other spaces have nothing to map.
+        XENMAPSPACE_grant_table => grant_mfn,
+        // Other spaces have nothing to map here.
         _ => None,
     };
     let mfn = mfn.ok_or(Errno::EINVAL)?;
@@ -472,10 +480,15 @@ pub(super) fn add_to_physmap_one(
     let d = domains.get_mut(id).ok_or(Errno::ESRCH)?;
     let old = if space == XENMAPSPACE_shared_info {
         (d.shared_info_gfn != u64::MAX).then_some(d.shared_info_gfn)
+    } else if space == XENMAPSPACE_grant_table {
+        d.grant.frame_gfn(&d.hvm.p2m, idx as usize)
     } else {
         Some(idx)
     };
     d.hvm.p2m.set_host_entry(gpfn, mfn, P2mAccess::RWX)?;
+    if space == XENMAPSPACE_grant_table {
+        d.grant.set_frame_gfn(idx as usize, gpfn);
+    }
     // Xen reaches shared_info by its frame; here the event channels reach it
     // through its gfn, so a move by XENMAPSPACE_gmfn must carry that along too
     // (issue 14 defect 9: it used to keep pointing at the old gfn).

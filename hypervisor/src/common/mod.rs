@@ -12,6 +12,7 @@ pub mod event_channel;
 pub mod foreign_map;
 #[cfg(test)]
 mod fuzz;
+pub mod grant_table;
 pub mod guest_access;
 pub mod hvm;
 pub mod hvm_save;

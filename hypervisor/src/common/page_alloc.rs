@@ -56,6 +56,11 @@ pub mod fake {
             self.0.lock().out.len()
         }
 
+        /// `mfn` is allocated now.
+        pub fn is_allocated(&self, mfn: Mfn) -> bool {
+            self.0.lock().out.contains(&mfn)
+        }
+
         /// Change how many frames may be out at once (to provoke `-ENOMEM`).
         pub fn set_capacity(&self, capacity: usize) {
             self.0.lock().capacity = capacity;

@@ -72,6 +72,17 @@ impl MachineMemory for PhysMachine {
             },
         )
     }
+
+    fn fetch_and_u32(&self, mfn: u64, offset: usize, mask: u32) -> Option<u32> {
+        if !offset.is_multiple_of(4) || !in_page(offset, 4) {
+            return None;
+        }
+        let p = paging::phys_to_virt((mfn << 12) + offset as u64) as *const AtomicU32;
+        // SAFETY: as in `cmpxchg_u32`: 4-byte aligned inside a mapped RAM frame
+        // that guests change concurrently.
+        let a = unsafe { &*p };
+        Some(a.fetch_and(mask, Ordering::SeqCst))
+    }
 }
 
 /// The shared instance.

@@ -12,6 +12,7 @@ mod cpu_policy;
 mod dom0;
 mod errors;
 mod evtchn;
+mod gnttab;
 mod hello;
 mod hostile;
 mod isolation;
@@ -44,6 +45,8 @@ fn guest_main(boot: &Boot) -> ! {
         "altp2m" => altp2m::dom0(boot),
         "altp2m-domu" => altp2m::domu(boot),
         "isolation" => isolation::dom0(boot),
+        "gnttab" => gnttab::dom0(boot),
+        "gnttab-domu" => gnttab::domu(boot),
         "cpu-policy" => cpu_policy::dom0(boot),
         "cpu-policy-domu" => cpu_policy::domu(boot),
         "hostile" => hostile::dom0(boot),
