@@ -1,0 +1,1 @@
+//! libxl's xenstore layout (filled in by the toolstack step).
