@@ -193,8 +193,14 @@ fn get_node(v: &mut View, c: &Caller, path: &str, need: Rights) -> Result<Node, 
 impl<P: Platform> Xenstored<P> {
     pub fn new(platform: P, quota: Quota) -> Self {
         let mut special = BTreeMap::new();
-        special.insert(watch::INTRODUCE_DOMAIN, Perms::new(0, crate::perms::Access::None));
-        special.insert(watch::RELEASE_DOMAIN, Perms::new(0, crate::perms::Access::None));
+        special.insert(
+            watch::INTRODUCE_DOMAIN,
+            Perms::new(0, crate::perms::Access::None),
+        );
+        special.insert(
+            watch::RELEASE_DOMAIN,
+            Perms::new(0, crate::perms::Access::None),
+        );
         Xenstored {
             platform,
             store: Store::new(),
@@ -284,7 +290,13 @@ impl<P: Platform> Xenstored<P> {
 
     /// For a local connection: send a request, take its reply (watch events
     /// stay queued for [`Xenstored::take_events`]).
-    pub fn call(&mut self, id: ConnId, ty: u32, tx_id: u32, payload: &[u8]) -> Result<Vec<u8>, XsErr> {
+    pub fn call(
+        &mut self,
+        id: ConnId,
+        ty: u32,
+        tx_id: u32,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, XsErr> {
         self.request(id, Msg::new(ty, 0, tx_id, payload));
         let c = self.conns.get_mut(&id).ok_or(XsErr::EINVAL)?;
         if c.closed {
@@ -374,8 +386,7 @@ impl<P: Platform> Xenstored<P> {
                 break;
             }
             let Some(c) = self.conns.get(&id) else { break };
-            if c.closed
-                || (!c.caller.privileged && c.out.len() >= self.quota.outstanding as usize)
+            if c.closed || (!c.caller.privileged && c.out.len() >= self.quota.outstanding as usize)
             {
                 break;
             }
@@ -436,7 +447,11 @@ impl<P: Platform> Xenstored<P> {
                     c.partial.drain(..n);
                 }
                 Err(_) => {
-                    self.close(id, "response ring indices out of range", XENSTORE_ERROR_RINGIDX);
+                    self.close(
+                        id,
+                        "response ring indices out of range",
+                        XENSTORE_ERROR_RINGIDX,
+                    );
                     return Err(());
                 }
             }
@@ -470,7 +485,11 @@ impl<P: Platform> Xenstored<P> {
             let got = match ring::read_requests(mem, &mut buf[..n]) {
                 Ok(g) => g,
                 Err(_) => {
-                    self.close(id, "request ring indices out of range", XENSTORE_ERROR_RINGIDX);
+                    self.close(
+                        id,
+                        "request ring indices out of range",
+                        XENSTORE_ERROR_RINGIDX,
+                    );
                     return Err(());
                 }
             };
@@ -565,7 +584,9 @@ impl<P: Platform> Xenstored<P> {
                 | XS_SET_TARGET
         );
         match m.ty {
-            XS_WATCH_EVENT | XS_ERROR => return Err(Fail::Close("message type only xenstored sends")),
+            XS_WATCH_EVENT | XS_ERROR => {
+                return Err(Fail::Close("message type only xenstored sends"))
+            }
             t if t >= XS_TYPE_COUNT || t == 20 => return Err(Fail::Close("unknown message type")),
             _ => {}
         }
@@ -672,7 +693,11 @@ impl<P: Platform> Xenstored<P> {
         };
         let max = self.quota.watches as usize;
         let conn = self.conns.get_mut(&id).ok_or(XsErr::EINVAL)?;
-        if conn.watches.iter().any(|w| w.path == path && w.token == a[1]) {
+        if conn
+            .watches
+            .iter()
+            .any(|w| w.path == path && w.token == a[1])
+        {
             return Err(XsErr::EEXIST.into());
         }
         if !c.privileged && conn.watches.len() > max {

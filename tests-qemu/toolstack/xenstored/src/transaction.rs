@@ -70,7 +70,9 @@ impl View<'_> {
 
     /// Would touching `path` be a node the transaction has not touched yet?
     pub fn is_new_touch(&self, path: &str) -> bool {
-        self.tx.as_deref().is_some_and(|tx| !tx.seen.contains_key(path))
+        self.tx
+            .as_deref()
+            .is_some_and(|tx| !tx.seen.contains_key(path))
     }
 
     /// Nodes touched by the transaction (0 outside one).

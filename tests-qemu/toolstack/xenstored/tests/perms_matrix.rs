@@ -48,17 +48,49 @@ fn check(perms: &[&str], letter: char) {
 
         let (mut d, dom0, o, x) = setup(perms);
         let c = conn(who, dom0, o, x);
-        assert_eq!(read(&mut d, c, "/t/x").map(|_| ()), want(full || r), "read {ctx}");
-        assert_eq!(dir(&mut d, c, "/t/x").map(|_| ()), want(full || r), "directory {ctx}");
-        assert_eq!(get_perms(&mut d, c, "/t/x").map(|_| ()), want(full || r), "get_perms {ctx}");
-        assert_eq!(write(&mut d, c, "/t/x", "new"), want(full || w), "write {ctx}");
-        assert_eq!(call(&mut d, c, XS_MKDIR, &["/t/x/sub"]).map(|_| ()), want(full || w), "mkdir {ctx}");
+        assert_eq!(
+            read(&mut d, c, "/t/x").map(|_| ()),
+            want(full || r),
+            "read {ctx}"
+        );
+        assert_eq!(
+            dir(&mut d, c, "/t/x").map(|_| ()),
+            want(full || r),
+            "directory {ctx}"
+        );
+        assert_eq!(
+            get_perms(&mut d, c, "/t/x").map(|_| ()),
+            want(full || r),
+            "get_perms {ctx}"
+        );
+        assert_eq!(
+            write(&mut d, c, "/t/x", "new"),
+            want(full || w),
+            "write {ctx}"
+        );
+        assert_eq!(
+            call(&mut d, c, XS_MKDIR, &["/t/x/sub"]).map(|_| ()),
+            want(full || w),
+            "mkdir {ctx}"
+        );
         // A mkdir of an existing node needs write too.
-        assert_eq!(call(&mut d, c, XS_MKDIR, &["/t/x"]).map(|_| ()), want(full || w), "mkdir existing {ctx}");
+        assert_eq!(
+            call(&mut d, c, XS_MKDIR, &["/t/x"]).map(|_| ()),
+            want(full || w),
+            "mkdir existing {ctx}"
+        );
         // set_perms needs ownership: never for the other domain, whatever it may do.
         let same_owner = perms.to_vec();
-        assert_eq!(set_perms(&mut d, c, "/t/x/kid", &same_owner), want(full), "set_perms {ctx}");
-        assert_eq!(call(&mut d, c, XS_RM, &["/t/x"]).map(|_| ()), want(full || w), "rm {ctx}");
+        assert_eq!(
+            set_perms(&mut d, c, "/t/x/kid", &same_owner),
+            want(full),
+            "set_perms {ctx}"
+        );
+        assert_eq!(
+            call(&mut d, c, XS_RM, &["/t/x"]).map(|_| ()),
+            want(full || w),
+            "rm {ctx}"
+        );
         let gone = read(&mut d, dom0, "/t/x");
         assert_eq!(gone.is_err(), full || w, "rm effect {ctx}");
 
@@ -66,7 +98,11 @@ fn check(perms: &[&str], letter: char) {
         let (mut d, dom0, o, x) = setup(perms);
         let c = conn(who, dom0, o, x);
         call(&mut d, c, XS_WATCH, &["/t/x", "tok"]).unwrap();
-        assert_eq!(d.take_events(c), vec![("/t/x".into(), "tok".into())], "first event {ctx}");
+        assert_eq!(
+            d.take_events(c),
+            vec![("/t/x".into(), "tok".into())],
+            "first event {ctx}"
+        );
         write(&mut d, dom0, "/t/x", "changed").unwrap();
         let got = d.take_events(c);
         assert_eq!(!got.is_empty(), full || r, "watch event {ctx}: {got:?}");
@@ -100,7 +136,10 @@ fn unprivileged_creator_owns_and_inherits() {
     set_perms(&mut d, dom0, "/t", &["n0", "b2", "r3"]).unwrap();
     let x = domu(&mut d, 2);
     write(&mut d, x, "/t/a/b", "1").unwrap();
-    assert_eq!(get_perms(&mut d, dom0, "/t/a/b").unwrap(), ["n2", "b2", "r3"]);
+    assert_eq!(
+        get_perms(&mut d, dom0, "/t/a/b").unwrap(),
+        ["n2", "b2", "r3"]
+    );
     assert_eq!(get_perms(&mut d, dom0, "/t/a").unwrap(), ["n2", "b2", "r3"]);
     // dom0 creating keeps the parent's owner.
     write(&mut d, dom0, "/t/c", "1").unwrap();
@@ -125,8 +164,14 @@ fn only_privileged_changes_owner() {
     // Malformed permission strings.
     assert_eq!(set_perms(&mut d, dom0, "/t", &["x1"]), Err(XsErr::EINVAL));
     assert_eq!(set_perms(&mut d, dom0, "/t", &["r"]), Err(XsErr::EINVAL));
-    assert_eq!(set_perms(&mut d, dom0, "/t", &["r70000"]), Err(XsErr::EINVAL));
-    assert_eq!(call(&mut d, dom0, XS_SET_PERMS, &["/t"]), Err(XsErr::EINVAL));
+    assert_eq!(
+        set_perms(&mut d, dom0, "/t", &["r70000"]),
+        Err(XsErr::EINVAL)
+    );
+    assert_eq!(
+        call(&mut d, dom0, XS_SET_PERMS, &["/t"]),
+        Err(XsErr::EINVAL)
+    );
 }
 
 #[test]
@@ -142,8 +187,14 @@ fn enoent_only_where_the_parent_is_visible() {
     // Creating under a read-only parent: EACCES.
     assert_eq!(write(&mut d, x, "/open/new", "1"), Err(XsErr::EACCES));
     // rm of a missing node whose parent exists is fine (as 4.17).
-    assert_eq!(call(&mut d, dom0, XS_RM, &["/open/none"]).map(|_| ()), Ok(()));
-    assert_eq!(call(&mut d, dom0, XS_RM, &["/none/none"]), Err(XsErr::ENOENT));
+    assert_eq!(
+        call(&mut d, dom0, XS_RM, &["/open/none"]).map(|_| ()),
+        Ok(())
+    );
+    assert_eq!(
+        call(&mut d, dom0, XS_RM, &["/none/none"]),
+        Err(XsErr::ENOENT)
+    );
     assert_eq!(call(&mut d, dom0, XS_RM, &["/"]), Err(XsErr::EINVAL));
 }
 
@@ -156,7 +207,10 @@ fn relative_paths_and_domain_path() {
     write(&mut d, g, "data/x", "7").unwrap();
     assert_eq!(read(&mut d, dom0, "/local/domain/4/data/x").unwrap(), "7");
     assert_eq!(read(&mut d, g, "data/x").unwrap(), "7");
-    assert_eq!(call(&mut d, g, XS_GET_DOMAIN_PATH, &["4"]).unwrap(), b"/local/domain/4\0");
+    assert_eq!(
+        call(&mut d, g, XS_GET_DOMAIN_PATH, &["4"]).unwrap(),
+        b"/local/domain/4\0"
+    );
     // Relative watch: relative event paths.
     call(&mut d, g, XS_WATCH, &["data", "t"]).unwrap();
     d.take_events(g);

@@ -8,7 +8,7 @@ use xenstored::perms::Caller;
 use xenstored::quota::Quota;
 use xenstored::ring::{self, PageBuf, RingMem};
 use xenstored::wire::{self, Msg, HDR};
-use xenstored::{ConnId, Platform, XsErr, Xenstored};
+use xenstored::{ConnId, Platform, Xenstored, XsErr};
 
 #[derive(Default)]
 pub struct Fake {
@@ -16,6 +16,8 @@ pub struct Fake {
     pub unmapped: Vec<u16>,
     pub notified: Vec<u32>,
     pub logs: Vec<String>,
+    /// Guest side: response bytes of an incomplete message.
+    pub partial: BTreeMap<u16, Vec<u8>>,
 }
 
 impl Platform for Fake {
@@ -112,16 +114,16 @@ pub fn introduce(d: &mut D, dom0: ConnId, n: u16) -> ConnId {
 /// Guest side: put bytes into domain `n`'s request ring.
 pub fn guest_send(d: &mut D, n: u16, bytes: &[u8]) -> usize {
     let m = d.platform.ring(n).unwrap();
-    ring::client_write(m, bytes).unwrap()
+    ring::client_write(m, bytes).unwrap_or(0)
 }
 
 /// Guest side: everything in the response ring, as messages.
 pub fn guest_recv(d: &mut D, n: u16) -> Vec<Msg> {
-    let mut all = Vec::new();
+    let mut all = d.platform.partial.remove(&n).unwrap_or_default();
     let mut buf = [0u8; 1024];
     loop {
         let m = d.platform.ring(n).unwrap();
-        let got = ring::client_read(m, &mut buf).unwrap();
+        let got = ring::client_read(m, &mut buf).unwrap_or(0);
         if got == 0 {
             break;
         }
@@ -132,9 +134,13 @@ pub fn guest_recv(d: &mut D, n: u16) -> Vec<Msg> {
     while at + HDR <= all.len() {
         let h = wire::header(&all[at..]).unwrap();
         let end = at + HDR + h.len as usize;
+        if end > all.len() {
+            break;
+        }
         out.push(Msg::new(h.r#type, h.req_id, h.tx_id, &all[at + HDR..end]));
         at = end;
     }
+    d.platform.partial.insert(n, all[at..].to_vec());
     out
 }
 
