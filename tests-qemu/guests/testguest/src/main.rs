@@ -17,6 +17,7 @@ mod hostile;
 mod isolation;
 mod linux;
 mod xl_role;
+mod xs_dom0;
 
 use guest_rt::{println, xen, Boot};
 use xen_public_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
