@@ -15,7 +15,7 @@ use xen_public_abi::xen::domid_t;
 use xenctrl::Xc;
 use xenstored::layout::{self, DomainLayout};
 use xenstored::ring::RingMem;
-use xenstored::{ConnId, Platform, XsErr, Xenstored};
+use xenstored::{ConnId, Platform, Xenstored, XsErr};
 
 use crate::xl_role::GuestHc;
 
@@ -153,7 +153,8 @@ impl Store {
             .paths()
             .filter(|p| {
                 let mine = |root: String| *p == root || p.starts_with(&alloc::format!("{root}/"));
-                mine(alloc::format!("/local/domain/{domid}")) || mine(alloc::format!("/libxl/{domid}"))
+                mine(alloc::format!("/local/domain/{domid}"))
+                    || mine(alloc::format!("/libxl/{domid}"))
             })
             .count();
         println!(
