@@ -16,6 +16,7 @@ mod hello;
 mod hostile;
 mod isolation;
 mod linux;
+mod xenbus;
 mod xl_role;
 mod xs_dom0;
 

@@ -421,6 +421,11 @@ pub fn dom0(boot: &Boot) -> ! {
 /// The domain the `xl` scenario creates: says it runs (on the hypervisor
 /// console and in its PV console ring, which dom0 reads), then idles.
 pub fn domu(boot: &Boot) -> ! {
+    match boot.arg("test") {
+        Some("xenstore") => crate::xenbus::xenstore(boot),
+        Some("xsa175") => crate::xenbus::xsa175(boot),
+        _ => {}
+    }
     println!("xl-domu: running ({})", boot.cmdline);
     let mut xc = Xc::new(GuestHc);
     if let Ok(pfn) = xc.hvm_param_get(xen_public_abi::xen::DOMID_SELF, HVM_PARAM_CONSOLE_PFN) {

@@ -9,6 +9,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use guest_rt::{evtchn, println};
 use xen_public_abi::xen::domid_t;
@@ -24,7 +25,7 @@ use crate::xl_role::GuestHc;
 const RING_GFN: u64 = 0xb_f000;
 
 /// A foreign-mapped store page (identity-mapped dom0 gfn).
-struct Page(*mut u8);
+pub struct Page(pub *mut u8);
 
 impl RingMem for Page {
     fn load(&self, off: usize) -> u32 {
@@ -145,6 +146,14 @@ impl Store {
 
     /// Teardown from the device records, `XS_RELEASE`, unmap.
     pub fn destroying(&mut self, domid: domid_t) -> Result<(), String> {
+        let vm = layout::Client {
+            xs: &mut self.xs,
+            conn: self.conn,
+            tx: 0,
+        }
+        .read(&alloc::format!("/local/domain/{domid}/vm"))
+        .unwrap_or_default();
+        let before = self.others(domid, &vm);
         let removed = layout::destroy(&mut self.xs, self.conn, domid)
             .map_err(|e| alloc::format!("xenstore teardown of d{domid}: {e}"))?;
         let left = self
@@ -164,6 +173,37 @@ impl Store {
         if left != 0 {
             return Err(alloc::format!("d{domid}: {left} nodes left after teardown"));
         }
+        let after = self.others(domid, &vm);
+        if before != after {
+            return Err(alloc::format!("d{domid}'s teardown changed other nodes"));
+        }
+        println!("xenstored: others' {} nodes unchanged", after.len());
         Ok(())
+    }
+
+    /// Every node that is not domain `domid`'s (its home, `/libxl/N`, its
+    /// `/vm/UUID`, its backend directories): path, value, permissions.
+    fn others(&self, domid: domid_t, vm: &str) -> Vec<(String, Vec<u8>, Vec<String>)> {
+        let under = |p: &str, root: &str| p == root || p.starts_with(&alloc::format!("{root}/"));
+        let home = alloc::format!("/local/domain/{domid}");
+        let libxl = alloc::format!("/libxl/{domid}");
+        let backend_of = |p: &str| {
+            let v: Vec<&str> = p.split('/').collect();
+            v.len() >= 7 && v[4] == "backend" && v[6] == alloc::format!("{domid}")
+        };
+        self.xs
+            .store
+            .paths()
+            .filter(|p| {
+                let mine =
+                    under(p, &home) || under(p, &libxl) || (vm.starts_with("/vm/") && under(p, vm));
+                !mine
+            })
+            .filter(|p| !backend_of(p))
+            .filter_map(|p| {
+                let n = self.xs.store.get(p)?;
+                Some((String::from(p), n.value.clone(), n.perms.to_strings()))
+            })
+            .collect()
     }
 }
