@@ -8,7 +8,6 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::perms::Perms;
 use crate::store::{Node, Store};
 use crate::watch::Fire;
 
@@ -153,9 +152,4 @@ impl View<'_> {
             None => Some(f),
         }
     }
-}
-
-/// Permissions for a watch check, cloned out of a node.
-pub fn perms_of(n: &Option<Node>) -> Option<Perms> {
-    n.as_ref().map(|n| n.perms.clone())
 }
