@@ -593,6 +593,14 @@ impl<P: Platform> Xenstored<P> {
         if priv_only && !c.privileged {
             return Err(XsErr::EACCES.into());
         }
+        // `transaction_lookup`: every type but WATCH/UNWATCH names an open
+        // transaction or none.
+        if m.tx_id != 0
+            && !matches!(m.ty, XS_WATCH | XS_UNWATCH)
+            && !self.conns[&id].txs.contains_key(&m.tx_id)
+        {
+            return Err(XsErr::ENOENT.into());
+        }
         match m.ty {
             XS_WATCH => return self.do_watch(id, &c, &m.payload, after),
             XS_UNWATCH => return self.do_unwatch(id, &c, &m.payload),

@@ -56,6 +56,16 @@ fn abort_discards() {
     // The id is gone.
     assert_eq!(end(&mut d, a, t, true), Err(XsErr::ENOENT));
     assert_eq!(d.call(a, XS_READ, 999, b"/\0"), Err(XsErr::ENOENT));
+    assert_eq!(
+        d.call(a, XS_TRANSACTION_START, 999, b"\0"),
+        Err(XsErr::ENOENT)
+    );
+    assert_eq!(
+        d.call(a, XS_GET_DOMAIN_PATH, 999, b"1\0"),
+        Err(XsErr::ENOENT)
+    );
+    // Watches ignore the transaction id.
+    assert!(d.call(a, XS_WATCH, 999, b"/x\0t\0").is_ok());
 }
 
 #[test]
