@@ -313,3 +313,42 @@ fn directory_part_and_control() {
     let g = domu(&mut d, 3);
     assert_eq!(call(&mut d, g, XS_CONTROL, &["check"]), Err(XsErr::EACCES));
 }
+
+#[test]
+fn watch_events_on_removal_and_lost_access() {
+    let (mut d, dom0) = daemon();
+    write(&mut d, dom0, "/a/b/c", "1").unwrap();
+    set_perms(&mut d, dom0, "/a", &["n0", "r5"]).unwrap();
+    set_perms(&mut d, dom0, "/a/b", &["n0", "r5"]).unwrap();
+    set_perms(&mut d, dom0, "/a/b/c", &["n0", "r5"]).unwrap();
+    let g = domu(&mut d, 5);
+    let other = domu(&mut d, 6);
+    call(&mut d, g, XS_WATCH, &["/a/b/c", "deep"]).unwrap();
+    call(&mut d, g, XS_WATCH, &["/", "root"]).unwrap();
+    call(&mut d, other, XS_WATCH, &["/a", "x"]).unwrap();
+    d.take_events(g);
+    d.take_events(other);
+    // Losing read access still tells the watcher (its old permissions).
+    set_perms(&mut d, dom0, "/a/b/c", &["n0"]).unwrap();
+    let ev = d.take_events(g);
+    assert!(ev.contains(&("/a/b/c".into(), "deep".into())), "{ev:?}");
+    // Removing an ancestor fires the watch on the removed descendant (exact)
+    // and the watches above it.
+    set_perms(&mut d, dom0, "/a/b/c", &["n0", "r5"]).unwrap();
+    d.take_events(g);
+    call(&mut d, dom0, XS_RM, &["/a/b"]).unwrap();
+    let ev = d.take_events(g);
+    assert!(ev.contains(&("/a/b/c".into(), "deep".into())), "{ev:?}");
+    assert!(ev.contains(&("/a/b".into(), "root".into())), "{ev:?}");
+    // Domain 6 may read none of it: nothing.
+    assert!(d.take_events(other).is_empty());
+    // A transaction's events are dropped when it aborts.
+    let t = d.call(dom0, XS_TRANSACTION_START, 0, b"\0").unwrap();
+    let t: u32 = std::str::from_utf8(&t[..t.len() - 1])
+        .unwrap()
+        .parse()
+        .unwrap();
+    write_tx(&mut d, dom0, t, "/a/new", "1").unwrap();
+    d.call(dom0, XS_TRANSACTION_END, t, b"F\0").unwrap();
+    assert!(d.take_events(g).is_empty());
+}
