@@ -838,7 +838,7 @@ const GUESTS: &[GuestScenario] = &[
             "EXIT: success",
         ],
         anywhere: &[
-            "d1: RESULT xsa175.hostile PASS plant console-ro",
+            "d1: RESULT xsa175.hostile PASS plant console-ro flood",
             "d1: xsa175: hostile domain planted its entries",
             "d3: RESULT xenstore.after PASS name domid path console others dom0 libxl libxl-dir name-ro device-ro data watch watch-fires tx",
             "d3: xenstore: after done",

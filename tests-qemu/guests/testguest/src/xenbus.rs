@@ -253,6 +253,14 @@ pub fn xsa175(_boot: &Boot) {
         r == Err(XsErr::EACCES),
         format_args!("{r:?}"),
     );
+    // A flood of requests dom0 must survive (each one allocates in dom0).
+    let mut flood_ok = 0;
+    for i in 0..3000u32 {
+        if xb.write("data/flood", &alloc::format!("{i:0>200}")).is_ok() {
+            flood_ok += 1;
+        }
+    }
+    check(S, "flood", flood_ok == 3000, format_args!("{flood_ok} of 3000 writes answered"));
     println!("xsa175: hostile domain planted its entries");
     guest_rt::report::summary(S, "hostile");
 }
