@@ -260,7 +260,12 @@ pub fn xsa175(_boot: &Boot) {
             flood_ok += 1;
         }
     }
-    check(S, "flood", flood_ok == 3000, format_args!("{flood_ok} of 3000 writes answered"));
+    check(
+        S,
+        "flood",
+        flood_ok == 3000,
+        format_args!("{flood_ok} of 3000 writes answered"),
+    );
     println!("xsa175: hostile domain planted its entries");
     guest_rt::report::summary(S, "hostile");
 }
