@@ -5,8 +5,8 @@
 //! Modules are named after the headers: [`xen`], [`domctl`], [`event_channel`],
 //! [`hvm::hvm_op`], [`hvm::params`], [`hvm::start_info`], [`memory`], [`sched`],
 //! [`hvm::hvm_vcpu`], [`sysctl`], [`vcpu`], [`version`], [`features`], [`elfnote`],
-//! [`grant_table`], [`arch_x86`]
-//! (with [`arch_x86::cpuid`]), [`io::console`].
+//! [`grant_table`], [`arch_x86`] (with [`arch_x86::cpuid`]), [`io::console`],
+//! [`io::xs_wire`].
 //!
 //! Two checks keep the layouts honest:
 //! - at compile time, every struct is declared through [`abi_struct!`], which pins

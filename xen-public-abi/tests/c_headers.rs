@@ -26,6 +26,7 @@ use xen_public_abi::domctl::{
 };
 use xen_public_abi::errno::{Errno, EDEADLOCK, EWOULDBLOCK};
 use xen_public_abi::io::console::MASK_XENCONS_IDX;
+use xen_public_abi::io::xs_wire::{MASK_XENSTORE_IDX, XSD_ERRORS};
 use xen_public_abi::memory::{
     XENMEMF_address_bits, XENMEMF_get_address_bits, XENMEMF_get_node, XENMEMF_node,
 };
@@ -476,6 +477,7 @@ fn checks() -> Vec<Check> {
         xen_extraversion_t, xen_capabilities_info_t, xen_changeset_info_t, xen_commandline_t,
     ]);
     types!(c, io::console: [XENCONS_RING_IDX]);
+    types!(c, io::xs_wire: [XENSTORE_RING_IDX]);
 
     structs!(c, xen: [
         xen_uuid_t = "xen_uuid_t", mmu_update, multicall_entry, vcpu_time_info, vcpu_info,
@@ -586,6 +588,36 @@ fn checks() -> Vec<Check> {
         gnttab_cache_flush_a = "__typeof__(((struct gnttab_cache_flush *)0)->a)",
         gnttab_cache_flush,
     ]);
+    structs!(c, io::xs_wire: [xsd_sockmsg, xenstore_domain_interface]);
+    consts!(c, io::xs_wire: [
+        XS_CONTROL, XS_DEBUG, XS_DIRECTORY, XS_READ, XS_GET_PERMS, XS_WATCH, XS_UNWATCH,
+        XS_TRANSACTION_START, XS_TRANSACTION_END, XS_INTRODUCE, XS_RELEASE,
+        XS_GET_DOMAIN_PATH, XS_WRITE, XS_MKDIR, XS_RM, XS_SET_PERMS, XS_WATCH_EVENT, XS_ERROR,
+        XS_IS_DOMAIN_INTRODUCED, XS_RESUME, XS_SET_TARGET, XS_RESET_WATCHES, XS_DIRECTORY_PART,
+        XS_TYPE_COUNT, XS_INVALID, XS_WATCH_PATH, XS_WATCH_TOKEN, XENSTORE_RING_SIZE,
+        XENSTORE_PAYLOAD_MAX, XENSTORE_ABS_PATH_MAX, XENSTORE_REL_PATH_MAX,
+        XENSTORE_SERVER_FEATURE_RECONNECTION, XENSTORE_SERVER_FEATURE_ERROR, XENSTORE_CONNECTED,
+        XENSTORE_RECONNECT, XENSTORE_ERROR_NONE, XENSTORE_ERROR_COMM, XENSTORE_ERROR_RINGIDX,
+        XENSTORE_ERROR_PROTO,
+    ]);
+    // xsd_errors[]: its length, then each entry's value and name, in order.
+    c.push(Check::new(
+        "const XSD_ERRORS",
+        "sizeof(xsd_errors) / sizeof(xsd_errors[0])",
+        XSD_ERRORS.len() as u64,
+    ));
+    for (i, (errnum, name)) in XSD_ERRORS.iter().enumerate() {
+        c.push(Check::new(
+            format!("xsd_errors[{i}].errnum"),
+            format!("xsd_errors[{i}].errnum"),
+            *errnum as u64,
+        ));
+        c.push(Check::new(
+            format!("xsd_errors[{i}].errstring is {name}"),
+            format!("strcmp(xsd_errors[{i}].errstring, \"{name}\") == 0"),
+            1,
+        ));
+    }
 
     fns!(c: [
         XEN_DOMCTL_GRANT_version(0x12),
@@ -610,6 +642,11 @@ fn checks() -> Vec<Check> {
             format!("fn MASK_XENCONS_IDX({idx}, out)"),
             format!("MASK_XENCONS_IDX({idx}u, ((struct xencons_interface *)0)->out)"),
             MASK_XENCONS_IDX(idx, 2048) as u64,
+        ));
+        c.push(Check::new(
+            format!("fn MASK_XENSTORE_IDX({idx})"),
+            format!("MASK_XENSTORE_IDX({idx}u)"),
+            MASK_XENSTORE_IDX(idx) as u64,
         ));
     }
     c
@@ -673,7 +710,8 @@ fn c_program(checks: &[Check]) -> String {
          #include <xen/arch-x86/cpuid.h>\n#include <xen/memory.h>\n#include <xen/sched.h>\n\
          #include <xen/vcpu.h>\n#include <xen/version.h>\n#include <xen/features.h>\n\
          #include <xen/elfnote.h>\n#include <xen/io/console.h>\n\
-         #include <xen/grant_table.h>\n\n\
+         #include <xen/grant_table.h>\n\
+         #include <errno.h>\n#include <string.h>\n#include <xen/io/xs_wire.h>\n\n\
          #define P(k, v) printf(\"%s=%llu\\n\", k, (unsigned long long)(v))\n\n\
          int main(void)\n{\n",
     );

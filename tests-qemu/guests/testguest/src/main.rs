@@ -17,7 +17,9 @@ mod hello;
 mod hostile;
 mod isolation;
 mod linux;
+mod xenbus;
 mod xl_role;
+mod xs_dom0;
 
 use guest_rt::{println, xen, Boot};
 use xen_public_abi::sched::{SHUTDOWN_crash, SHUTDOWN_poweroff};
@@ -113,41 +115,76 @@ fn selftest() -> ! {
     xen::shutdown(SHUTDOWN_crash)
 }
 
-/// The heap for the dom0 toolstack (`alloc`): a bump allocator over a static
-/// arena; memory is never reused (enough for a scenario's script).
+/// The heap (`alloc`) of the dom0 toolstack and the domUs: a first-fit free-list
+/// allocator (`linked_list_allocator`, as the hypervisor's) over a static
+/// arena, behind a spin flag. Freed memory is reused: dom0's xenstored
+/// allocates for every request a domU makes, so a bump allocator would let one
+/// domU exhaust dom0 (the `xsa175` scenario's request flood).
 mod heap {
     use core::alloc::{GlobalAlloc, Layout};
-    use core::sync::atomic::{AtomicUsize, Ordering};
+    use core::cell::UnsafeCell;
+    use core::ptr::NonNull;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use linked_list_allocator::Heap;
 
     const SIZE: usize = 2 << 20;
     #[repr(C, align(4096))]
     struct Arena([u8; SIZE]);
     static mut ARENA: Arena = Arena([0; SIZE]);
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-    struct Bump;
+    struct Locked {
+        busy: AtomicBool,
+        ready: UnsafeCell<bool>,
+        heap: UnsafeCell<Heap>,
+    }
 
-    // SAFETY: hands out disjoint, aligned ranges of the arena (atomically
-    // advanced); null when exhausted; dealloc never reuses memory.
-    unsafe impl GlobalAlloc for Bump {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            let base = (&raw mut ARENA) as usize;
-            let mut cur = NEXT.load(Ordering::Relaxed);
-            loop {
-                let start = (base + cur).next_multiple_of(l.align()) - base;
-                let end = match start.checked_add(l.size()) {
-                    Some(e) if e <= SIZE => e,
-                    _ => return core::ptr::null_mut(),
-                };
-                match NEXT.compare_exchange(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => return (base + start) as *mut u8,
-                    Err(now) => cur = now,
+    // SAFETY: `heap` and `ready` are only touched with `busy` held.
+    unsafe impl Sync for Locked {}
+
+    impl Locked {
+        fn with<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
+            while self
+                .busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                core::hint::spin_loop();
+            }
+            // SAFETY: `busy` is held: no other reference to `heap`/`ready` exists.
+            let r = unsafe {
+                let heap = &mut *self.heap.get();
+                if !*self.ready.get() {
+                    heap.init((&raw mut ARENA) as *mut u8, SIZE);
+                    *self.ready.get() = true;
                 }
+                f(heap)
+            };
+            self.busy.store(false, Ordering::Release);
+            r
+        }
+    }
+
+    // SAFETY: hands out blocks of the arena from the free list (disjoint until
+    // freed), null when none fits; `dealloc` gets back exactly what `alloc` gave.
+    unsafe impl GlobalAlloc for Locked {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            self.with(|h| {
+                h.allocate_first_fit(l)
+                    .map_or(core::ptr::null_mut(), |p| p.as_ptr())
+            })
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            if let Some(p) = NonNull::new(p) {
+                // SAFETY: `p` came from `alloc` with the same layout.
+                self.with(|h| unsafe { h.deallocate(p, l) });
             }
         }
-        unsafe fn dealloc(&self, _p: *mut u8, _l: Layout) {}
     }
 
     #[global_allocator]
-    static ALLOC: Bump = Bump;
+    static ALLOC: Locked = Locked {
+        busy: AtomicBool::new(false),
+        ready: UnsafeCell::new(false),
+        heap: UnsafeCell::new(Heap::empty()),
+    };
 }

@@ -91,6 +91,8 @@ struct Xl {
     /// Domains this toolstack created: (name, id).
     names: Vec<(String, domid_t)>,
     free_mark: Option<u64>,
+    /// xenstored and libxl's nodes (`xs_dom0`).
+    store: crate::xs_dom0::Store,
 }
 
 static STEP: AtomicUsize = AtomicUsize::new(0);
@@ -206,6 +208,19 @@ impl Xl {
                     cfg.name, b.domid, b.entry, b.console_port, b.store_port
                 );
                 self.names.push((cfg.name.clone(), b.domid));
+                self.store.created(&xenstored::layout::DomainLayout {
+                    domid: b.domid,
+                    name: &cfg.name,
+                    uuid: xenctrl::handle_from_name(&cfg.name),
+                    max_memkb: cfg.maxmem * 1024,
+                    target_memkb: cfg.memory * 1024,
+                    vcpus: cfg.vcpus,
+                    store_port: b.store_port,
+                    store_mfn: xenguest::layout::STORE_PFN,
+                    console_port: b.console_port,
+                    console_mfn: xenguest::layout::CONSOLE_PFN,
+                    old_guest_device_workaround: cfg.workaround_old_guests_enumerating_device,
+                })?;
                 // It runs: its first words appear in its console ring (a foreign
                 // mapping of the console page, read as xenconsoled would).
                 for _ in 0..200_000 {
@@ -213,6 +228,7 @@ impl Xl {
                         println!("xl: console of {}: {}", cfg.name, text.trim_end());
                         return Ok(());
                     }
+                    self.store.poll();
                     xen::yield_now();
                 }
                 Err(alloc::format!("d{} never wrote to its console", b.domid))
@@ -242,6 +258,7 @@ impl Xl {
             }
             Verb::Destroy(t) => {
                 let id = self.resolve(t)?;
+                self.store.destroying(id)?;
                 self.xc
                     .domain_destroy(id)
                     .map_err(|e| alloc::format!("destroy d{id}: {e}"))?;
@@ -369,6 +386,7 @@ pub fn dom0(boot: &Boot) -> ! {
         mods,
         names: Vec::new(),
         free_mark: None,
+        store: crate::xs_dom0::Store::new(),
     };
     let Some(script) = xl.module(script_name) else {
         check(
@@ -403,6 +421,11 @@ pub fn dom0(boot: &Boot) -> ! {
 /// The domain the `xl` scenario creates: says it runs (on the hypervisor
 /// console and in its PV console ring, which dom0 reads), then idles.
 pub fn domu(boot: &Boot) -> ! {
+    match boot.arg("test") {
+        Some("xenstore") => crate::xenbus::xenstore(boot),
+        Some("xsa175") => crate::xenbus::xsa175(boot),
+        _ => {}
+    }
     println!("xl-domu: running ({})", boot.cmdline);
     let mut xc = Xc::new(GuestHc);
     if let Ok(pfn) = xc.hvm_param_get(xen_public_abi::xen::DOMID_SELF, HVM_PARAM_CONSOLE_PFN) {

@@ -6,7 +6,8 @@
 //! Keys: `name`, `type` (`"pvh"` only), `kernel`, `ramdisk`, `cmdline` (or the
 //! older `extra`), `memory`, `maxmem` (MiB), `vcpus`, `on_poweroff`,
 //! `on_reboot`, `on_crash`, `event_channels`, `altp2m`, and this project's
-//! `evtchn_fifo` and `evtchn_upcall` (0/1). Anything else — an unknown key, a
+//! `evtchn_fifo` and `evtchn_upcall` (0/1), and the xenstore bug-compatibility
+//! option `workaround_old_guests_enumerating_device` (0/1). Anything else — an unknown key, a
 //! bad value, a bad quote, a key given twice — is an error naming the file, the
 //! line and the key; no domain is created from a file with an error.
 
@@ -72,6 +73,12 @@ pub struct DomainConfig {
     pub altp2m: Altp2m,
     pub evtchn_fifo: bool,
     pub evtchn_upcall: bool,
+    /// `workaround_old_guests_enumerating_device` (0/1, default 0): a
+    /// bug-compatibility workaround for old guests that enumerate `~/device`
+    /// and choke on `device/suspend`: libxl's `xend_suspend_evtchn_compat`
+    /// (no `device/suspend/event-channel` node, and `~/device` writable by the
+    /// guest — the XSA-175 exposure; see docs/xenstore.md).
+    pub workaround_old_guests_enumerating_device: bool,
 }
 
 /// An error in a config file: where and why.
@@ -315,6 +322,7 @@ pub fn parse(file: &str, text: &str) -> Result<DomainConfig, ConfigError> {
         altp2m: Altp2m::Disabled,
         evtchn_fifo: false,
         evtchn_upcall: false,
+        workaround_old_guests_enumerating_device: false,
     };
     let mut seen: Vec<&str> = Vec::new();
     let mut has_type = false;
@@ -390,6 +398,9 @@ pub fn parse(file: &str, text: &str) -> Result<DomainConfig, ConfigError> {
             }
             "evtchn_fifo" => c.evtchn_fifo = flag()?,
             "evtchn_upcall" => c.evtchn_upcall = flag()?,
+            "workaround_old_guests_enumerating_device" => {
+                c.workaround_old_guests_enumerating_device = flag()?
+            }
             _ => return Err(err(line, key, "unknown key")),
         }
     }
@@ -447,6 +458,23 @@ evtchn_upcall = 0
         );
         assert_eq!((c.event_channels, c.altp2m), (2047, Altp2m::External));
         assert!(c.evtchn_fifo && !c.evtchn_upcall);
+        assert!(
+            !c.workaround_old_guests_enumerating_device,
+            "off by default"
+        );
+    }
+
+    #[test]
+    fn old_guest_device_workaround() {
+        let base = "name='m'\ntype='pvh'\nkernel='k'\n";
+        let on = alloc::format!("{base}workaround_old_guests_enumerating_device = 1\n");
+        assert!(
+            parse("m.cfg", &on)
+                .unwrap()
+                .workaround_old_guests_enumerating_device
+        );
+        let bad = alloc::format!("{base}workaround_old_guests_enumerating_device = 2\n");
+        assert!(parse("m.cfg", &bad).is_err());
     }
 
     #[test]
