@@ -465,7 +465,7 @@ pub fn all() -> Vec<Scenario> {
     ];
     for g in GUESTS {
         for smp in [1, 2] {
-            let s = guest_scenario(g, smp);
+            let mut s = guest_scenario(g, smp);
             if s.name == "cpu-policy-smp2" {
                 // The same with one host thread per vCPU: reproduces the QEMU
                 // 7.2 multi-threaded TCG fault (see TCG_SINGLE_THREAD).
