@@ -91,6 +91,11 @@ impl HeldLocks {
         self.0.store(held & !class.bit(), Ordering::Relaxed);
     }
 
+    /// The highest class held, if any.
+    pub fn highest_held(&self) -> Option<LockClass> {
+        LockClass::highest(self.0.load(Ordering::Relaxed))
+    }
+
     /// Whether a lock of `class` is held.
     pub fn holds(&self, class: LockClass) -> bool {
         self.0.load(Ordering::Relaxed) & class.bit() != 0
@@ -111,6 +116,7 @@ mod tests {
             h.release(*c);
         }
         assert!(!h.holds(LockClass::State));
+        assert_eq!(h.highest_held(), None);
         // Skipping classes is fine.
         h.acquire(LockClass::State).unwrap();
         h.acquire(LockClass::Frames).unwrap();
@@ -130,6 +136,7 @@ mod tests {
             })
         );
         h.acquire(LockClass::Frames).unwrap();
+        assert_eq!(h.highest_held(), Some(LockClass::Frames));
         assert_eq!(
             h.acquire(LockClass::NewVcpus),
             Err(OrderViolation {

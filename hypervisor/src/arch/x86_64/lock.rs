@@ -77,3 +77,12 @@ impl<T> Drop for OrderedGuard<'_, T> {
         self.held.release(self.class);
     }
 }
+
+/// Stop the hypervisor if this CPU holds a checked lock: called before each
+/// guest entry (no lock is held while a vCPU runs, `docs/locking.md`).
+pub fn assert_none_held() {
+    let cpu = percpu::cpu_index() as usize;
+    if let Some(c) = HELD[cpu.min(MAX_CPUS - 1)].highest_held() {
+        panic!("cpu{cpu}: entering a guest while holding {c:?} (docs/locking.md)");
+    }
+}

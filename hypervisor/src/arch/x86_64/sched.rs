@@ -310,6 +310,7 @@ fn run_loop() -> ! {
         let ticks = |ns: u64| time::tsc_hz() * ns / 1_000_000_000;
         let mut slice_end = started + ticks(slice_ns);
         loop {
+            super::lock::assert_none_held();
             x86_64::instructions::interrupts::disable();
             let exit = hw.run();
             in_guest.store(NO_GUEST, Ordering::Release);
