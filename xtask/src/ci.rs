@@ -182,6 +182,8 @@ fn steps() -> Vec<Step> {
                     "xenguest",
                     "-p",
                     "xl",
+                    "-p",
+                    "xenconsoled",
                 ]);
                 cmd.arg("--target-dir")
                     .arg(util::target_dir().join("toolstack-host"));

@@ -16,6 +16,7 @@ mod hello;
 mod hostile;
 mod isolation;
 mod linux;
+mod xl_console;
 mod xl_role;
 
 use guest_rt::{println, xen, Boot};

@@ -17,7 +17,6 @@ use xen_public_abi::domctl::{
 };
 use xen_public_abi::hvm::params::HVM_PARAM_CONSOLE_PFN;
 use xen_public_abi::hvm::start_info::hvm_modlist_entry;
-use xen_public_abi::io::console::xencons_interface;
 use xen_public_abi::sched::SHUTDOWN_poweroff;
 use xen_public_abi::xen::domid_t;
 use xenctrl::{DomInfo, Errno, Hypercall, Xc};
@@ -85,12 +84,17 @@ fn cstr(pa: u64) -> &'static str {
     }
 }
 
-struct Xl {
-    xc: Xc<GuestHc>,
+pub(crate) struct Xl {
+    pub(crate) xc: Xc<GuestHc>,
     mods: Vec<(&'static str, &'static [u8])>,
     /// Domains this toolstack created: (name, id).
-    names: Vec<(String, domid_t)>,
+    pub(crate) names: Vec<(String, domid_t)>,
     free_mark: Option<u64>,
+    /// xenconsoled: the consoles of the domains created here.
+    pub(crate) consoles: crate::xl_console::Consoles,
+    /// What to do when a domain shuts down (`on_poweroff`, `on_reboot`,
+    /// `on_crash`), by domain.
+    pub(crate) actions: Vec<(domid_t, [xl::config::Action; 3])>,
 }
 
 static STEP: AtomicUsize = AtomicUsize::new(0);
@@ -98,29 +102,6 @@ static STEP: AtomicUsize = AtomicUsize::new(0);
 impl Xl {
     fn module(&self, name: &str) -> Option<&'static [u8]> {
         self.mods.iter().find(|m| m.0 == name).map(|m| m.1)
-    }
-
-    /// What domain `dom` wrote to its console ring so far (`None`: nothing).
-    fn console_output(&mut self, dom: domid_t) -> Result<Option<String>, String> {
-        let slot = WINDOW_GFN + WINDOW_PAGES - 2;
-        let pfn = xenguest::layout::CONSOLE_PFN;
-        self.xc
-            .map_foreign(dom, pfn, slot)
-            .map_err(|e| alloc::format!("map console of d{dom}: {e}"))?;
-        let ring = (slot << 12) as *const xencons_interface;
-        // SAFETY: `slot` now maps the domU's console page (identity-mapped gfn).
-        let (prod, text) = unsafe {
-            let prod = core::ptr::read_volatile(&raw const (*ring).out_prod);
-            let n = prod.min(2048) as usize;
-            let bytes: Vec<u8> = (0..n)
-                .map(|i| core::ptr::read_volatile(&raw const (*ring).out[i]))
-                .collect();
-            (prod, String::from_utf8_lossy(&bytes).into_owned())
-        };
-        self.xc
-            .unmap_foreign(slot)
-            .map_err(|e| alloc::format!("unmap console: {e}"))?;
-        Ok((prod != 0).then_some(text))
     }
 
     fn resolve(&self, t: &Target) -> Result<domid_t, String> {
@@ -135,7 +116,7 @@ impl Xl {
         }
     }
 
-    fn name_of(&self, id: domid_t) -> &str {
+    pub(crate) fn name_of(&self, id: domid_t) -> &str {
         if id == 0 {
             return "Domain-0";
         }
@@ -145,7 +126,7 @@ impl Xl {
             .map_or("(unknown)", |x| x.0.as_str())
     }
 
-    fn run(&mut self, v: &Verb) -> Result<(), String> {
+    pub(crate) fn run(&mut self, v: &Verb) -> Result<(), String> {
         match v {
             Verb::Create(file) => {
                 let text = self
@@ -172,6 +153,8 @@ impl Xl {
                     kernel,
                     ramdisk,
                     cmdline: &cfg.cmdline,
+                    // No xenstore daemon in dom0 yet (issue "xenstore").
+                    xenstore: false,
                 };
                 let mut win = ForeignWindow(Xc::new(GuestHc));
                 let b = xenguest::build(&mut self.xc, &mut win, &spec)
@@ -206,16 +189,26 @@ impl Xl {
                     cfg.name, b.domid, b.entry, b.console_port, b.store_port
                 );
                 self.names.push((cfg.name.clone(), b.domid));
-                // It runs: its first words appear in its console ring (a foreign
-                // mapping of the console page, read as xenconsoled would).
-                for _ in 0..200_000 {
-                    if let Some(text) = self.console_output(b.domid)? {
-                        println!("xl: console of {}: {}", cfg.name, text.trim_end());
-                        return Ok(());
-                    }
-                    xen::yield_now();
-                }
-                Err(alloc::format!("d{} never wrote to its console", b.domid))
+                self.actions
+                    .push((b.domid, [cfg.on_poweroff, cfg.on_reboot, cfg.on_crash]));
+                self.consoles.add(
+                    &mut self.xc,
+                    b.domid,
+                    &cfg.name,
+                    xenguest::layout::CONSOLE_PFN,
+                    b.console_port,
+                )
+            }
+            Verb::Console(t) => {
+                let id = self.resolve(t)?;
+                crate::xl_console::console(self, id)
+            }
+            Verb::WaitConsole(t) => {
+                let id = self.resolve(t)?;
+                let (c, xc) = (&mut self.consoles, &mut self.xc);
+                crate::xl_console::serve_until(c, xc, 200_000, |c, _| c.printed(id) != 0)
+                    .then_some(())
+                    .ok_or_else(|| alloc::format!("d{id} never wrote to its console"))
             }
             Verb::List => {
                 let mut infos = [DomInfo::new_zeroed(); 16];
@@ -242,6 +235,8 @@ impl Xl {
             }
             Verb::Destroy(t) => {
                 let id = self.resolve(t)?;
+                self.consoles.remove(&mut self.xc, id);
+                self.actions.retain(|x| x.0 != id);
                 self.xc
                     .domain_destroy(id)
                     .map_err(|e| alloc::format!("destroy d{id}: {e}"))?;
@@ -355,6 +350,8 @@ fn verb_name(v: &Verb) -> &'static str {
         Verb::Shutdown(_) => "shutdown",
         Verb::Info => "info",
         Verb::Help => "help",
+        Verb::Console(_) => "console",
+        Verb::WaitConsole(_) => "wait-console",
         Verb::FreePagesMark => "mark-free-pages",
         Verb::FreePagesCheck => "check-free-pages",
     }
@@ -369,6 +366,8 @@ pub fn dom0(boot: &Boot) -> ! {
         mods,
         names: Vec::new(),
         free_mark: None,
+        consoles: crate::xl_console::Consoles::new(),
+        actions: Vec::new(),
     };
     let Some(script) = xl.module(script_name) else {
         check(
@@ -385,6 +384,7 @@ pub fn dom0(boot: &Boot) -> ! {
         match xl::verb::parse(line) {
             Ok(None) => {}
             Ok(Some(v)) => {
+                let _ = xl.consoles.serve(&mut xl.xc);
                 println!("xl> {}", line.trim());
                 let n = STEP.fetch_add(1, Ordering::SeqCst) + 1;
                 let name = alloc::format!("{n}-{}", verb_name(&v));
@@ -397,30 +397,36 @@ pub fn dom0(boot: &Boot) -> ! {
         }
     }
     done(S);
+    if boot.arg("interactive") == Some("1") {
+        crate::xl_console::prompt(&mut xl)
+    }
     xen::shutdown(SHUTDOWN_poweroff)
 }
 
 /// The domain the `xl` scenario creates: says it runs (on the hypervisor
-/// console and in its PV console ring, which dom0 reads), then idles.
+/// console and in its PV console ring, which dom0's xenconsoled relays), then
+/// echoes what it reads from its console (`xl console` shows it answering).
 pub fn domu(boot: &Boot) -> ! {
     println!("xl-domu: running ({})", boot.cmdline);
     let mut xc = Xc::new(GuestHc);
-    if let Ok(pfn) = xc.hvm_param_get(xen_public_abi::xen::DOMID_SELF, HVM_PARAM_CONSOLE_PFN) {
-        let ring = (pfn << 12) as *mut xencons_interface;
-        let msg = b"xl-domu: running\n";
-        // SAFETY: the console page the builder gave this domain (below 4 GiB,
-        // identity-mapped); the backend only reads `out` up to `out_prod`.
-        unsafe {
-            let prod = core::ptr::read_volatile(&raw const (*ring).out_prod);
-            for (i, b) in msg.iter().enumerate() {
-                let at = (prod as usize + i) % 2048;
-                core::ptr::write_volatile(&raw mut (*ring).out[at], *b);
-            }
-            core::sync::atomic::fence(Ordering::SeqCst);
-            core::ptr::write_volatile(&raw mut (*ring).out_prod, prod + msg.len() as u32);
+    let Ok(pfn) = xc.hvm_param_get(xen_public_abi::xen::DOMID_SELF, HVM_PARAM_CONSOLE_PFN) else {
+        loop {
+            xen::yield_now();
         }
-    }
+    };
+    // The console page the builder gave this domain (below 4 GiB,
+    // identity-mapped).
+    let mut page = crate::xl_console::Mapped(pfn);
+    xenconsoled::ring::guest_write_output(&mut page, b"xl-domu: running\n");
     loop {
+        let mut got = Vec::new();
+        if xenconsoled::ring::guest_read_input(&mut page, &mut got) != 0 {
+            let echo: Vec<u8> = got
+                .iter()
+                .map(|&b| if b == b'\r' { b'\n' } else { b })
+                .collect();
+            xenconsoled::ring::guest_write_output(&mut page, &echo);
+        }
         xen::yield_now();
     }
 }

@@ -55,6 +55,11 @@ pub struct DomainSpec<'a> {
     pub kernel: &'a [u8],
     pub ramdisk: Option<&'a [u8]>,
     pub cmdline: &'a str,
+    /// A xenstore daemon serves the domain: `HVM_PARAM_STORE_PFN` /
+    /// `STORE_EVTCHN` are set. Without one they stay 0 (the store page and port
+    /// are still made): a Linux domU that is given a store nobody answers
+    /// waits forever for its first xenbus reply during boot.
+    pub xenstore: bool,
 }
 
 /// The builder's steps, in order (each names the 4.17 function it mirrors in
@@ -73,6 +78,8 @@ pub enum Step {
     LoadKernel,
     LoadRamdisk,
     SpecialPages,
+    /// The ACPI tables (`libxl__dom_load_acpi`).
+    Acpi,
     StartInfo,
     Params,
     CpuContext,
@@ -117,7 +124,7 @@ pub fn build<H: Hypercall>(
     spec: &DomainSpec<'_>,
 ) -> Result<Built, BuildError> {
     // The kernel first: nothing is created for an image we cannot boot.
-    let lay = match Layout::new(
+    let mut lay = match Layout::new(
         spec.kernel,
         spec.ramdisk.map(<[u8]>::len),
         spec.memory_mib,
@@ -125,6 +132,10 @@ pub fn build<H: Hypercall>(
     ) {
         Ok(l) => l,
         Err(e) => return fail(Step::ParseKernel, e),
+    };
+    let tables = match lay.place_acpi(spec.vcpus) {
+        Ok(t) => t,
+        Err(e) => return fail(Step::Acpi, e),
     };
     let mut cfg = xen_domctl_createdomain::new_zeroed();
     cfg.handle = xenctrl::handle_from_name(spec.name);
@@ -148,7 +159,7 @@ pub fn build<H: Hypercall>(
         Ok(d) => d,
         Err(e) => return fail(Step::CreateDomain, e),
     };
-    match build_created(xc, win, spec, &lay, domid) {
+    match build_created(xc, win, spec, &lay, &tables, domid) {
         Ok(b) => Ok(b),
         Err(e) => {
             // Nothing half-built stays behind.
@@ -163,6 +174,7 @@ fn build_created<H: Hypercall>(
     win: &mut dyn Window,
     spec: &DomainSpec<'_>,
     lay: &Layout,
+    tables: &[u8],
     domid: domid_t,
 ) -> Result<Built, BuildError> {
     use Step::*;
@@ -247,16 +259,25 @@ fn build_created<H: Hypercall>(
         win.write(domid, SPECIAL_PFN_BASE + i, 0, &zero)
             .map_err(step(SpecialPages))?;
     }
+    // libxl__dom_load_acpi: the tables, in the last pages of low RAM.
+    for (i, page) in tables.chunks(4096).enumerate() {
+        win.write(domid, lay.acpi_pfn + i as u64, 0, page)
+            .map_err(step(Acpi))?;
+    }
     // bootlate_hvm: hvm_start_info with modules, memory map, command line.
     let page = lay.start_info_page(spec.cmdline, spec.ramdisk.map(<[u8]>::len));
     win.write(domid, lay.start_info_pfn, 0, &page)
         .map_err(step(StartInfo))?;
-    for (index, value) in [
+    let store = [
         (HVM_PARAM_STORE_PFN, STORE_PFN),
-        (HVM_PARAM_CONSOLE_PFN, CONSOLE_PFN),
         (HVM_PARAM_STORE_EVTCHN, u64::from(store_port)),
+    ];
+    let console = [
+        (HVM_PARAM_CONSOLE_PFN, CONSOLE_PFN),
         (HVM_PARAM_CONSOLE_EVTCHN, u64::from(console_port)),
-    ] {
+    ];
+    let store = if spec.xenstore { &store[..] } else { &[] };
+    for &(index, value) in store.iter().chain(&console) {
         xc.hvm_param_set(domid, index, value)
             .map_err(step(Params))?;
     }
