@@ -53,6 +53,56 @@ impl xenguest::Window for ForeignWindow {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst as *mut u8, bytes.len()) };
         self.0.unmap_foreign(slot)
     }
+
+    /// Up to [`BATCH`] pages mapped with one `add_to_physmap_batch`, written,
+    /// then unmapped (as privcmd's `MMAPBATCH_V2` of a range).
+    fn write_run(&mut self, dom: domid_t, paddr: u64, bytes: &[u8]) -> Result<(), Errno> {
+        const BATCH: usize = 256;
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let pa = paddr + done as u64;
+            let first = pa >> 12;
+            let span = (pa & 0xfff) as usize + (bytes.len() - done);
+            let pages = span.div_ceil(4096).min(BATCH);
+            let fgfns: Vec<u64> = (0..pages as u64).map(|i| first + i).collect();
+            let slots: Vec<u64> = fgfns
+                .iter()
+                .map(|g| WINDOW_GFN + g % WINDOW_PAGES)
+                .collect();
+            let mut errs = alloc::vec![0i32; pages];
+            let mapped = self.0.map_foreign_batch(dom, &fgfns, &slots, &mut errs);
+            let mut result = mapped;
+            if result.is_ok() {
+                if let Some(e) = errs.iter().find(|&&e| e != 0) {
+                    result = Err(Errno(-i64::from(*e)));
+                }
+            }
+            if result.is_ok() {
+                for (i, slot) in slots.iter().enumerate() {
+                    let page_pa = (first + i as u64) << 12;
+                    let from = page_pa.max(pa);
+                    let end = (page_pa + 4096).min(paddr + bytes.len() as u64);
+                    let src = &bytes[(from - paddr) as usize..(end - paddr) as usize];
+                    let dst = (slot << 12) as usize + (from & 0xfff) as usize;
+                    // SAFETY: `slot` is a dom0 gfn below 4 GiB (identity-mapped
+                    // by the runtime) that now maps the domU's page `first + i`;
+                    // the copy stays inside that page.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len())
+                    };
+                }
+            }
+            // Unmap what was mapped, also after a failure.
+            for (slot, e) in slots.iter().zip(&errs) {
+                if mapped.is_ok() && *e == 0 {
+                    self.0.unmap_foreign(*slot)?;
+                }
+            }
+            result?;
+            done += (pages * 4096 - (pa & 0xfff) as usize).min(bytes.len() - done);
+        }
+        Ok(())
+    }
 }
 
 /// The start-info modules: (name, bytes).

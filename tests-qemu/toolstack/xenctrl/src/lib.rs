@@ -301,6 +301,35 @@ impl<H: Hypercall> Xc<H> {
         rc(i64::from(err)).map(|_| ())
     }
 
+    /// Map frames `fgfns[i]` of `dom` at dom0's `gfns[i]` in one
+    /// `add_to_physmap_batch(gmfn_foreign)` (privcmd's `MMAPBATCH_V2`): the
+    /// per-entry errors go to `errs` (negative errno, 0 when mapped). The three
+    /// slices have the same length (at most 65535 entries).
+    pub fn map_foreign_batch(
+        &mut self,
+        dom: domid_t,
+        fgfns: &[u64],
+        gfns: &[u64],
+        errs: &mut [i32],
+    ) -> Result<()> {
+        let n = fgfns.len();
+        if gfns.len() != n || errs.len() != n || n > usize::from(u16::MAX) {
+            return Err(Errno(22));
+        }
+        let mut u = xen_add_to_physmap_batch_extra::new_zeroed();
+        u.raw = [dom];
+        let mut b = xen_add_to_physmap_batch {
+            domid: DOMID_SELF,
+            space: XENMAPSPACE_gmfn_foreign as u16,
+            size: n as u16,
+            u,
+            idxs: fgfns.as_ptr() as u64,
+            gpfns: gfns.as_ptr() as u64,
+            errs: errs.as_mut_ptr() as u64,
+        };
+        self.memop(XENMEM_add_to_physmap_batch, &mut b).map(|_| ())
+    }
+
     /// Unmap dom0's `gfn` (`remove_from_physmap`).
     pub fn unmap_foreign(&mut self, gfn: u64) -> Result<()> {
         let mut x = xen_remove_from_physmap {

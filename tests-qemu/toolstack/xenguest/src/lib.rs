@@ -38,6 +38,20 @@ use layout::{Layout, CONSOLE_PFN, SPECIAL_PFNS, SPECIAL_PFN_BASE, STORE_PFN};
 pub trait Window {
     /// Write `bytes` at byte `offset` of page `gfn` of `dom` (`offset + len` ≤ 4096).
     fn write(&mut self, dom: domid_t, gfn: u64, offset: usize, bytes: &[u8]) -> Result<(), Errno>;
+
+    /// Write `bytes` from guest-physical address `paddr` of `dom`, across pages
+    /// (a kernel segment, the ramdisk). The default writes page by page; a
+    /// window that can map many pages at once overrides it.
+    fn write_run(&mut self, dom: domid_t, paddr: u64, bytes: &[u8]) -> Result<(), Errno> {
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let pa = paddr + done as u64;
+            let n = (4096 - (pa & 0xfff) as usize).min(bytes.len() - done);
+            self.write(dom, pa >> 12, (pa & 0xfff) as usize, &bytes[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
 }
 
 /// What to build.
@@ -233,15 +247,14 @@ fn build_created<H: Hypercall>(
         .map_err(step(MemoryMap))?;
 
     // xc_dom_build_image: the kernel's segments at their physical addresses.
-    for (paddr, bytes) in lay.kernel_chunks(spec.kernel) {
-        win.write(domid, paddr >> 12, (paddr & 0xfff) as usize, bytes)
+    for s in &lay.segments {
+        let file = &spec.kernel[s.offset as usize..(s.offset + s.filesz) as usize];
+        win.write_run(domid, s.paddr, file)
             .map_err(step(LoadKernel))?;
     }
     if let Some(rd) = spec.ramdisk {
-        for (i, page) in rd.chunks(4096).enumerate() {
-            win.write(domid, lay.ramdisk_pfn + i as u64, 0, page)
-                .map_err(step(LoadRamdisk))?;
-        }
+        win.write_run(domid, lay.ramdisk_pfn << 12, rd)
+            .map_err(step(LoadRamdisk))?;
     }
     // alloc_magic_pages_hvm: the special pages, zeroed.
     let mut specials: Vec<u64> = (0..SPECIAL_PFNS).map(|i| SPECIAL_PFN_BASE + i).collect();
