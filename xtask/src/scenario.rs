@@ -532,7 +532,7 @@ fn linux_scenarios() -> Vec<Scenario> {
         outcome: Outcome::Success,
         domains: Some("linux"),
         guest_kernel: None,
-        opt_in: true,
+        opt_in: false,
         about: "Debian's cloud kernel as a PVH domU built by dom0's xl (FIFO event channels): hvc0 served by xenconsoled, a typed command answered, poweroff reaches dom0",
     };
     vec![
@@ -554,6 +554,7 @@ fn linux_scenarios() -> Vec<Scenario> {
             domains: Some("linux-smp2"),
             anywhere: &["*Linux version 6.1*", "[d1 linux] init: cpus online: 0-1"],
             about: "the Linux domU with 2 vCPUs at -smp 2 (opt-in: needs the vlapic's INIT/SIPI, not there yet)",
+            opt_in: true,
             ..base.clone()
         },
         Scenario {
@@ -565,6 +566,7 @@ fn linux_scenarios() -> Vec<Scenario> {
             silence: Duration::from_secs(300),
             about:
                 "the Linux domU on the VMX backend, Bochs tigerlake (opt-in: slow, and the runner types no console input into Bochs)",
+            opt_in: true,
             ..base
         },
     ]
