@@ -294,8 +294,6 @@ pub fn serve_until<H: Hypercall>(
 /// until it shuts down; then act as libxl does for the reason
 /// (`on_poweroff` / `on_reboot` / `on_crash`).
 pub(crate) fn console(xl: &mut crate::xl_role::Xl, id: domid_t) -> Result<(), String> {
-    use guest_rt::println;
-    use xl::config::Action;
     if !xl.consoles.served.iter().any(|s| s.domid == id) {
         return Err(alloc::format!("d{id}: no console is served for it"));
     }
@@ -312,11 +310,18 @@ pub(crate) fn console(xl: &mut crate::xl_role::Xl, id: domid_t) -> Result<(), St
         xen::yield_now();
     };
     xl.consoles.attached = None;
+    match ended {
+        Ended::Gone => Err(alloc::format!("d{id} ({}) went away", xl.name_of(id))),
+        Ended::Shutdown(code) => on_shutdown(xl, id, code),
+    }
+}
+
+/// A domain shut down: say so and act as libxl does for the reason
+/// (`on_poweroff` / `on_reboot` / `on_crash`).
+fn on_shutdown(xl: &mut crate::xl_role::Xl, id: domid_t, code: u32) -> Result<(), String> {
+    use guest_rt::println;
+    use xl::config::Action;
     let name = String::from(xl.name_of(id));
-    let code = match ended {
-        Ended::Gone => return Err(alloc::format!("d{id} ({name}) went away")),
-        Ended::Shutdown(code) => code,
-    };
     println!("xl: {name} (d{id}) shut down: {}", reason_name(code));
     let acts = xl.actions.iter().find(|a| a.0 == id).map(|a| a.1);
     let (key, action) = match code {
@@ -325,6 +330,8 @@ pub(crate) fn console(xl: &mut crate::xl_role::Xl, id: domid_t) -> Result<(), St
         SHUTDOWN_crash | SHUTDOWN_watchdog => ("on_crash", acts.map(|a| a[2])),
         _ => ("", None),
     };
+    // Acted on once: a preserved domain is not reported again.
+    xl.actions.retain(|x| x.0 != id);
     match action {
         Some(Action::Destroy | Action::CoredumpDestroy) => {
             xl.consoles.remove(&mut xl.xc, id);
@@ -332,7 +339,6 @@ pub(crate) fn console(xl: &mut crate::xl_role::Xl, id: domid_t) -> Result<(), St
                 .domain_destroy(id)
                 .map_err(|e| alloc::format!("destroy d{id}: {e}"))?;
             xl.names.retain(|x| x.1 != id);
-            xl.actions.retain(|x| x.0 != id);
             println!("xl: {name} (d{id}) destroyed ({key}=destroy)");
         }
         Some(Action::Preserve) => println!("xl: {name} (d{id}) preserved ({key}=preserve)"),
@@ -342,6 +348,21 @@ pub(crate) fn console(xl: &mut crate::xl_role::Xl, id: domid_t) -> Result<(), St
     Ok(())
 }
 
+/// xl's watch for domain deaths (`VIRQ_DOM_EXC`, polled here): every domain
+/// this toolstack created that has shut down and was not acted on yet gets its
+/// `on_*` action.
+pub(crate) fn reap(xl: &mut crate::xl_role::Xl) {
+    let ids: Vec<domid_t> = xl.actions.iter().map(|a| a.0).collect();
+    for id in ids {
+        if let Some(Ended::Shutdown(code)) = Consoles::ended(&mut xl.xc, id) {
+            let _ = xl.consoles.serve(&mut xl.xc);
+            if let Err(why) = on_shutdown(xl, id, code) {
+                guest_rt::println!("xl: {why}");
+            }
+        }
+    }
+}
+
 /// The interactive `xl>` prompt on dom0's console (what `cargo xtask run`
 /// ends at): reads dom0's serial input (`CONSOLEIO_read`) while no domain is
 /// attached, echoes it, runs each line as an `xl` command; `console DOM`
@@ -349,7 +370,12 @@ pub(crate) fn console(xl: &mut crate::xl_role::Xl, id: domid_t) -> Result<(), St
 pub(crate) fn prompt(xl: &mut crate::xl_role::Xl) -> ! {
     let mut line: Vec<u8> = Vec::new();
     let _ = xl.xc.console_write(b"xl> ");
+    let mut round = 0u64;
     loop {
+        if round.is_multiple_of(64) {
+            reap(xl);
+        }
+        round = round.wrapping_add(1);
         let input = xl.consoles.serve(&mut xl.xc);
         for b in input {
             match b {

@@ -435,6 +435,7 @@ pub fn dom0(boot: &Boot) -> ! {
             Ok(None) => {}
             Ok(Some(v)) => {
                 let _ = xl.consoles.serve(&mut xl.xc);
+                crate::xl_console::reap(&mut xl);
                 println!("xl> {}", line.trim());
                 let n = STEP.fetch_add(1, Ordering::SeqCst) + 1;
                 let name = alloc::format!("{n}-{}", verb_name(&v));
