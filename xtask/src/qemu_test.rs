@@ -459,6 +459,7 @@ fn run_one(
                 None => Serial::File(serial_log.clone()),
             },
             gdb: false,
+            tcg_single_thread: scenario::TCG_SINGLE_THREAD.contains(&s.name),
             extra: Vec::new(),
         }
         .command(),
