@@ -15,7 +15,6 @@ mod evtchn;
 mod hello;
 mod hostile;
 mod isolation;
-mod linux;
 mod xl_console;
 mod xl_role;
 
@@ -52,7 +51,6 @@ fn guest_main(boot: &Boot) -> ! {
         "hostile-storm-domu" => hostile::storm(boot),
         "triple-fault" => isolation::triple_fault(),
         "bad-gpa" => isolation::bad_gpa(boot),
-        "linux" => linux::dom0(boot),
         "xl" => xl_role::dom0(boot),
         "xl-domu" => xl_role::domu(boot),
         "none" => xen::shutdown(SHUTDOWN_poweroff),
