@@ -184,6 +184,8 @@ fn steps() -> Vec<Step> {
                     "xl",
                     "-p",
                     "xenstored",
+                    "-p",
+                    "xenconsoled",
                 ]);
                 cmd.arg("--target-dir")
                     .arg(util::target_dir().join("toolstack-host"));

@@ -145,6 +145,10 @@ pub enum Serial {
     File(PathBuf),
     /// QEMU's standard output (no monitor): the bench reads lines as they come.
     Stdout,
+    /// QEMU's `pipe` chardev: output to the FIFO `<base>.out`, input from the
+    /// FIFO `<base>.in` (the scenario runner copies the output to the log and
+    /// types into the input).
+    Pipe(PathBuf),
 }
 
 /// What QEMU boots.
@@ -222,6 +226,16 @@ impl QemuConfig {
                 push(&["-monitor", "none"]);
             }
             Serial::Stdout => push(&["-serial", "stdio", "-monitor", "none"]),
+            Serial::Pipe(base) => {
+                push(&[
+                    "-chardev",
+                    &format!("pipe,id=serial0,path={}", base.display()),
+                    "-serial",
+                    "chardev:serial0",
+                    "-monitor",
+                    "none",
+                ]);
+            }
         }
         if self.gdb {
             // Like `-s -S`, but listening on loopback only.

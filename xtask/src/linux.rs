@@ -345,9 +345,16 @@ pub fn wanted(domains_cfg: &[u8]) -> (bool, bool) {
             .map(|l| l.split('#').next().unwrap_or(""))
             .flat_map(str::split_whitespace)
     };
+    // dom0's `modules=a,b,...` (the xl role builds the domU from them).
+    let module = |name: &str| {
+        words().any(|w| {
+            w.strip_prefix("modules=")
+                .is_some_and(|l| l.split(',').any(|m| m == name))
+        })
+    };
     (
-        words().any(|w| w == format!("image={VMLINUX_ENTRY}")),
-        words().any(|w| w == format!("ramdisk={INITRAMFS_ENTRY}")),
+        words().any(|w| w == format!("image={VMLINUX_ENTRY}")) || module(VMLINUX_ENTRY),
+        words().any(|w| w == format!("ramdisk={INITRAMFS_ENTRY}")) || module(INITRAMFS_ENTRY),
     )
 }
 
@@ -393,6 +400,11 @@ mod tests {
             wanted(b"# image=vmlinux\nname=a image=vmlinux2"),
             (false, false)
         );
+        assert_eq!(
+            wanted(b"name=dom0 role=xl modules=xl-script,linux.cfg,vmlinux,initramfs.cpio"),
+            (true, true)
+        );
+        assert_eq!(wanted(b"name=dom0 modules=vmlinux2,x"), (false, false));
         for dir in ["linux", "linux-2l", "linux-smp2"] {
             let path = crate::util::project_root()
                 .join("tests-qemu/scenarios")

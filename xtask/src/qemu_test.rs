@@ -408,6 +408,42 @@ fn run_one(
         },
     };
 
+    // Console input (QEMU): the serial line through QEMU's `pipe` chardev, two
+    // FIFOs: a thread copies `serial.out` to the log; `serial.in` is kept open
+    // here (read-write, so QEMU's open does not wait) to type into.
+    let mut typed = match (s.emulator, scenario::typed_input(s.name)) {
+        (Emulator::Qemu, Some(what)) => {
+            let base = dir.join("serial");
+            let (fin, fout) = (dir.join("serial.in"), dir.join("serial.out"));
+            for f in [&fin, &fout] {
+                let _ = std::fs::remove_file(f);
+                let status = std::process::Command::new("mkfifo")
+                    .arg(f)
+                    .status()
+                    .context("running mkfifo")?;
+                if !status.success() {
+                    bail!("mkfifo {} failed", f.display());
+                }
+            }
+            let input = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&fin)
+                .with_context(|| format!("opening {}", fin.display()))?;
+            let log = serial_log.clone();
+            std::thread::spawn(move || {
+                // Opens once QEMU opens its end; ends at QEMU's exit (EOF).
+                let (Ok(mut from), Ok(mut to)) =
+                    (std::fs::File::open(&fout), std::fs::File::create(&log))
+                else {
+                    return;
+                };
+                let _ = std::io::copy(&mut from, &mut to);
+            });
+            Some((base, (input, what)))
+        }
+        _ => None,
+    };
     let mut cmd = match s.emulator {
         Emulator::Qemu => QemuConfig {
             boot: qemu_boot,
@@ -418,7 +454,10 @@ fn run_one(
             smp: s.smp,
             memory_mib: memory_mib(s),
             accel,
-            serial: Serial::File(serial_log.clone()),
+            serial: match &typed {
+                Some((base, _)) => Serial::Pipe(base.clone()),
+                None => Serial::File(serial_log.clone()),
+            },
             gdb: false,
             tcg_single_thread: scenario::TCG_SINGLE_THREAD.contains(&s.name),
             extra: Vec::new(),
@@ -467,6 +506,15 @@ fn run_one(
         if len != last_len {
             last_len = len;
             last_growth = Instant::now();
+            if let Some((_, (file, (trigger, text)))) = typed.as_mut() {
+                let log = std::fs::read_to_string(&serial_log).unwrap_or_default();
+                if !text.is_empty() && log.lines().any(|l| scenario::line_matches(l, trigger)) {
+                    use std::io::Write;
+                    let _ = file.write_all(text.as_bytes());
+                    let _ = file.flush();
+                    *text = "";
+                }
+            }
             if exit_seen.is_none() {
                 let log = std::fs::read_to_string(&serial_log).unwrap_or_default();
                 if log.lines().any(|l| scenario::line_matches(l, "EXIT: ")) {

@@ -47,9 +47,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = TestMode::None)]
     pub test: TestMode,
     /// The domains to boot after READY: a scenario of `tests-qemu/scenarios/` (its
-    /// `domains.cfg` and the test guest: `hello` is dom0 plus a demo domU), or
-    /// `none` for the bare hypervisor.
-    #[arg(long, default_value = "hello")]
+    /// `domains.cfg` and the test guest: `xl-demo` is dom0's toolstack with a demo
+    /// domU and the `xl>` prompt), or `none` for the bare hypervisor.
+    #[arg(long, default_value = "xl-demo")]
     pub domains: String,
     /// Extra arguments passed to QEMU as they are (after `--`).
     #[arg(last = true)]

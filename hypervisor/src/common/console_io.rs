@@ -270,6 +270,25 @@ fn console_read(
     Ok(n as i64)
 }
 
+/// `__serial_rx()` with serial input switched to the hardware domain (where
+/// Xen 4.17 switches it at the end of boot, `console_endboot()`): the byte is
+/// kept for `CONSOLEIO_read` unless the 128-byte ring is full, and dom0 is
+/// always notified through the global `VIRQ_CONSOLE` (so a full ring cannot
+/// stall the reader). Returns whether the byte was kept.
+///
+/// Xen's CTRL-a ×3 switch that hands input to the hypervisor's own key
+/// handlers (`handle_keypress`) is not implemented: there are no debug keys,
+/// so input always goes to dom0.
+pub fn serial_rx(
+    console: &mut Console,
+    evtchn: &mut dyn super::event_channel::EvtchnEnv,
+    c: u8,
+) -> bool {
+    let kept = console.push_rx(c);
+    super::event_channel::send_global_virq(evtchn, xen_public_abi::xen::VIRQ_CONSOLE);
+    kept
+}
+
 /// Test double: a sink that records.
 #[cfg(test)]
 pub mod fake {

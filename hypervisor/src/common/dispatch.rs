@@ -555,6 +555,67 @@ mod tests {
         assert!(w.ext.local_events_need_delivery(d, 0));
     }
 
+    /// Serial input (Xen's `__serial_rx` with input switched to dom0): the byte
+    /// waits for `CONSOLEIO_read` and dom0's `VIRQ_CONSOLE` port goes pending,
+    /// also when the ring is full (the byte is then dropped).
+    #[test]
+    fn serial_input_raises_virq_console_for_dom0() {
+        use xen_public_abi::xen::{__HYPERVISOR_console_io, CONSOLEIO_read, VIRQ_CONSOLE};
+        let mut w = World::new();
+        let d = w.env.hv.domains.get_mut(0).unwrap();
+        if d.vcpus.is_empty() {
+            create_vcpus(d, &mut NoExt).unwrap();
+        }
+        d.vcpus[0].online = true;
+        let shinfo = d.shared_info_mfn;
+        d.hvm
+            .p2m
+            .set_host_entry(SHINFO_GFN, shinfo, P2mAccess::RWX)
+            .unwrap();
+        let mut ram = GuestRam {
+            p2m: &d.hvm.p2m,
+            machine: &*w.machine,
+        };
+        d.evtchn
+            .map_shared_info(&mut ram, Some(SHINFO_GFN))
+            .unwrap();
+        let mut bv = evtchn_bind_virq::new_zeroed();
+        bv.virq = VIRQ_CONSOLE;
+        assert_eq!(w.evtchn(0, EVTCHNOP_bind_virq, &bv), 0);
+        let port = w.env.get::<evtchn_bind_virq>(ARG_GVA).port;
+        let pending = |w: &World| w.shared_info(0).evtchn_pending[0] & (1 << port) != 0;
+        assert!(!pending(&w));
+        for c in b"ls\n" {
+            let mut env = w.ext.evtchn_env(&mut w.env.hv.domains, 0);
+            assert!(crate::common::console_io::serial_rx(
+                &mut w.env.hv.console,
+                &mut env,
+                *c
+            ));
+        }
+        assert!(pending(&w), "VIRQ_CONSOLE raised");
+        let rc = do_hypercall(
+            &mut w.env.hv,
+            &mut w.ext,
+            Caller { domid: 0, vcpu: 0 },
+            u64::from(__HYPERVISOR_console_io),
+            [u64::from(CONSOLEIO_read), 16, ARG_GVA, 0, 0],
+            &mut w.env.mem,
+        );
+        assert_eq!(rc, 3);
+        assert_eq!(w.env.get::<[u8; 3]>(ARG_GVA), *b"ls\n");
+        // A full ring drops the byte but still notifies.
+        for i in 0..crate::common::console_io::SERIAL_RX_SIZE {
+            assert!(w.env.hv.console.push_rx(i as u8));
+        }
+        let mut env = w.ext.evtchn_env(&mut w.env.hv.domains, 0);
+        assert!(!crate::common::console_io::serial_rx(
+            &mut w.env.hv.console,
+            &mut env,
+            b'x'
+        ));
+    }
+
     #[test]
     fn fifo_is_gated_per_domain() {
         let mut w = World::new();

@@ -14,7 +14,7 @@ use log::{info, warn};
 use xen_public_abi::sched::{
     sched_poll, sched_remote_shutdown, sched_shutdown, sched_watchdog, SCHEDOP_block,
     SCHEDOP_pin_override, SCHEDOP_poll, SCHEDOP_remote_shutdown, SCHEDOP_shutdown,
-    SCHEDOP_shutdown_code, SCHEDOP_watchdog, SCHEDOP_yield, SHUTDOWN_watchdog,
+    SCHEDOP_shutdown_code, SCHEDOP_watchdog, SCHEDOP_yield, SHUTDOWN_poweroff, SHUTDOWN_watchdog,
 };
 use xen_public_abi::xen::domid_t;
 use xen_public_abi::{Errno, XenResult};
@@ -245,6 +245,27 @@ fn block(hv: &mut Hypervisor, ext: &mut dyn ExtHandlers, caller: Caller) {
     if let Some(v) = d.vcpu_mut(caller.vcpu) {
         v.blocked = !pending;
     }
+}
+
+/// `hvm_vcpu_down()`: a vCPU halted with interrupts disabled (`hvm_hlt`'s
+/// "pretty sure sign that we want to shut down") goes down (`VPF_down`: it is
+/// no longer scheduled); when no vCPU of its domain is left up, the domain shuts
+/// down with `SHUTDOWN_poweroff`. This is how a Linux PVH domU without an ACPI
+/// power-off method (`poweroff -f` ends in `machine_halt`'s `cli; hlt`) reaches
+/// dom0 as powered off. Returns whether the domain was shut down.
+pub fn hvm_vcpu_down(hv: &mut Hypervisor, ext: &mut dyn ExtHandlers, id: u16, vcpu: u32) -> bool {
+    let Some(d) = hv.domains.get_mut(id) else {
+        return false;
+    };
+    if let Some(v) = d.vcpu_mut(vcpu) {
+        v.online = false;
+    }
+    if d.vcpus.iter().any(|v| v.online) {
+        return false;
+    }
+    info!("d{id}: all vCPUs offline -- powering off");
+    shutdown(hv, ext, id, SHUTDOWN_poweroff);
+    true
 }
 
 /// `domain_shutdown(d, (u8)reason)`: Xen truncates the reason to 8 bits and does
@@ -629,5 +650,35 @@ mod tests {
             assert_eq!(rc, 0);
         }
         assert_eq!(ext.shut, [(u, 2)]);
+    }
+
+    /// `hvm_hlt` with interrupts off: each vCPU goes down; the last one down
+    /// shuts the domain down with `SHUTDOWN_poweroff`, and dom0 is told once.
+    #[test]
+    fn halting_every_vcpu_with_interrupts_off_powers_off() {
+        let mut env = Env::new();
+        let u = domu(&mut env);
+        {
+            let d = env.hv.domains.get_mut(u).unwrap();
+            d.vcpus.push(Vcpu::new(1));
+            d.vcpus[1].online = true;
+        }
+        let mut ext = Ports {
+            pending: Vec::new(),
+            upcall: false,
+            shut: Vec::new(),
+        };
+        assert!(!hvm_vcpu_down(&mut env.hv, &mut ext, u, 1));
+        let d = env.hv.domains.get(u).unwrap();
+        assert!(!d.vcpus[1].online && d.vcpus[0].online);
+        assert!(!d.shutdown.is_shutting_down, "vCPU 0 is still up");
+        assert!(ext.shut.is_empty());
+        assert!(hvm_vcpu_down(&mut env.hv, &mut ext, u, 0));
+        let d = env.hv.domains.get(u).unwrap();
+        assert!(d.shutdown.is_shut_down);
+        assert_eq!(d.shutdown.code, SHUTDOWN_poweroff);
+        assert_eq!(ext.shut, [(u, SHUTDOWN_poweroff)]);
+        // A vCPU of a domain that is gone: nothing happens.
+        assert!(!hvm_vcpu_down(&mut env.hv, &mut ext, 999, 0));
     }
 }

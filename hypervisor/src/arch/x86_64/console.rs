@@ -257,6 +257,21 @@ pub fn init_logger() {
     log::set_max_level(log::LevelFilter::Trace);
 }
 
+/// Bytes waiting in COM1's receiver (typed on the serial line), up to
+/// `buf.len()`; 0 when none, when there is no COM1, or when another CPU holds
+/// the console (the next poll gets them: the UART's FIFO keeps 16 bytes).
+/// Polled from the scheduler's housekeeping rather than taken by interrupt:
+/// the hypervisor routes no legacy IRQs.
+pub fn poll_rx(buf: &mut [u8]) -> usize {
+    let Some(mut c) = CONSOLE.try_lock() else {
+        return 0;
+    };
+    match c.com1.as_mut() {
+        Some(uart) => uart.receive_bytes(buf),
+        None => 0,
+    }
+}
+
 /// Makes the console usable from a fatal path (panic, exception) even if the lock
 /// was held when the fault hit: waits a bounded time for another CPU to finish its
 /// line, then breaks the lock. Only the first fatal path does this.

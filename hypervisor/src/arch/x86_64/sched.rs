@@ -359,11 +359,23 @@ fn run_loop() -> ! {
 /// Timers, queued backend actions and the end-of-run rule.
 fn housekeeping(st: &mut HvState) {
     core_sched::tick(&mut st.hv, &mut st.ext);
+    console_input(st);
     let woken = hvm_exit::drain_actions(&mut st.hv, &mut st.ext);
     wake(st, &woken);
     reap_destroyed(st);
     adopt_new_vcpus(st);
     check_dom0(st);
+}
+
+/// Serial input to dom0 (`CONSOLEIO_read`, `VIRQ_CONSOLE`): Xen's serial
+/// receive path, polled here.
+fn console_input(st: &mut HvState) {
+    let mut buf = [0u8; 16];
+    let n = super::console::poll_rx(&mut buf);
+    for &c in &buf[..n] {
+        let mut env = st.ext.evtchn_env(&mut st.hv.domains, 0);
+        crate::common::console_io::serial_rx(&mut st.hv.console, &mut env, c);
+    }
 }
 
 /// Free the hardware halves and stage-2 trees of domains that were destroyed

@@ -16,8 +16,8 @@ mod gnttab;
 mod hello;
 mod hostile;
 mod isolation;
-mod linux;
 mod xenbus;
+mod xl_console;
 mod xl_role;
 mod xs_dom0;
 
@@ -56,7 +56,6 @@ fn guest_main(boot: &Boot) -> ! {
         "hostile-storm-domu" => hostile::storm(boot),
         "triple-fault" => isolation::triple_fault(),
         "bad-gpa" => isolation::bad_gpa(boot),
-        "linux" => linux::dom0(boot),
         "xl" => xl_role::dom0(boot),
         "xl-domu" => xl_role::domu(boot),
         "none" => xen::shutdown(SHUTDOWN_poweroff),

@@ -17,7 +17,6 @@ use xen_public_abi::domctl::{
 };
 use xen_public_abi::hvm::params::HVM_PARAM_CONSOLE_PFN;
 use xen_public_abi::hvm::start_info::hvm_modlist_entry;
-use xen_public_abi::io::console::xencons_interface;
 use xen_public_abi::sched::SHUTDOWN_poweroff;
 use xen_public_abi::xen::domid_t;
 use xenctrl::{DomInfo, Errno, Hypercall, Xc};
@@ -54,6 +53,56 @@ impl xenguest::Window for ForeignWindow {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst as *mut u8, bytes.len()) };
         self.0.unmap_foreign(slot)
     }
+
+    /// Up to [`BATCH`] pages mapped with one `add_to_physmap_batch`, written,
+    /// then unmapped (as privcmd's `MMAPBATCH_V2` of a range).
+    fn write_run(&mut self, dom: domid_t, paddr: u64, bytes: &[u8]) -> Result<(), Errno> {
+        const BATCH: usize = 256;
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let pa = paddr + done as u64;
+            let first = pa >> 12;
+            let span = (pa & 0xfff) as usize + (bytes.len() - done);
+            let pages = span.div_ceil(4096).min(BATCH);
+            let fgfns: Vec<u64> = (0..pages as u64).map(|i| first + i).collect();
+            let slots: Vec<u64> = fgfns
+                .iter()
+                .map(|g| WINDOW_GFN + g % WINDOW_PAGES)
+                .collect();
+            let mut errs = alloc::vec![0i32; pages];
+            let mapped = self.0.map_foreign_batch(dom, &fgfns, &slots, &mut errs);
+            let mut result = mapped;
+            if result.is_ok() {
+                if let Some(e) = errs.iter().find(|&&e| e != 0) {
+                    result = Err(Errno(-i64::from(*e)));
+                }
+            }
+            if result.is_ok() {
+                for (i, slot) in slots.iter().enumerate() {
+                    let page_pa = (first + i as u64) << 12;
+                    let from = page_pa.max(pa);
+                    let end = (page_pa + 4096).min(paddr + bytes.len() as u64);
+                    let src = &bytes[(from - paddr) as usize..(end - paddr) as usize];
+                    let dst = (slot << 12) as usize + (from & 0xfff) as usize;
+                    // SAFETY: `slot` is a dom0 gfn below 4 GiB (identity-mapped
+                    // by the runtime) that now maps the domU's page `first + i`;
+                    // the copy stays inside that page.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len())
+                    };
+                }
+            }
+            // Unmap what was mapped, also after a failure.
+            for (slot, e) in slots.iter().zip(&errs) {
+                if mapped.is_ok() && *e == 0 {
+                    self.0.unmap_foreign(*slot)?;
+                }
+            }
+            result?;
+            done += (pages * 4096 - (pa & 0xfff) as usize).min(bytes.len() - done);
+        }
+        Ok(())
+    }
 }
 
 /// The start-info modules: (name, bytes).
@@ -85,14 +134,20 @@ fn cstr(pa: u64) -> &'static str {
     }
 }
 
-struct Xl {
-    xc: Xc<GuestHc>,
+pub(crate) struct Xl {
+    pub(crate) xc: Xc<GuestHc>,
     mods: Vec<(&'static str, &'static [u8])>,
     /// Domains this toolstack created: (name, id).
-    names: Vec<(String, domid_t)>,
+    pub(crate) names: Vec<(String, domid_t)>,
     free_mark: Option<u64>,
-    /// xenstored and libxl's nodes (`xs_dom0`).
-    store: crate::xs_dom0::Store,
+    /// xenstored and libxl's nodes (`xs_dom0`), served in every loop that
+    /// serves the consoles.
+    pub(crate) store: crate::xs_dom0::Store,
+    /// xenconsoled: the consoles of the domains created here.
+    pub(crate) consoles: crate::xl_console::Consoles,
+    /// What to do when a domain shuts down (`on_poweroff`, `on_reboot`,
+    /// `on_crash`), by domain.
+    pub(crate) actions: Vec<(domid_t, [xl::config::Action; 3])>,
 }
 
 static STEP: AtomicUsize = AtomicUsize::new(0);
@@ -100,29 +155,6 @@ static STEP: AtomicUsize = AtomicUsize::new(0);
 impl Xl {
     fn module(&self, name: &str) -> Option<&'static [u8]> {
         self.mods.iter().find(|m| m.0 == name).map(|m| m.1)
-    }
-
-    /// What domain `dom` wrote to its console ring so far (`None`: nothing).
-    fn console_output(&mut self, dom: domid_t) -> Result<Option<String>, String> {
-        let slot = WINDOW_GFN + WINDOW_PAGES - 2;
-        let pfn = xenguest::layout::CONSOLE_PFN;
-        self.xc
-            .map_foreign(dom, pfn, slot)
-            .map_err(|e| alloc::format!("map console of d{dom}: {e}"))?;
-        let ring = (slot << 12) as *const xencons_interface;
-        // SAFETY: `slot` now maps the domU's console page (identity-mapped gfn).
-        let (prod, text) = unsafe {
-            let prod = core::ptr::read_volatile(&raw const (*ring).out_prod);
-            let n = prod.min(2048) as usize;
-            let bytes: Vec<u8> = (0..n)
-                .map(|i| core::ptr::read_volatile(&raw const (*ring).out[i]))
-                .collect();
-            (prod, String::from_utf8_lossy(&bytes).into_owned())
-        };
-        self.xc
-            .unmap_foreign(slot)
-            .map_err(|e| alloc::format!("unmap console: {e}"))?;
-        Ok((prod != 0).then_some(text))
     }
 
     fn resolve(&self, t: &Target) -> Result<domid_t, String> {
@@ -137,7 +169,7 @@ impl Xl {
         }
     }
 
-    fn name_of(&self, id: domid_t) -> &str {
+    pub(crate) fn name_of(&self, id: domid_t) -> &str {
         if id == 0 {
             return "Domain-0";
         }
@@ -147,7 +179,7 @@ impl Xl {
             .map_or("(unknown)", |x| x.0.as_str())
     }
 
-    fn run(&mut self, v: &Verb) -> Result<(), String> {
+    pub(crate) fn run(&mut self, v: &Verb) -> Result<(), String> {
         match v {
             Verb::Create(file) => {
                 let text = self
@@ -174,6 +206,8 @@ impl Xl {
                     kernel,
                     ramdisk,
                     cmdline: &cfg.cmdline,
+                    // dom0's xenstored serves every domain it builds.
+                    xenstore: true,
                 };
                 let mut win = ForeignWindow(Xc::new(GuestHc));
                 let b = xenguest::build(&mut self.xc, &mut win, &spec)
@@ -221,17 +255,29 @@ impl Xl {
                     console_mfn: xenguest::layout::CONSOLE_PFN,
                     old_guest_device_workaround: cfg.workaround_old_guests_enumerating_device,
                 })?;
-                // It runs: its first words appear in its console ring (a foreign
-                // mapping of the console page, read as xenconsoled would).
-                for _ in 0..200_000 {
-                    if let Some(text) = self.console_output(b.domid)? {
-                        println!("xl: console of {}: {}", cfg.name, text.trim_end());
-                        return Ok(());
-                    }
-                    self.store.poll();
-                    xen::yield_now();
-                }
-                Err(alloc::format!("d{} never wrote to its console", b.domid))
+                self.actions
+                    .push((b.domid, [cfg.on_poweroff, cfg.on_reboot, cfg.on_crash]));
+                self.consoles.add(
+                    &mut self.xc,
+                    b.domid,
+                    &cfg.name,
+                    xenguest::layout::CONSOLE_PFN,
+                    b.console_port,
+                )
+            }
+            Verb::Console(t) => {
+                let id = self.resolve(t)?;
+                crate::xl_console::console(self, id)
+            }
+            Verb::WaitConsole(t) => {
+                let id = self.resolve(t)?;
+                let (c, xc, store) = (&mut self.consoles, &mut self.xc, &mut self.store);
+                crate::xl_console::serve_until(c, xc, 200_000, |c, _| {
+                    store.poll();
+                    c.printed(id) != 0
+                })
+                    .then_some(())
+                    .ok_or_else(|| alloc::format!("d{id} never wrote to its console"))
             }
             Verb::List => {
                 let mut infos = [DomInfo::new_zeroed(); 16];
@@ -259,6 +305,8 @@ impl Xl {
             Verb::Destroy(t) => {
                 let id = self.resolve(t)?;
                 self.store.destroying(id)?;
+                self.consoles.remove(&mut self.xc, id);
+                self.actions.retain(|x| x.0 != id);
                 self.xc
                     .domain_destroy(id)
                     .map_err(|e| alloc::format!("destroy d{id}: {e}"))?;
@@ -372,6 +420,8 @@ fn verb_name(v: &Verb) -> &'static str {
         Verb::Shutdown(_) => "shutdown",
         Verb::Info => "info",
         Verb::Help => "help",
+        Verb::Console(_) => "console",
+        Verb::WaitConsole(_) => "wait-console",
         Verb::FreePagesMark => "mark-free-pages",
         Verb::FreePagesCheck => "check-free-pages",
     }
@@ -387,6 +437,8 @@ pub fn dom0(boot: &Boot) -> ! {
         names: Vec::new(),
         free_mark: None,
         store: crate::xs_dom0::Store::new(),
+        consoles: crate::xl_console::Consoles::new(),
+        actions: Vec::new(),
     };
     let Some(script) = xl.module(script_name) else {
         check(
@@ -403,6 +455,8 @@ pub fn dom0(boot: &Boot) -> ! {
         match xl::verb::parse(line) {
             Ok(None) => {}
             Ok(Some(v)) => {
+                let _ = xl.consoles.serve(&mut xl.xc);
+                crate::xl_console::reap(&mut xl);
                 println!("xl> {}", line.trim());
                 let n = STEP.fetch_add(1, Ordering::SeqCst) + 1;
                 let name = alloc::format!("{n}-{}", verb_name(&v));
@@ -415,11 +469,15 @@ pub fn dom0(boot: &Boot) -> ! {
         }
     }
     done(S);
+    if boot.arg("interactive") == Some("1") {
+        crate::xl_console::prompt(&mut xl)
+    }
     xen::shutdown(SHUTDOWN_poweroff)
 }
 
 /// The domain the `xl` scenario creates: says it runs (on the hypervisor
-/// console and in its PV console ring, which dom0 reads), then idles.
+/// console and in its PV console ring, which dom0's xenconsoled relays), then
+/// echoes what it reads from its console (`xl console` shows it answering).
 pub fn domu(boot: &Boot) -> ! {
     match boot.arg("test") {
         Some("xenstore") => crate::xenbus::xenstore(boot),
@@ -428,22 +486,24 @@ pub fn domu(boot: &Boot) -> ! {
     }
     println!("xl-domu: running ({})", boot.cmdline);
     let mut xc = Xc::new(GuestHc);
-    if let Ok(pfn) = xc.hvm_param_get(xen_public_abi::xen::DOMID_SELF, HVM_PARAM_CONSOLE_PFN) {
-        let ring = (pfn << 12) as *mut xencons_interface;
-        let msg = b"xl-domu: running\n";
-        // SAFETY: the console page the builder gave this domain (below 4 GiB,
-        // identity-mapped); the backend only reads `out` up to `out_prod`.
-        unsafe {
-            let prod = core::ptr::read_volatile(&raw const (*ring).out_prod);
-            for (i, b) in msg.iter().enumerate() {
-                let at = (prod as usize + i) % 2048;
-                core::ptr::write_volatile(&raw mut (*ring).out[at], *b);
-            }
-            core::sync::atomic::fence(Ordering::SeqCst);
-            core::ptr::write_volatile(&raw mut (*ring).out_prod, prod + msg.len() as u32);
+    let Ok(pfn) = xc.hvm_param_get(xen_public_abi::xen::DOMID_SELF, HVM_PARAM_CONSOLE_PFN) else {
+        loop {
+            xen::yield_now();
         }
-    }
+    };
+    // The console page the builder gave this domain (below 4 GiB,
+    // identity-mapped).
+    let mut page = crate::xl_console::Mapped(pfn);
+    xenconsoled::ring::guest_write_output(&mut page, b"xl-domu: running\n");
     loop {
+        let mut got = Vec::new();
+        if xenconsoled::ring::guest_read_input(&mut page, &mut got) != 0 {
+            let echo: Vec<u8> = got
+                .iter()
+                .map(|&b| if b == b'\r' { b'\n' } else { b })
+                .collect();
+            xenconsoled::ring::guest_write_output(&mut page, &echo);
+        }
         xen::yield_now();
     }
 }

@@ -7,7 +7,11 @@
 #![cfg_attr(not(test), no_std)]
 
 use xen_public_abi::domctl::*;
-use xen_public_abi::event_channel::{evtchn_alloc_unbound, EVTCHNOP_alloc_unbound};
+use xen_public_abi::event_channel::{
+    evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_bind_virq, evtchn_close, evtchn_send,
+    EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close,
+    EVTCHNOP_send,
+};
 use xen_public_abi::hvm::hvm_op::{xen_hvm_param, HVMOP_get_param, HVMOP_set_param};
 use xen_public_abi::memory::{
     xen_add_to_physmap_batch, xen_add_to_physmap_batch_extra, xen_foreign_memory_map,
@@ -17,8 +21,9 @@ use xen_public_abi::memory::{
 };
 use xen_public_abi::sysctl::*;
 use xen_public_abi::xen::{
-    __HYPERVISOR_domctl, __HYPERVISOR_event_channel_op, __HYPERVISOR_hvm_op,
-    __HYPERVISOR_memory_op, __HYPERVISOR_sysctl, domid_t, xen_domain_handle_t, DOMID_SELF,
+    __HYPERVISOR_console_io, __HYPERVISOR_domctl, __HYPERVISOR_event_channel_op,
+    __HYPERVISOR_hvm_op, __HYPERVISOR_memory_op, __HYPERVISOR_sysctl, domid_t, xen_domain_handle_t,
+    CONSOLEIO_read, CONSOLEIO_write, DOMID_SELF,
 };
 use zerocopy::FromZeros;
 
@@ -296,6 +301,35 @@ impl<H: Hypercall> Xc<H> {
         rc(i64::from(err)).map(|_| ())
     }
 
+    /// Map frames `fgfns[i]` of `dom` at dom0's `gfns[i]` in one
+    /// `add_to_physmap_batch(gmfn_foreign)` (privcmd's `MMAPBATCH_V2`): the
+    /// per-entry errors go to `errs` (negative errno, 0 when mapped). The three
+    /// slices have the same length (at most 65535 entries).
+    pub fn map_foreign_batch(
+        &mut self,
+        dom: domid_t,
+        fgfns: &[u64],
+        gfns: &[u64],
+        errs: &mut [i32],
+    ) -> Result<()> {
+        let n = fgfns.len();
+        if gfns.len() != n || errs.len() != n || n > usize::from(u16::MAX) {
+            return Err(Errno(22));
+        }
+        let mut u = xen_add_to_physmap_batch_extra::new_zeroed();
+        u.raw = [dom];
+        let mut b = xen_add_to_physmap_batch {
+            domid: DOMID_SELF,
+            space: XENMAPSPACE_gmfn_foreign as u16,
+            size: n as u16,
+            u,
+            idxs: fgfns.as_ptr() as u64,
+            gpfns: gfns.as_ptr() as u64,
+            errs: errs.as_mut_ptr() as u64,
+        };
+        self.memop(XENMEM_add_to_physmap_batch, &mut b).map(|_| ())
+    }
+
     /// Unmap dom0's `gfn` (`remove_from_physmap`).
     pub fn unmap_foreign(&mut self, gfn: u64) -> Result<()> {
         let mut x = xen_remove_from_physmap {
@@ -326,6 +360,80 @@ impl<H: Hypercall> Xc<H> {
             ],
         ))?;
         Ok(a.port)
+    }
+
+    fn evtchn_op<T>(&mut self, cmd: u32, arg: &mut T) -> Result<i64> {
+        rc(self.h.hypercall(
+            __HYPERVISOR_event_channel_op,
+            [u64::from(cmd), Self::ptr(arg), 0, 0, 0],
+        ))
+    }
+
+    /// `xenevtchn_bind_interdomain`: bind `remote`'s unbound `port` (which
+    /// names this domain as its remote end); returns the local port.
+    pub fn evtchn_bind_interdomain(&mut self, remote: domid_t, port: u32) -> Result<u32> {
+        let mut a = evtchn_bind_interdomain::new_zeroed();
+        a.remote_dom = remote;
+        a.remote_port = port;
+        self.evtchn_op(EVTCHNOP_bind_interdomain, &mut a)?;
+        Ok(a.local_port)
+    }
+
+    /// `xenevtchn_bind_virq` on vCPU 0; returns the port.
+    pub fn evtchn_bind_virq(&mut self, virq: u32) -> Result<u32> {
+        let mut a = evtchn_bind_virq {
+            virq,
+            vcpu: 0,
+            port: 0,
+        };
+        self.evtchn_op(EVTCHNOP_bind_virq, &mut a)?;
+        Ok(a.port)
+    }
+
+    /// `xenevtchn_notify`.
+    pub fn evtchn_notify(&mut self, port: u32) -> Result<()> {
+        let mut a = evtchn_send { port };
+        self.evtchn_op(EVTCHNOP_send, &mut a).map(|_| ())
+    }
+
+    /// `xenevtchn_unbind`.
+    pub fn evtchn_close(&mut self, port: u32) -> Result<()> {
+        let mut a = evtchn_close { port };
+        self.evtchn_op(EVTCHNOP_close, &mut a).map(|_| ())
+    }
+
+    // ---- the hypervisor console ------------------------------------------------
+
+    /// `CONSOLEIO_write`: bytes to the hypervisor's console (as they are, for a
+    /// privileged caller).
+    pub fn console_write(&mut self, bytes: &[u8]) -> Result<()> {
+        rc(self.h.hypercall(
+            __HYPERVISOR_console_io,
+            [
+                u64::from(CONSOLEIO_write),
+                bytes.len() as u64,
+                bytes.as_ptr() as u64,
+                0,
+                0,
+            ],
+        ))
+        .map(|_| ())
+    }
+
+    /// `CONSOLEIO_read`: serial input waiting for dom0; returns how many bytes
+    /// were put in `buf`.
+    pub fn console_read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let n = rc(self.h.hypercall(
+            __HYPERVISOR_console_io,
+            [
+                u64::from(CONSOLEIO_read),
+                buf.len() as u64,
+                buf.as_mut_ptr() as u64,
+                0,
+                0,
+            ],
+        ))?;
+        Ok(n as usize)
     }
 
     /// `xc_hvm_param_set`.

@@ -8,7 +8,10 @@
 //! the kernel; then one page with `hvm_start_info` (0x000), the module list
 //! (0x040), the memory map (0x080) and the command line (0x200..0x1000); the
 //! eight special pages at gfn 0xfeff8..0xfefff (store at 0xfeffc, console at
-//! 0xfefff) reserved in the E820. No ACPI tables yet (`rsdp_paddr` 0).
+//! 0xfefff) reserved in the E820; the ACPI tables (`xen-pvh-build`, the same
+//! bytes the hypervisor's boot-time builder gives a domain) in the last pages of
+//! low RAM, marked ACPI in the E820, the RSDP in `rsdp_paddr` (libxl puts them
+//! at 0xfc000000 instead: see docs/linux.md for the difference).
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -19,8 +22,8 @@ use xen_public_abi::hvm::save::{
     HVM_SAVE_CODE_END, HVM_SAVE_CODE_HEADER, HVM_SAVE_CODE_MTRR,
 };
 use xen_public_abi::hvm::start_info::{
-    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_RAM,
-    XEN_HVM_MEMMAP_TYPE_RESERVED, XEN_HVM_START_MAGIC_VALUE,
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_ACPI,
+    XEN_HVM_MEMMAP_TYPE_RAM, XEN_HVM_MEMMAP_TYPE_RESERVED, XEN_HVM_START_MAGIC_VALUE,
 };
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -59,6 +62,10 @@ pub struct Layout {
     pub lowmem_pages: u64,
     pub ramdisk_pfn: u64,
     pub start_info_pfn: u64,
+    /// First page of the ACPI tables (`lowmem_pages` when there are none).
+    pub acpi_pfn: u64,
+    /// `hvm_start_info.rsdp_paddr` (0: no tables).
+    pub rsdp: u64,
 }
 
 fn rd<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
@@ -194,7 +201,35 @@ impl Layout {
             lowmem_pages,
             ramdisk_pfn,
             start_info_pfn,
+            acpi_pfn: lowmem_pages,
+            rsdp: 0,
         })
+    }
+
+    /// Place the ACPI tables for `vcpus` vCPUs (no I/O APIC: the toolstack's
+    /// domains emulate the local APIC only) in the last pages of low RAM and
+    /// return their bytes, to be written from `acpi_pfn`.
+    pub fn place_acpi(&mut self, vcpus: u32) -> Result<Vec<u8>, String> {
+        use xen_pvh_build::acpi::{build, Config};
+        let mut cfg = Config {
+            base: 0,
+            vcpus,
+            ioapic: false,
+        };
+        let size = build(&cfg)
+            .map_err(|e| alloc::format!("ACPI tables: {e:?}"))?
+            .bytes
+            .len() as u64;
+        let pfn = self
+            .lowmem_pages
+            .checked_sub(size.div_ceil(4096))
+            .filter(|&p| p > self.start_info_pfn)
+            .ok_or("no room for the ACPI tables above the start info")?;
+        cfg.base = pfn << 12;
+        let t = build(&cfg).map_err(|e| alloc::format!("ACPI tables: {e:?}"))?;
+        self.acpi_pfn = pfn;
+        self.rsdp = t.rsdp;
+        Ok(t.bytes)
     }
 
     /// RAM ranges in pages: below the hole, then from 4 GiB.
@@ -237,7 +272,14 @@ impl Layout {
 
     /// The E820 / PVH memory map: (address, size, type).
     pub fn memmap(&self) -> Vec<(u64, u64, u32)> {
-        let mut m = alloc::vec![(0, self.lowmem_pages << 12, XEN_HVM_MEMMAP_TYPE_RAM)];
+        let mut m = alloc::vec![(0, self.acpi_pfn << 12, XEN_HVM_MEMMAP_TYPE_RAM)];
+        if self.acpi_pfn < self.lowmem_pages {
+            m.push((
+                self.acpi_pfn << 12,
+                (self.lowmem_pages - self.acpi_pfn) << 12,
+                XEN_HVM_MEMMAP_TYPE_ACPI,
+            ));
+        }
         m.push((
             SPECIAL_PFN_BASE << 12,
             SPECIAL_PFNS << 12,
@@ -309,6 +351,7 @@ impl Layout {
             page[at..at + 24].copy_from_slice(e.as_bytes());
         }
         si.memmap_paddr = base + 0x80;
+        si.rsdp_paddr = self.rsdp;
         si.memmap_entries = map.len() as u32;
         if !cmdline.is_empty() {
             page[CMDLINE_OFF..CMDLINE_OFF + cmdline.len()].copy_from_slice(cmdline.as_bytes());
@@ -445,6 +488,40 @@ mod tests {
         assert!(Layout::new(b"MZ not elf", None, 16, "")
             .unwrap_err()
             .contains("ELF"));
+    }
+
+    /// The ACPI tables sit in the last pages of low RAM, marked ACPI in the
+    /// E820, the RSDP in the start info; no room above the start info is an
+    /// error before anything is created.
+    #[test]
+    fn acpi_tables_at_the_top_of_low_ram() {
+        let k = elf(0x10_0000, &[0x90; 100], 0, Some(0x10_0000));
+        let mut l = Layout::new(&k, None, 16, "").unwrap();
+        let bytes = l.place_acpi(2).unwrap();
+        let pages = (bytes.len() as u64).div_ceil(4096);
+        assert_eq!(l.acpi_pfn, 4096 - pages);
+        assert_eq!(&bytes[..8], b"RSD PTR ");
+        assert_eq!(l.rsdp, l.acpi_pfn << 12);
+        assert_eq!(
+            l.memmap(),
+            [
+                (0, l.acpi_pfn << 12, 1),
+                (l.acpi_pfn << 12, pages << 12, 3),
+                (0xfeff_8000, 0x8000, 2)
+            ]
+        );
+        let p = l.start_info_page("", None);
+        let si = hvm_start_info::read_from_prefix(&p[..]).unwrap().0;
+        assert_eq!(si.rsdp_paddr, l.rsdp);
+        // A kernel that fills RAM up to its start info leaves no room.
+        let big = elf(
+            0x10_0000,
+            &[0x90; 100],
+            (15 << 20) - 0x1000 - 100,
+            Some(0x10_0000),
+        );
+        let mut l = Layout::new(&big, None, 16, "").unwrap();
+        assert!(l.place_acpi(1).unwrap_err().contains("no room"));
     }
 
     #[test]

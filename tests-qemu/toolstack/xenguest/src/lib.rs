@@ -38,6 +38,20 @@ use layout::{Layout, CONSOLE_PFN, SPECIAL_PFNS, SPECIAL_PFN_BASE, STORE_PFN};
 pub trait Window {
     /// Write `bytes` at byte `offset` of page `gfn` of `dom` (`offset + len` ≤ 4096).
     fn write(&mut self, dom: domid_t, gfn: u64, offset: usize, bytes: &[u8]) -> Result<(), Errno>;
+
+    /// Write `bytes` from guest-physical address `paddr` of `dom`, across pages
+    /// (a kernel segment, the ramdisk). The default writes page by page; a
+    /// window that can map many pages at once overrides it.
+    fn write_run(&mut self, dom: domid_t, paddr: u64, bytes: &[u8]) -> Result<(), Errno> {
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let pa = paddr + done as u64;
+            let n = (4096 - (pa & 0xfff) as usize).min(bytes.len() - done);
+            self.write(dom, pa >> 12, (pa & 0xfff) as usize, &bytes[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
 }
 
 /// What to build.
@@ -55,6 +69,11 @@ pub struct DomainSpec<'a> {
     pub kernel: &'a [u8],
     pub ramdisk: Option<&'a [u8]>,
     pub cmdline: &'a str,
+    /// A xenstore daemon serves the domain: `HVM_PARAM_STORE_PFN` /
+    /// `STORE_EVTCHN` are set. Without one they stay 0 (the store page and port
+    /// are still made): a Linux domU that is given a store nobody answers
+    /// waits forever for its first xenbus reply during boot.
+    pub xenstore: bool,
 }
 
 /// The builder's steps, in order (each names the 4.17 function it mirrors in
@@ -73,6 +92,8 @@ pub enum Step {
     LoadKernel,
     LoadRamdisk,
     SpecialPages,
+    /// The ACPI tables (`libxl__dom_load_acpi`).
+    Acpi,
     StartInfo,
     Params,
     CpuContext,
@@ -117,7 +138,7 @@ pub fn build<H: Hypercall>(
     spec: &DomainSpec<'_>,
 ) -> Result<Built, BuildError> {
     // The kernel first: nothing is created for an image we cannot boot.
-    let lay = match Layout::new(
+    let mut lay = match Layout::new(
         spec.kernel,
         spec.ramdisk.map(<[u8]>::len),
         spec.memory_mib,
@@ -125,6 +146,10 @@ pub fn build<H: Hypercall>(
     ) {
         Ok(l) => l,
         Err(e) => return fail(Step::ParseKernel, e),
+    };
+    let tables = match lay.place_acpi(spec.vcpus) {
+        Ok(t) => t,
+        Err(e) => return fail(Step::Acpi, e),
     };
     let mut cfg = xen_domctl_createdomain::new_zeroed();
     cfg.handle = xenctrl::handle_from_name(spec.name);
@@ -148,7 +173,7 @@ pub fn build<H: Hypercall>(
         Ok(d) => d,
         Err(e) => return fail(Step::CreateDomain, e),
     };
-    match build_created(xc, win, spec, &lay, domid) {
+    match build_created(xc, win, spec, &lay, &tables, domid) {
         Ok(b) => Ok(b),
         Err(e) => {
             // Nothing half-built stays behind.
@@ -163,6 +188,7 @@ fn build_created<H: Hypercall>(
     win: &mut dyn Window,
     spec: &DomainSpec<'_>,
     lay: &Layout,
+    tables: &[u8],
     domid: domid_t,
 ) -> Result<Built, BuildError> {
     use Step::*;
@@ -221,15 +247,14 @@ fn build_created<H: Hypercall>(
         .map_err(step(MemoryMap))?;
 
     // xc_dom_build_image: the kernel's segments at their physical addresses.
-    for (paddr, bytes) in lay.kernel_chunks(spec.kernel) {
-        win.write(domid, paddr >> 12, (paddr & 0xfff) as usize, bytes)
+    for s in &lay.segments {
+        let file = &spec.kernel[s.offset as usize..(s.offset + s.filesz) as usize];
+        win.write_run(domid, s.paddr, file)
             .map_err(step(LoadKernel))?;
     }
     if let Some(rd) = spec.ramdisk {
-        for (i, page) in rd.chunks(4096).enumerate() {
-            win.write(domid, lay.ramdisk_pfn + i as u64, 0, page)
-                .map_err(step(LoadRamdisk))?;
-        }
+        win.write_run(domid, lay.ramdisk_pfn << 12, rd)
+            .map_err(step(LoadRamdisk))?;
     }
     // alloc_magic_pages_hvm: the special pages, zeroed.
     let mut specials: Vec<u64> = (0..SPECIAL_PFNS).map(|i| SPECIAL_PFN_BASE + i).collect();
@@ -247,16 +272,25 @@ fn build_created<H: Hypercall>(
         win.write(domid, SPECIAL_PFN_BASE + i, 0, &zero)
             .map_err(step(SpecialPages))?;
     }
+    // libxl__dom_load_acpi: the tables, in the last pages of low RAM.
+    for (i, page) in tables.chunks(4096).enumerate() {
+        win.write(domid, lay.acpi_pfn + i as u64, 0, page)
+            .map_err(step(Acpi))?;
+    }
     // bootlate_hvm: hvm_start_info with modules, memory map, command line.
     let page = lay.start_info_page(spec.cmdline, spec.ramdisk.map(<[u8]>::len));
     win.write(domid, lay.start_info_pfn, 0, &page)
         .map_err(step(StartInfo))?;
-    for (index, value) in [
+    let store = [
         (HVM_PARAM_STORE_PFN, STORE_PFN),
-        (HVM_PARAM_CONSOLE_PFN, CONSOLE_PFN),
         (HVM_PARAM_STORE_EVTCHN, u64::from(store_port)),
+    ];
+    let console = [
+        (HVM_PARAM_CONSOLE_PFN, CONSOLE_PFN),
         (HVM_PARAM_CONSOLE_EVTCHN, u64::from(console_port)),
-    ] {
+    ];
+    let store = if spec.xenstore { &store[..] } else { &[] };
+    for &(index, value) in store.iter().chain(&console) {
         xc.hvm_param_set(domid, index, value)
             .map_err(step(Params))?;
     }

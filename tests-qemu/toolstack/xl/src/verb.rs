@@ -1,6 +1,7 @@
 //! The `xl` command line: one command per line (an `xl` script, or dom0's
 //! console): `create FILE`, `list`, `destroy NAME|ID`, `pause`, `unpause`,
-//! `shutdown`, `info`, `help`, plus the script's `check-free-pages` (the `xl`
+//! `shutdown`, `console`, `info`, `help`, plus the script's `wait-console`
+//! and `check-free-pages` (the `xl`
 //! scenario's leak check). Blank lines and `#` comments are skipped.
 
 use alloc::string::{String, ToString};
@@ -23,13 +24,18 @@ pub enum Verb {
     Shutdown(Target),
     Info,
     Help,
+    /// `xl console DOM`: attach dom0's console to the domain's (Ctrl-]
+    /// detaches); in a script, until the domain shuts down.
+    Console(Target),
+    /// Script only: serve consoles until DOM's console printed something.
+    WaitConsole(Target),
     /// Remember physinfo's free_pages (`mark`) or check it equals the mark.
     FreePagesMark,
     FreePagesCheck,
 }
 
 /// What `help` prints.
-pub const HELP: &str = "xl commands: create FILE | list | destroy DOM | pause DOM | unpause DOM | shutdown DOM | info | help";
+pub const HELP: &str = "xl commands: create FILE | list | destroy DOM | pause DOM | unpause DOM | shutdown DOM | console DOM | info | help";
 
 fn target(s: &str) -> Target {
     match s.parse::<u16>() {
@@ -65,6 +71,8 @@ pub fn parse(line: &str) -> Result<Option<Verb>, String> {
         "pause" => Ok(Some(Verb::Pause(target(&need("DOM")?)))),
         "unpause" => Ok(Some(Verb::Unpause(target(&need("DOM")?)))),
         "shutdown" => Ok(Some(Verb::Shutdown(target(&need("DOM")?)))),
+        "console" => Ok(Some(Verb::Console(target(&need("DOM")?)))),
+        "wait-console" => Ok(Some(Verb::WaitConsole(target(&need("DOM")?)))),
         "info" => none(Verb::Info),
         "help" => none(Verb::Help),
         "mark-free-pages" => none(Verb::FreePagesMark),
@@ -91,6 +99,12 @@ mod tests {
             parse("destroy web"),
             Ok(Some(Verb::Destroy(Target::Name("web".into()))))
         );
+        assert_eq!(parse("console 1"), Ok(Some(Verb::Console(Target::Id(1)))));
+        assert_eq!(
+            parse("wait-console web"),
+            Ok(Some(Verb::WaitConsole(Target::Name("web".into()))))
+        );
+        assert!(parse("console").unwrap_err().contains("missing DOM"));
         assert!(parse("create").unwrap_err().contains("missing FILE"));
         assert!(parse("list x").unwrap_err().contains("takes no argument"));
         assert!(parse("pause a b").unwrap_err().contains("too many"));

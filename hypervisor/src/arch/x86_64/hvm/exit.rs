@@ -47,6 +47,7 @@ const COM1: core::ops::RangeInclusive<u16> = 0x3F8..=0x3FF;
 const X86_EXC_DB: u8 = 1;
 const X86_EXC_UD: u8 = 6;
 const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_IF: u64 = 1 << 9;
 use super::debugreg::DR6_BS;
 const X86_EXC_GP: u8 = 13;
 const X86_EXC_MC: u8 = 18;
@@ -255,6 +256,17 @@ fn handle_exit(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> Exit
         VmExit::Io(io) => port_io(vcpu, env, io),
         VmExit::Hlt => {
             vcpu.advance_rip();
+            // `hvm_hlt`: halting with interrupts off takes the vCPU down.
+            if vcpu.reg(Reg::Rflags) & RFLAGS_IF == 0 {
+                let vid = env.state.vcpu_id;
+                return if crate::common::sched_op::hvm_vcpu_down(env.hv, env.ext, domid, vid) {
+                    ExitOutcome::Shutdown {
+                        reason: xen_public_abi::sched::SHUTDOWN_poweroff,
+                    }
+                } else {
+                    ExitOutcome::Block
+                };
+            }
             let st = &mut *env.state;
             if irq::has_pending(
                 &mut env.hv.domains,
