@@ -214,7 +214,8 @@ pub fn free_contiguous(pa: u64, count: usize) {
 }
 
 /// Frames holding the hypervisor's own page tables (recorded as they are made).
-static HOST_TABLES: Mutex<([u64; 64], usize)> = Mutex::new(([0; 64], 0));
+/// A leaf lock: nothing else is taken while it is held.
+static HOST_TABLES: spin::Mutex<([u64; 64], usize)> = spin::Mutex::new(([0; 64], 0));
 
 /// Records `pa` as one of the hypervisor's page-table frames: never to be freed.
 pub fn pin_host_table(pa: u64) {
