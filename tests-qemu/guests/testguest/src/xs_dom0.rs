@@ -20,9 +20,11 @@ use xenstored::{ConnId, Platform, Xenstored, XsErr};
 
 use crate::xl_role::GuestHc;
 
-/// dom0 gfn of domain N's store page: `RING_GFN + N` (the builder's window
-/// slots for special pages end at 0xbefff; 0xbffff is xl's read-back slot).
-const RING_GFN: u64 = 0xb_f000;
+/// dom0 gfn of domain N's store page: `RING_GFN + N`, in the `xl` role's
+/// foreign window below the console slots (0xbf000 + N, `xl_console.rs`) and
+/// the builder's special-page slots (0xbeff8..0xbefff); the builder's own slots
+/// (the domU gfn modulo 1 GiB) only reach it for a domU of more than 976 MiB.
+const RING_GFN: u64 = 0xb_d000;
 
 /// A foreign-mapped store page (identity-mapped dom0 gfn).
 pub struct Page(pub *mut u8);
