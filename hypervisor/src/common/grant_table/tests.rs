@@ -944,7 +944,7 @@ fn random_sequences_keep_pins_refs_and_busy_bits_consistent() {
                 }
                 2 | 3 => {
                     let gfn = MAP_GFN + rng.below(8);
-                    let ro = if (rng.below(100) < 50) {
+                    let ro = if rng.below(100) < 50 {
                         GNTMAP_readonly
                     } else {
                         0
@@ -959,7 +959,7 @@ fn random_sequences_keep_pins_refs_and_busy_bits_consistent() {
                     if !handles.is_empty() {
                         let i = rng.below(handles.len() as u64) as usize;
                         let (h, gfn, _) = handles[i];
-                        let at = if (rng.below(100) < 80) {
+                        let at = if rng.below(100) < 80 {
                             gfn
                         } else {
                             MAP_GFN + rng.below(8)
