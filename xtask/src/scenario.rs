@@ -738,6 +738,7 @@ const GUESTS: &[GuestScenario] = &[
         name: "gnttab",
         dom0: &[
             "RESULT gnttab.query-size PASS",
+            "RESULT gnttab.seed-reserved-entries PASS",
             "RESULT gnttab.get-version PASS",
             "RESULT gnttab.map-grant-ref PASS",
             "RESULT gnttab.read-pattern PASS",
@@ -753,7 +754,7 @@ const GUESTS: &[GuestScenario] = &[
             "EXIT: success",
         ],
         anywhere: &[
-            "RESULT gnttab.d1 PASS table-frame setup-table v2-enosys v1 mapped no-revoke-mapped unmapped revoke-unmapped copy-arrived revoke-copied",
+            "RESULT gnttab.d1 PASS table-frame seeded setup-table v2-enosys v1 mapped no-revoke-mapped unmapped revoke-unmapped copy-arrived revoke-copied",
         ],
         opt_in: false,
         about: "grant tables (issue 13): a domU grants pages to dom0, which maps one at its own gfn (map_grant_ref host_addr), reads it, copies through grants, unmaps; revoke refused while mapped",

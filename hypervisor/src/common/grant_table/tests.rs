@@ -10,6 +10,7 @@ use crate::common::test_support::*;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
+use alloc::vec::Vec;
 use xen_public_abi::domctl::{
     xen_domctl_max_vcpus, XEN_DOMCTL_destroydomain, XEN_DOMCTL_max_vcpus,
 };
@@ -902,4 +903,163 @@ fn acquire_resource_seeds_the_reserved_entries() {
         assert_eq!(w.memop(0, XENMEM_remove_from_physmap, &x), 0);
     }
     assert!(!w.env.frames.is_allocated(f[0]) && !w.env.frames.is_allocated(f[1]));
+}
+
+/// Seeded random sequences of grants, revokes, maps (read-only or not, at
+/// clashing gfns), unmaps (right and wrong addresses, stale handles), copies and
+/// page give-backs, with the bookkeeping checked after every step: each entry's
+/// pin equals dom0's live mappings of it, its busy bits follow the pin, every
+/// frame's reference count equals the live mappings of it; at the end every
+/// mapping goes and every frame comes back.
+#[test]
+fn random_sequences_keep_pins_refs_and_busy_bits_consistent() {
+    use crate::common::fuzz::Rng;
+    for seed in [1u64, 2, 3, 0x9e37, 0xdead] {
+        let mut rng = Rng::new(seed);
+        let mut w = world();
+        let u = w.u;
+        let base_frames = w.env.frames.outstanding();
+        grow(&mut w.env.hv.domains, u, 1).unwrap();
+        // (handle, gfn, lost): an unmap at another mapping's gfn of the same
+        // frame removes that mapping (Xen checks the gfn, not the handle's
+        // address), leaving that handle unmappable.
+        let mut handles: Vec<(u32, u64, bool)> = Vec::new();
+        for step in 0..400 {
+            let r = rng.below(6) as u32;
+            match rng.below(7) {
+                0 => {
+                    // (Re)grant r if not busy, as a guest does.
+                    if w.revoke(u, r) || w.entry(u, r).flags == 0 {
+                        let flags = [
+                            GTF_permit_access,
+                            GTF_permit_access | GTF_readonly,
+                            GTF_accept_transfer,
+                        ][rng.below(3) as usize];
+                        let gfn = [PAGE_GFN, PAGE_GFN + 1, 0x3333][rng.below(3) as usize];
+                        w.grant(u, r, [0, 9][rng.below(2) as usize], gfn as u32, flags);
+                    }
+                }
+                1 => {
+                    let _ = w.revoke(u, r);
+                }
+                2 | 3 => {
+                    let gfn = MAP_GFN + rng.below(8);
+                    let ro = if rng.below(100) < 50 {
+                        GNTMAP_readonly
+                    } else {
+                        0
+                    };
+                    let op = w.map(0, u, r, gfn, GNTMAP_host_map | ro);
+                    if op.status == GNTST_okay {
+                        handles.push((op.handle, gfn, false));
+                    }
+                    w.ext.actions.clear();
+                }
+                4 => {
+                    if !handles.is_empty() {
+                        let i = rng.below(handles.len() as u64) as usize;
+                        let (h, gfn, _) = handles[i];
+                        let at = if rng.below(100) < 80 {
+                            gfn
+                        } else {
+                            MAP_GFN + rng.below(8)
+                        };
+                        if w.unmap(0, h, at) == GNTST_okay {
+                            handles.swap_remove(i);
+                            for x in handles.iter_mut().filter(|x| x.1 == at) {
+                                x.2 = true;
+                            }
+                        }
+                    }
+                }
+                5 => {
+                    let mut c = gnttab_copy::new_zeroed();
+                    c.source.u.set(&r);
+                    c.source.domid = u;
+                    c.dest.u.set(&(PAGE_GFN + 1));
+                    c.dest.domid = u;
+                    c.len = rng.below(5000) as u16;
+                    c.flags = GNTCOPY_source_gref;
+                    let _ = w.gnt(0, GNTTABOP_copy, &[c]);
+                }
+                _ => {
+                    // The domU gives a page back and takes a fresh one.
+                    let g = PAGE_GFN + rng.below(2);
+                    w.env.put(LIST, &g);
+                    let mut rs = xen_memory_reservation::new_zeroed();
+                    rs.extent_start = LIST;
+                    rs.nr_extents = 1;
+                    rs.domid = DOMID_SELF;
+                    let _ = w.memop(u, XENMEM_decrease_reservation, &rs);
+                    let _ = w.populate(u, &[g]);
+                }
+            }
+            // Bookkeeping.
+            let live: Vec<map::MapEntry> = (0..64)
+                .filter_map(|h| w.d(0).grant.maptrack.get(h))
+                .collect();
+            assert_eq!(live.len(), handles.len(), "seed {seed} step {step}");
+            for r in 0..6u32 {
+                let want: u32 = live
+                    .iter()
+                    .filter(|e| e.gref == r)
+                    .map(|e| {
+                        if e.flags & GNTMAP_readonly != 0 {
+                            entry::PIN_HSTR
+                        } else {
+                            entry::PIN_HSTW
+                        }
+                    })
+                    .sum();
+                let pin = w.d(u).grant.active(r).map_or(0, |a| a.pin);
+                assert_eq!(pin, want, "seed {seed} step {step} ref {r}");
+                let f = w.entry(u, r).flags;
+                assert_eq!(
+                    f & GTF_reading != 0,
+                    pin != 0,
+                    "seed {seed} step {step} ref {r} flags {f:#x}"
+                );
+                assert_eq!(
+                    f & GTF_writing != 0,
+                    pin & entry::PIN_HSTW_MASK != 0,
+                    "seed {seed} step {step} ref {r}"
+                );
+            }
+            for e in &live {
+                let n = live.iter().filter(|x| x.mfn == e.mfn).count() as u32;
+                assert_eq!(
+                    w.env.hv.domains.foreign.refs(e.mfn),
+                    n,
+                    "seed {seed} step {step}"
+                );
+                assert!(w.env.frames.is_allocated(e.mfn));
+            }
+        }
+        // Unmap everything: a handle whose mapping another unmap took fails.
+        let mut lost = 0;
+        while let Some((h, gfn, was_lost)) = handles.pop() {
+            match w.unmap(0, h, gfn) {
+                GNTST_okay => {
+                    for x in handles.iter_mut().filter(|x| x.1 == gfn) {
+                        x.2 = true;
+                    }
+                }
+                rc => {
+                    assert!(was_lost, "seed {seed}: handle {h} at {gfn:#x}: {rc}");
+                    assert_eq!(rc, GNTST_general_error);
+                    lost += 1;
+                }
+            }
+        }
+        assert_eq!(w.d(0).grant.maptrack.live(), lost);
+        w.destroy(u);
+        if lost == 0 {
+            assert_eq!(w.env.hv.domains.foreign.orphans(), 0);
+            assert_eq!(
+                w.env.frames.outstanding(),
+                base_frames - 3,
+                "seed {seed}: the domU's frames came back"
+            );
+        }
+    }
 }

@@ -31,6 +31,10 @@ const MAP_GFN: u64 = 0x9000;
 const MAGIC: u32 = 0x6e74_6162;
 /// The domU's acknowledgement (it saw the mapping) in the word before it.
 const ACK: u32 = 0x0000_0acc;
+/// What dom0 seeds in the domU's reserved entries, and its scratch gfn for it.
+const SEED_CONSOLE_GFN: u64 = 0xfeff;
+const SEED_XENSTORE_GFN: u64 = 0xfefe;
+const SCRATCH_GFN: u64 = 0x9100;
 /// What dom0 copies into the domU's second page, and where.
 const COPY_OFF: usize = 128;
 const COPY_LEN: usize = 256;
@@ -77,6 +81,16 @@ pub fn dom0(boot: &Boot) -> ! {
             "rc {} status {} frames {}/{}",
             rc, q.status, q.nr_frames, q.max_nr_frames
         ),
+    );
+    // The toolstack's seeding (xc_dom_gnttab_seed): d1's entries 0 and 1 through
+    // XENMEM_acquire_resource, before d1 has even mapped its table.
+    let mut xc = xenctrl::Xc::new(crate::xl_role::GuestHc);
+    let rc = xc.gnttab_seed(domu, SEED_CONSOLE_GFN, 0, SEED_XENSTORE_GFN, 0, SCRATCH_GFN);
+    check(
+        S,
+        "seed-reserved-entries",
+        rc.is_ok(),
+        format_args!("{:?}", rc),
     );
     let mut v = gnttab_get_version::new_zeroed();
     v.dom = DOMID_SELF;
@@ -303,6 +317,17 @@ pub fn domu(boot: &Boot) -> ! {
     st.nr_frames = 1;
     st.frame_list = list.as_mut_ptr() as u64;
     let rc = gnttab_op(GNTTABOP_setup_table, &mut st, 1);
+    let seeded = |r: u32, gfn: u64| {
+        // SAFETY: entry r of our mapped grant-table frame.
+        let e = unsafe { (entry_ptr(r) as *const grant_entry_v1).read_volatile() };
+        e.flags == GTF_permit_access && e.domid == 0 && u64::from(e.frame) == gfn
+    };
+    // dom0 seeds them before it starts mapping: wait for that.
+    let seed_ok = wait_for(wait, || {
+        seeded(GNTTAB_RESERVED_CONSOLE, SEED_CONSOLE_GFN)
+            && seeded(GNTTAB_RESERVED_XENSTORE, SEED_XENSTORE_GFN)
+    });
+    check(S, "seeded", seed_ok, format_args!("entries 0/1 not seeded"));
     check(
         S,
         "setup-table",

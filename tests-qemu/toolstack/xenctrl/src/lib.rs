@@ -39,6 +39,9 @@ impl core::fmt::Display for Errno {
 
 pub type Result<T> = core::result::Result<T, Errno>;
 
+mod gnttab;
+pub use gnttab::GrantError;
+
 /// Issues a hypercall: number and the five argument registers; returns RAX.
 pub trait Hypercall {
     fn hypercall(&mut self, nr: u32, args: [u64; 5]) -> i64;
