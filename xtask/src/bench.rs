@@ -139,6 +139,7 @@ fn qemu_boot(boot: QemuBoot, smp: u32, out_dir: &Path, timeout: Duration) -> Res
         accel: Accel::Tcg,
         serial: Serial::Stdout,
         gdb: false,
+        tcg_single_thread: false,
         extra: Vec::new(),
     }
     .command();

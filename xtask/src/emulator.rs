@@ -173,6 +173,9 @@ pub struct QemuConfig {
     pub serial: Serial,
     /// Start the gdbstub on 127.0.0.1:1234 and wait for the debugger.
     pub gdb: bool,
+    /// TCG with one thread for all vCPUs (`-accel tcg,thread=single`) instead of
+    /// one host thread per vCPU: see `scenario::TCG_SINGLE_THREAD` for why.
+    pub tcg_single_thread: bool,
     pub extra: Vec<String>,
 }
 
@@ -180,7 +183,11 @@ impl QemuConfig {
     pub fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
-        push(&self.accel.qemu_args());
+        if self.tcg_single_thread && self.accel == Accel::Tcg {
+            push(&["-accel", "tcg,thread=single", "-cpu", TCG_CPU]);
+        } else {
+            push(&self.accel.qemu_args());
+        }
         push(&["-m", &format!("{}M", self.memory_mib)]);
         push(&["-smp", &self.smp.to_string()]);
         match &self.boot {
@@ -368,8 +375,24 @@ mod tests {
             accel,
             serial: Serial::File("/t/s.log".into()),
             gdb: false,
+            tcg_single_thread: false,
             extra: vec!["-d".into(), "int".into()],
         }
+    }
+
+    #[test]
+    fn single_thread_tcg_only_changes_the_accelerator() {
+        let mut cfg = base(Accel::Tcg);
+        cfg.tcg_single_thread = true;
+        let args = cfg.args().join(" ");
+        assert!(
+            args.starts_with("-accel tcg,thread=single -cpu max -m 512M -smp 2 "),
+            "{args}"
+        );
+        // KVM has no TCG threads to choose.
+        let mut cfg = base(Accel::Kvm);
+        cfg.tcg_single_thread = true;
+        assert!(cfg.args().join(" ").starts_with("-accel kvm "));
     }
 
     #[test]

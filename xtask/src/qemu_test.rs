@@ -420,6 +420,7 @@ fn run_one(
             accel,
             serial: Serial::File(serial_log.clone()),
             gdb: false,
+            tcg_single_thread: scenario::TCG_SINGLE_THREAD.contains(&s.name),
             extra: Vec::new(),
         }
         .command(),

@@ -113,6 +113,7 @@ fn run_qemu(args: &RunArgs, accel: emulator::Accel, images: build::Images) -> Re
         accel,
         serial: Serial::Terminal,
         gdb: args.gdb,
+        tcg_single_thread: false,
         extra: args.qemu_args.clone(),
     };
     let mut cmd = cfg.command();

@@ -19,11 +19,15 @@
 //!   mapping of it is removed; then it goes back to the allocator, never earlier
 //!   and never later ([`ForeignRefs`]).
 //!
+//! - a foreign entry removed any other way drops its reference too:
+//!   `decrease_reservation` and `add_to_physmap` over it release it
+//!   (`guest_remove_page` on a foreign entry); `populate_physmap` over it crashes
+//!   the mapping domain and fails, as `guest_physmap_add_entry` does;
+//!   `XENMAPSPACE_gmfn` cannot move a foreign entry (`-EINVAL`: not the domain's
+//!   page).
+//!
 //! Not here: long batches are not preempted (at most 65535 entries, the `u16`
-//! size); a foreign entry replaced by `populate_physmap`/`add_to_physmap` over the
-//! same gfn, or removed by `decrease_reservation`, loses its reference without
-//! releasing it (the frame is then freed only with its owner, if ever); dom0
-//! should use `remove_from_physmap`, as Linux does.
+//! size).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -66,6 +70,15 @@ impl ForeignRefs {
     }
 
     /// Foreign mappings of `mfn`.
+    /// Whether `mapper` has a foreign mapping at any of `count` gfns from `gfn`.
+    pub fn maps_any(&self, mapper: domid_t, gfn: u64, count: u64) -> bool {
+        let end = gfn.saturating_add(count);
+        self.entries
+            .range((mapper, gfn)..(mapper, end))
+            .next()
+            .is_some()
+    }
+
     pub fn refs(&self, mfn: Mfn) -> u32 {
         self.refs.get(&mfn).map_or(0, |r| r.count)
     }
@@ -134,7 +147,7 @@ impl ForeignRefs {
 
 /// Remove a foreign mapping of `mapper` at `gfn` from its p2m and drop the
 /// reference (freeing an orphan with its last one). `false`: none there.
-fn unmap_foreign(domains: &mut DomainTable, mapper: domid_t, gfn: u64) -> bool {
+pub(super) fn unmap_foreign(domains: &mut DomainTable, mapper: domid_t, gfn: u64) -> bool {
     let Some((mfn, free)) = domains.foreign.remove(mapper, gfn) else {
         return false;
     };
@@ -568,6 +581,65 @@ mod tests {
         assert_eq!(w.unmap(0, 0, MAP_GFN + 1), 0);
         assert_eq!(w.env.frames.outstanding(), base - 1, "every frame back");
         assert_eq!(w.env.hv.domains.foreign.orphans(), 0);
+    }
+
+    /// A foreign entry removed by other memory ops drops its reference: the
+    /// frame of a dead domU goes back exactly then (issue 11's leak).
+    #[test]
+    fn other_memory_ops_over_a_foreign_entry_release_it() {
+        let mut w = world();
+        let u = w.u;
+        assert_eq!(w.populate(u, 0, &[0x10, 0x11, 0x12]), 3);
+        let (_, errs) = w.map(
+            0,
+            0,
+            u,
+            &[(0x10, MAP_GFN), (0x11, MAP_GFN + 1), (0x12, MAP_GFN + 2)],
+        );
+        assert_eq!(errs, [0, 0, 0]);
+        // The domU dies: its three frames are held by dom0's mappings.
+        assert_eq!(w.env.simple(0, XEN_DOMCTL_destroydomain, u), 0);
+        let held = w.env.frames.outstanding();
+        assert_eq!(w.env.hv.domains.foreign.orphans(), 3);
+        // decrease_reservation over MAP_GFN: the reference goes, the frame too.
+        w.env.put(LIST, &MAP_GFN);
+        let mut r = xen_memory_reservation::new_zeroed();
+        r.extent_start = LIST;
+        r.nr_extents = 1;
+        r.domid = DOMID_SELF;
+        assert_eq!(w.memop(0, XENMEM_decrease_reservation.into(), &r), 1);
+        assert_eq!(w.mfn(0, MAP_GFN), None);
+        assert_eq!(w.env.frames.outstanding(), held - 1);
+        // XENMAPSPACE_gmfn cannot move a foreign entry: not dom0's page.
+        let mut x = xen_add_to_physmap::new_zeroed();
+        x.domid = DOMID_SELF;
+        x.space = XENMAPSPACE_gmfn;
+        x.idx = MAP_GFN + 1;
+        x.gpfn = MAP_GFN + 0x100;
+        assert_eq!(w.memop(0, XENMEM_add_to_physmap.into(), &x), EINVAL);
+        assert!(w.mfn(0, MAP_GFN + 1).is_some());
+        // add_to_physmap of one of dom0's pages over the entry releases it.
+        w.env.hv.domains.get_mut(0).unwrap().max_pages = 1 << 19;
+        assert_eq!(w.populate(0, 0, &[MAP_GFN + 0x200]), 1);
+        x.idx = MAP_GFN + 0x200;
+        x.gpfn = MAP_GFN + 1;
+        assert_eq!(w.memop(0, XENMEM_add_to_physmap.into(), &x), 0);
+        assert_eq!(
+            w.env.frames.outstanding(),
+            held - 2 + 1,
+            "one foreign frame back, one dom0 page in"
+        );
+        assert_eq!(w.env.hv.domains.foreign.orphans(), 1);
+        // populate_physmap over the last one: refused and the mapper crashed, as
+        // Xen's guest_physmap_add_entry does; the entry and its reference stay
+        // until the crashed domain's mappings go.
+        assert_eq!(w.populate(0, 0, &[MAP_GFN + 2]), 0);
+        assert!(w
+            .ext
+            .actions
+            .iter()
+            .any(|a| matches!(a, ArchAction::Crash { domid: 0 })));
+        assert!(w.mfn(0, MAP_GFN + 2).is_some());
     }
 
     #[test]

@@ -19,7 +19,7 @@
 
 use alloc::vec::Vec;
 
-use log::debug;
+use log::{debug, warn};
 use xen_public_abi::memory::{
     xen_add_to_physmap, xen_memory_map, xen_memory_reservation, XENMAPSPACE_gmfn,
     XENMAPSPACE_gmfn_foreign, XENMAPSPACE_gmfn_range, XENMAPSPACE_shared_info,
@@ -217,6 +217,13 @@ fn reservation(
                 Err(_) => false,
             },
             _ => match copy_from_guest::<u64>(guest, slot) {
+                Ok(gfn) if domains.foreign.maps_any(target, gfn, pages) => {
+                    // `guest_physmap_add_entry`: replacing a foreign mapping
+                    // this way is a guest bug Xen answers by crashing it.
+                    warn!("d{target}: populate_physmap over a foreign mapping at gfn {gfn:#x}: crashing it, as Xen does");
+                    env.actions.push(ArchAction::Crash { domid: target });
+                    false
+                }
                 Ok(gfn) => populate_one(domains, target, gfn, pages),
                 Err(_) => false,
             },
@@ -321,6 +328,10 @@ pub(super) fn remove_page(
     id: domid_t,
     gfn: u64,
 ) -> XenResult<()> {
+    // A foreign mapping drops its reference (freeing an orphaned frame).
+    if super::foreign_map::unmap_foreign(domains, id, gfn) {
+        return Ok(());
+    }
     let d = domains.get_mut(id).ok_or(Errno::ESRCH)?;
     let e = d.hvm.p2m.host_entry(gfn).ok_or(Errno::ENOENT)?;
     if e.mfn == d.shared_info_mfn {
@@ -438,7 +449,15 @@ pub(super) fn add_to_physmap_one(
     let d = domains.get_mut(id).ok_or(Errno::ESRCH)?;
     let mfn = match space {
         XENMAPSPACE_shared_info if idx == 0 => Some(d.shared_info_mfn),
-        XENMAPSPACE_gmfn => d.hvm.p2m.host_entry(idx).map(|e| e.mfn),
+        // `get_page_from_mfn(mfn, d)`: only a frame the domain owns moves (its
+        // RAM, and shared_info, which Xen shares with it; a foreign mapping's
+        // frame does not: -EINVAL).
+        XENMAPSPACE_gmfn => d
+            .hvm
+            .p2m
+            .host_entry(idx)
+            .map(|e| e.mfn)
+            .filter(|&m| d.owns_page(m) || m == d.shared_info_mfn),
         // No grant tables here; other spaces have nothing to map.
         _ => None,
     };

@@ -35,11 +35,14 @@ impl Bitmap {
         }
         self.bits[f / 64] |= 1 << (f % 64);
     }
-    fn set_free(&mut self, f: usize) {
-        if self.is_used(f) {
+    /// Marks `f` free; false when it already was (a double free).
+    fn set_free(&mut self, f: usize) -> bool {
+        let was_used = self.is_used(f);
+        if was_used {
             self.free += 1;
         }
         self.bits[f / 64] &= !(1 << (f % 64));
+        was_used
     }
 
     /// Finds `count` free frames starting at a multiple of `align` frames, all below
@@ -140,7 +143,7 @@ pub fn init(regions: &[MemoryRegion]) -> Result<MemoryStats, &'static str> {
         let first = r.start.div_ceil(FRAME_SIZE) as usize;
         let last = (r.end / FRAME_SIZE) as usize;
         for f in first..last {
-            bm.set_free(f);
+            let _ = bm.set_free(f);
         }
     }
     let home_first = (home.0 / FRAME_SIZE) as usize;
@@ -180,15 +183,57 @@ pub fn alloc_zeroed() -> Option<u64> {
     Some(pa)
 }
 
-/// Returns frames to the allocator.
+/// Returns frames to the allocator. Freeing one of the hypervisor's own page
+/// tables is a hypervisor bug that would let the frame be reused under live
+/// mappings: it stops the machine instead. A double free is logged with a
+/// backtrace and ignored.
 pub fn free_contiguous(pa: u64, count: usize) {
-    let mut guard = FRAMES.lock();
-    if let Some(bm) = guard.as_mut() {
-        let first = (pa / FRAME_SIZE) as usize;
-        for f in first..(first + count).min(bm.frames) {
-            bm.set_free(f);
+    let first = (pa / FRAME_SIZE) as usize;
+    if let Some(f) = (first..first + count).find(|&f| is_host_table(f as u64 * FRAME_SIZE)) {
+        panic!(
+            "freeing the hypervisor's page-table frame {:#x}",
+            f as u64 * FRAME_SIZE
+        );
+    }
+    let mut double = None;
+    {
+        let mut guard = FRAMES.lock();
+        if let Some(bm) = guard.as_mut() {
+            for f in first..(first + count).min(bm.frames) {
+                if !bm.set_free(f) && double.is_none() {
+                    double = Some(f as u64 * FRAME_SIZE);
+                }
+            }
         }
     }
+    if let Some(d) = double {
+        log::error!("frame: {d:#x} freed twice (free of {pa:#x}, {count} frames)");
+        super::backtrace::print(None, super::backtrace::current_rbp());
+    }
+}
+
+/// Frames holding the hypervisor's own page tables (recorded as they are made).
+static HOST_TABLES: Mutex<([u64; 64], usize)> = Mutex::new(([0; 64], 0));
+
+/// Records `pa` as one of the hypervisor's page-table frames: never to be freed.
+pub fn pin_host_table(pa: u64) {
+    let mut t = HOST_TABLES.lock();
+    let n = t.1;
+    if n < t.0.len() {
+        t.0[n] = pa;
+        t.1 = n + 1;
+    } else {
+        log::warn!(
+            "frame: more than {} host page-table frames, {pa:#x} not recorded",
+            t.0.len()
+        );
+    }
+}
+
+/// Whether `pa` is one of the recorded host page-table frames.
+pub fn is_host_table(pa: u64) -> bool {
+    let t = HOST_TABLES.lock();
+    t.0[..t.1].contains(&(pa & !(FRAME_SIZE - 1)))
 }
 
 /// Free frames left.
@@ -196,7 +241,8 @@ pub fn free_frames() -> usize {
     FRAMES.lock().as_ref().map_or(0, |b| b.free)
 }
 
-/// Adapter for the `x86_64` crate's mapper: hands out frames below `limit`.
+/// Adapter for the `x86_64` crate's mapper building the hypervisor's own page
+/// tables: hands out frames below `limit` and pins them ([`pin_host_table`]).
 pub struct Allocator {
     pub limit: u64,
 }
@@ -205,6 +251,7 @@ pub struct Allocator {
 unsafe impl FrameAllocator<Size4KiB> for Allocator {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         let pa = alloc_contiguous(1, FRAME_SIZE, self.limit)?;
+        pin_host_table(pa);
         Some(PhysFrame::containing_address(PhysAddr::new(pa)))
     }
 }

@@ -98,6 +98,7 @@ fn next_table(root: u64, va: VirtAddr) -> Result<&'static mut PageTable, &'stati
         if entry.is_unused() {
             let frame = frame::alloc_contiguous(1, frame::FRAME_SIZE, 1 << 32)
                 .ok_or("out of frames for page tables")?;
+            frame::pin_host_table(frame);
             // SAFETY: a fresh frame of ours.
             unsafe { core::ptr::write_bytes(phys_to_virt(frame), 0, 4096) };
             entry.set_addr(PhysAddr::new(frame), F::PRESENT | F::WRITABLE);
@@ -127,6 +128,7 @@ pub fn init(
     // Page tables below 4 GiB: APs load CR3 in 32-bit mode.
     let mut alloc = frame::Allocator { limit: 1 << 32 };
     let root = frame::alloc_contiguous(1, frame::FRAME_SIZE, 1 << 32).ok_or("no frame for PML4")?;
+    frame::pin_host_table(root);
     // SAFETY: a fresh frame of ours, reached through the physical map.
     unsafe { core::ptr::write_bytes(phys_to_virt(root), 0, 4096) };
     let table_flags = F::PRESENT | F::WRITABLE;
