@@ -20,10 +20,11 @@ use alloc::vec::Vec;
 
 use xen_public_abi::io::xs_wire::*;
 
-use crate::perms::{Caller, Perms, Rights};
+use crate::node_ops::{args, atoi, onearg, store_op, Fail, OK, R};
+use crate::perms::{Caller, Perms};
 use crate::quota::Quota;
 use crate::ring::{self, RingMem};
-use crate::store::{self, Node, Store};
+use crate::store::{self, Store};
 use crate::transaction::{Tx, View};
 use crate::watch::{self, Fire, Watch};
 use crate::wire::{self, Msg, XsErr, HDR};
@@ -53,7 +54,7 @@ pub trait Platform {
 }
 
 #[derive(Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Local,
     Domain { local_port: u32 },
 }
@@ -62,16 +63,16 @@ enum Kind {
 #[derive(Debug)]
 pub struct Conn {
     pub caller: Caller,
-    kind: Kind,
-    watches: Vec<Watch>,
-    txs: BTreeMap<u32, Tx>,
-    next_tx: u32,
-    out: VecDeque<Msg>,
+    pub(crate) kind: Kind,
+    pub(crate) watches: Vec<Watch>,
+    pub(crate) txs: BTreeMap<u32, Tx>,
+    pub(crate) next_tx: u32,
+    pub(crate) out: VecDeque<Msg>,
     /// Encoded bytes of the message being written into the ring.
-    partial: Vec<u8>,
-    inbuf: Vec<u8>,
-    closed: bool,
-    event_bytes: usize,
+    pub(crate) partial: Vec<u8>,
+    pub(crate) inbuf: Vec<u8>,
+    pub(crate) closed: bool,
+    pub(crate) event_bytes: usize,
     /// Watch events dropped over the event budget.
     pub dropped_events: u64,
 }
@@ -94,100 +95,16 @@ impl Conn {
     }
 }
 
-/// Why a request got no ordinary answer.
-#[derive(Debug)]
-enum Fail {
-    Xs(XsErr),
-    /// A protocol violation: the connection is closed.
-    Close(&'static str),
-}
-
-impl From<XsErr> for Fail {
-    fn from(e: XsErr) -> Fail {
-        Fail::Xs(e)
-    }
-}
-
-type R<T> = Result<T, Fail>;
-
 /// The daemon.
 pub struct Xenstored<P: Platform> {
     pub platform: P,
     pub store: Store,
     pub quota: Quota,
-    conns: BTreeMap<ConnId, Conn>,
-    by_domid: BTreeMap<u16, ConnId>,
-    next_conn: ConnId,
-    special: BTreeMap<&'static str, Perms>,
-    logging: bool,
-}
-
-const OK: &[u8] = b"OK\0";
-
-fn args(p: &[u8]) -> R<Vec<&str>> {
-    wire::strings(p).ok_or(Fail::Close("unterminated string"))
-}
-
-/// Exactly one string (`onearg`).
-fn onearg(p: &[u8]) -> R<&str> {
-    let a = args(p)?;
-    if a.len() != 1 {
-        return Err(XsErr::EINVAL.into());
-    }
-    Ok(a[0])
-}
-
-/// C's `atoi` on what we accept: the leading digits (0 if none).
-fn atoi(s: &str) -> u32 {
-    let d: &str = &s[..s.bytes().take_while(u8::is_ascii_digit).count()];
-    d.parse().unwrap_or(u32::MAX)
-}
-
-fn has(r: Rights, need: Rights) -> bool {
-    (!need.read || r.read) && (!need.write || r.write) && (!need.owner || r.owner)
-}
-
-fn overlaps(r: Rights, need: Rights) -> bool {
-    (need.read && r.read) || (need.write && r.write) || (need.owner && r.owner)
-}
-
-const READ: Rights = Rights {
-    read: true,
-    write: false,
-    owner: false,
-};
-const WRITE: Rights = Rights {
-    read: false,
-    write: true,
-    owner: false,
-};
-const WRITE_OWNER: Rights = Rights {
-    read: false,
-    write: true,
-    owner: true,
-};
-
-/// `get_node`: the node if the caller has `need`; else `EACCES`, or `ENOENT`
-/// when it does not exist and the nearest existing ancestor grants some of
-/// `need` (`errno_from_parents`: a caller learns nothing of nodes it may not see).
-fn get_node(v: &mut View, c: &Caller, path: &str, need: Rights) -> Result<Node, XsErr> {
-    let err = match v.read(path) {
-        Some(n) if has(n.perms.rights(c), need) => return Ok(n),
-        Some(_) => XsErr::EACCES,
-        None => XsErr::ENOENT,
-    };
-    let mut p = path;
-    while let Some((parent, _)) = store::split(p) {
-        if let Some(n) = v.peek(parent) {
-            return Err(if overlaps(n.perms.rights(c), need) {
-                err
-            } else {
-                XsErr::EACCES
-            });
-        }
-        p = parent;
-    }
-    Err(XsErr::EACCES)
+    pub(crate) conns: BTreeMap<ConnId, Conn>,
+    pub(crate) by_domid: BTreeMap<u16, ConnId>,
+    pub(crate) next_conn: ConnId,
+    pub(crate) special: BTreeMap<&'static str, Perms>,
+    pub(crate) logging: bool,
 }
 
 impl<P: Platform> Xenstored<P> {
@@ -213,7 +130,7 @@ impl<P: Platform> Xenstored<P> {
         }
     }
 
-    fn log(&mut self, line: &str) {
+    pub(crate) fn log(&mut self, line: &str) {
         if self.logging {
             self.platform.log(line);
         }
@@ -333,183 +250,7 @@ impl<P: Platform> Xenstored<P> {
         v
     }
 
-    fn close(&mut self, id: ConnId, why: &str, code: u32) {
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if c.closed {
-            return;
-        }
-        c.closed = true;
-        c.watches.clear();
-        c.txs.clear();
-        c.out.clear();
-        c.partial.clear();
-        c.inbuf.clear();
-        let domid = c.caller.domid;
-        if matches!(c.kind, Kind::Domain { .. }) {
-            if let Some(m) = self.platform.ring(domid) {
-                m.store(ring::ERROR, code);
-            }
-        }
-        let line = alloc::format!("xenstored: d{domid}: {why}: connection closed");
-        self.log(&line);
-    }
-
-    /// Serve every domain connection: move replies into response rings, take
-    /// requests out of request rings (at most `budget` per connection, and not
-    /// while `outstanding` replies wait unread), and notify those whose rings
-    /// moved. Returns the number of requests handled.
-    pub fn poll(&mut self, budget: usize) -> usize {
-        let ids: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c.kind, Kind::Domain { .. }) && !c.closed)
-            .map(|(&i, _)| i)
-            .collect();
-        let mut handled = 0;
-        for id in ids {
-            handled += self.serve(id, budget);
-        }
-        handled
-    }
-
-    fn serve(&mut self, id: ConnId, budget: usize) -> usize {
-        let mut moved = false;
-        let mut handled = 0;
-        loop {
-            match self.flush(id) {
-                Ok(m) => moved |= m,
-                Err(()) => return handled,
-            }
-            if handled >= budget {
-                break;
-            }
-            let Some(c) = self.conns.get(&id) else { break };
-            if c.closed || (!c.caller.privileged && c.out.len() >= self.quota.outstanding as usize)
-            {
-                break;
-            }
-            match self.take_input(id) {
-                Ok((m, Some(msg))) => {
-                    moved |= m;
-                    handled += 1;
-                    self.request(id, msg);
-                }
-                Ok((m, None)) => {
-                    moved |= m;
-                    break;
-                }
-                Err(()) => return handled,
-            }
-        }
-        if moved {
-            if let Some(Conn {
-                kind: Kind::Domain { local_port },
-                ..
-            }) = self.conns.get(&id)
-            {
-                let p = *local_port;
-                self.platform.notify(p);
-            }
-        }
-        handled
-    }
-
-    /// Write queued output into the response ring. `Ok(moved)`; `Err` if the
-    /// connection was closed.
-    fn flush(&mut self, id: ConnId) -> Result<bool, ()> {
-        let mut moved = false;
-        loop {
-            let c = self.conns.get_mut(&id).ok_or(())?;
-            if c.closed {
-                return Err(());
-            }
-            if c.partial.is_empty() {
-                let Some(m) = c.out.pop_front() else {
-                    return Ok(moved);
-                };
-                if m.ty == XS_WATCH_EVENT {
-                    c.event_bytes = c.event_bytes.saturating_sub(HDR + m.payload.len());
-                }
-                c.partial = m.encode();
-            }
-            let domid = c.caller.domid;
-            let Some(mem) = self.platform.ring(domid) else {
-                return Ok(moved);
-            };
-            let res = ring::write_responses(mem, &self.conns[&id].partial);
-            match res {
-                Ok(0) => return Ok(moved),
-                Ok(n) => {
-                    moved = true;
-                    let c = self.conns.get_mut(&id).ok_or(())?;
-                    c.partial.drain(..n);
-                }
-                Err(_) => {
-                    self.close(
-                        id,
-                        "response ring indices out of range",
-                        XENSTORE_ERROR_RINGIDX,
-                    );
-                    return Err(());
-                }
-            }
-        }
-    }
-
-    /// Read request bytes: `Ok((moved, Some(message)))` once one is complete.
-    fn take_input(&mut self, id: ConnId) -> Result<(bool, Option<Msg>), ()> {
-        let mut moved = false;
-        loop {
-            let c = self.conns.get_mut(&id).ok_or(())?;
-            let have = c.inbuf.len();
-            let want = if have < HDR {
-                HDR
-            } else {
-                let h = wire::header(&c.inbuf).ok_or(())?;
-                HDR + h.len as usize
-            };
-            if have == want {
-                let h = wire::header(&c.inbuf).ok_or(())?;
-                let msg = Msg::new(h.r#type, h.req_id, h.tx_id, &c.inbuf[HDR..]);
-                c.inbuf.clear();
-                return Ok((moved, Some(msg)));
-            }
-            let domid = c.caller.domid;
-            let mut buf = [0u8; 1024];
-            let n = (want - have).min(buf.len());
-            let Some(mem) = self.platform.ring(domid) else {
-                return Ok((moved, None));
-            };
-            let got = match ring::read_requests(mem, &mut buf[..n]) {
-                Ok(g) => g,
-                Err(_) => {
-                    self.close(
-                        id,
-                        "request ring indices out of range",
-                        XENSTORE_ERROR_RINGIDX,
-                    );
-                    return Err(());
-                }
-            };
-            if got == 0 {
-                return Ok((moved, None));
-            }
-            moved = true;
-            let c = self.conns.get_mut(&id).ok_or(())?;
-            c.inbuf.extend_from_slice(&buf[..got]);
-            if c.inbuf.len() == HDR {
-                let h = wire::header(&c.inbuf).ok_or(())?;
-                if h.len > XENSTORE_PAYLOAD_MAX {
-                    self.close(id, "message longer than 4096 bytes", XENSTORE_ERROR_PROTO);
-                    return Err(());
-                }
-            }
-        }
-    }
-
-    fn push_event(&mut self, id: ConnId, ev: Msg) {
+    pub(crate) fn push_event(&mut self, id: ConnId, ev: Msg) {
         let max = self.quota.event_bytes;
         let Some(c) = self.conns.get_mut(&id) else {
             return;
@@ -862,326 +603,5 @@ impl<P: Platform> Xenstored<P> {
             c.caller.target = Some(t);
         }
         Ok(OK.to_vec())
-    }
-
-    fn do_control(&mut self, p: &[u8]) -> R<Vec<u8>> {
-        let a = args(p)?;
-        let (cmd, rest) = a.split_first().ok_or(XsErr::EINVAL)?;
-        match (*cmd, rest) {
-            ("check", []) => {
-                if let Err(why) = self.store.check() {
-                    let line = alloc::format!("xenstored: check: {why}");
-                    self.platform.log(&line);
-                }
-                Ok(OK.to_vec())
-            }
-            ("log", ["on"]) => {
-                self.logging = true;
-                Ok(OK.to_vec())
-            }
-            ("log", ["off"]) => {
-                self.logging = false;
-                Ok(OK.to_vec())
-            }
-            ("print", [s]) => {
-                let line = alloc::format!("xenstored: {s}");
-                self.platform.log(&line);
-                Ok(OK.to_vec())
-            }
-            ("quota", []) => Ok(wire::cstr(&self.quota_text())),
-            ("quota", ["set", name, val]) => {
-                let n = wire::number(val).ok_or(XsErr::EINVAL)?;
-                let q = &mut self.quota;
-                match *name {
-                    "nodes" => q.nodes_per_domain = n,
-                    "node-size" => q.node_size = n as usize,
-                    "watches" => q.watches = n,
-                    "transactions" => q.transactions = n,
-                    "transaction-nodes" => q.transaction_nodes = n,
-                    "permissions" => q.perms_per_node = n as usize,
-                    "outstanding" => q.outstanding = n,
-                    _ => return Err(XsErr::EINVAL.into()),
-                }
-                Ok(OK.to_vec())
-            }
-            ("quota", [d]) => {
-                let d = u16::try_from(wire::number(d).ok_or(XsErr::EINVAL)?)
-                    .map_err(|_| XsErr::EINVAL)?;
-                let cid = self.by_domid.get(&d).ok_or(XsErr::ENOENT)?;
-                let c = &self.conns[cid];
-                let s = alloc::format!(
-                    "nodes: {}\nwatches: {}\ntransactions: {}\noutstanding: {}\n",
-                    self.store.owned_by(d),
-                    c.watches.len(),
-                    c.txs.len(),
-                    c.out.len()
-                );
-                Ok(wire::cstr(&s))
-            }
-            ("help", []) => Ok(wire::cstr(
-                "check\t\nlog\ton|off\nprint\t<string>\nquota\t[set <name> <val>|<domid>]\nhelp\t\n",
-            )),
-            _ => Err(XsErr::EINVAL.into()),
-        }
-    }
-
-    fn quota_text(&self) -> String {
-        let q = &self.quota;
-        alloc::format!(
-            "nodes: {}\nnode-size: {}\nwatches: {}\ntransactions: {}\ntransaction-nodes: {}\npermissions: {}\noutstanding: {}\n",
-            q.nodes_per_domain,
-            q.node_size,
-            q.watches,
-            q.transactions,
-            q.transaction_nodes,
-            q.perms_per_node,
-            q.outstanding
-        )
-    }
-}
-
-/// Enforce the transaction-node quota for `n` more nodes.
-fn tx_room(v: &View, c: &Caller, q: &Quota, n: usize) -> Result<(), XsErr> {
-    if !c.privileged && v.in_tx() && v.touched() + n > q.transaction_nodes as usize {
-        return Err(XsErr::ENOSPC);
-    }
-    Ok(())
-}
-
-fn size_ok(c: &Caller, q: &Quota, n: &Node) -> Result<(), XsErr> {
-    if !c.privileged && n.record_size() >= q.node_size {
-        return Err(XsErr::ENOSPC);
-    }
-    Ok(())
-}
-
-/// Create `path` and any missing ancestors (`construct_node`): each inherits
-/// its parent's permissions; an unprivileged creator becomes the owner.
-fn create(v: &mut View, c: &Caller, q: &Quota, path: &str, value: &[u8]) -> Result<Node, XsErr> {
-    let mut missing = alloc::vec![String::from(path)];
-    let mut p = String::from(path);
-    let parent_path = loop {
-        let (parent, _) = store::split(&p).ok_or(XsErr::EINVAL)?;
-        if v.peek(parent).is_some() {
-            break String::from(parent);
-        }
-        missing.push(String::from(parent));
-        p = String::from(parent);
-    };
-    tx_room(v, c, q, missing.len() + 1)?;
-    let mut parent = v.read(&parent_path).ok_or(XsErr::ENOENT)?;
-    let mut ppath = parent_path;
-    if !c.privileged && v.owned_by(c.domid) + missing.len() as i64 > i64::from(q.nodes_per_domain) {
-        return Err(XsErr::ENOSPC);
-    }
-    let mut writes = Vec::new();
-    for name in missing.iter().rev() {
-        let (_, base) = store::split(name).ok_or(XsErr::EINVAL)?;
-        parent.children.push(String::from(base));
-        size_ok(c, q, &parent)?;
-        let mut perms = parent.perms.clone();
-        if !c.privileged {
-            perms.set_owner(c.domid);
-        }
-        let mut node = Node::new(perms);
-        if name == path {
-            node.value = value.to_vec();
-        }
-        size_ok(c, q, &node)?;
-        writes.push((core::mem::replace(&mut ppath, name.clone()), parent));
-        parent = node;
-    }
-    writes.push((ppath, parent.clone()));
-    for (p, n) in writes {
-        v.write(&p, n);
-    }
-    Ok(parent)
-}
-
-/// Handlers of the node operations.
-fn store_op(
-    v: &mut View,
-    c: &Caller,
-    q: &Quota,
-    special: &mut BTreeMap<&'static str, Perms>,
-    m: &Msg,
-    fires: &mut Vec<Fire>,
-) -> R<Vec<u8>> {
-    let p = &m.payload;
-    match m.ty {
-        XS_READ => {
-            let path = store::canonical(c.domid, onearg(p)?)?;
-            tx_room(v, c, q, usize::from(v.is_new_touch(&path)))?;
-            Ok(get_node(v, c, &path, READ)?.value)
-        }
-        XS_DIRECTORY => {
-            let path = store::canonical(c.domid, onearg(p)?)?;
-            tx_room(v, c, q, usize::from(v.is_new_touch(&path)))?;
-            let n = get_node(v, c, &path, READ)?;
-            let names: Vec<&str> = n.children.iter().map(String::as_str).collect();
-            Ok(wire::cstrs(&names))
-        }
-        XS_DIRECTORY_PART => {
-            let a = args(p)?;
-            if a.len() != 2 {
-                return Err(XsErr::EINVAL.into());
-            }
-            let path = store::canonical(c.domid, a[0])?;
-            let n = get_node(v, c, &path, READ)?;
-            let off = atoi(a[1]) as usize;
-            let children: Vec<&str> = n.children.iter().map(String::as_str).collect();
-            let all = wire::cstrs(&children);
-            let mut out = wire::cstr(&wire::decimal(n.generation));
-            if off >= all.len() {
-                out.push(0);
-                return Ok(out);
-            }
-            let max = XENSTORE_PAYLOAD_MAX as usize - out.len() - 1;
-            let mut len = 0;
-            let mut done = false;
-            while off + len < all.len() {
-                let rest = &all[off + len..];
-                let s = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-                if len + s >= max {
-                    break;
-                }
-                len += s + 1;
-                if off + len >= all.len() {
-                    done = true;
-                    break;
-                }
-            }
-            out.extend_from_slice(&all[off..(off + len).min(all.len())]);
-            if done {
-                out.push(0);
-            }
-            Ok(out)
-        }
-        XS_GET_PERMS => {
-            let arg = onearg(p)?;
-            let perms = if arg.starts_with('@') {
-                let perms = special.get(arg).ok_or(XsErr::ENOENT)?;
-                if !perms.rights(c).read {
-                    return Err(XsErr::EACCES.into());
-                }
-                perms.clone()
-            } else {
-                let path = store::canonical(c.domid, arg)?;
-                get_node(v, c, &path, READ)?.perms
-            };
-            let s = perms.to_strings();
-            let refs: Vec<&str> = s.iter().map(String::as_str).collect();
-            Ok(wire::cstrs(&refs))
-        }
-        XS_WRITE => {
-            let nul = p
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or(Fail::Close("unterminated string"))?;
-            let name = core::str::from_utf8(&p[..nul]).map_err(|_| XsErr::EINVAL)?;
-            let value = &p[nul + 1..];
-            let path = store::canonical(c.domid, name)?;
-            tx_room(v, c, q, usize::from(v.is_new_touch(&path)))?;
-            let node = match get_node(v, c, &path, WRITE) {
-                Ok(mut n) => {
-                    n.value = value.to_vec();
-                    size_ok(c, q, &n)?;
-                    v.write(&path, n.clone());
-                    n
-                }
-                Err(XsErr::ENOENT) => create(v, c, q, &path, value)?,
-                Err(e) => return Err(e.into()),
-            };
-            fires.push(Fire::new(&path, false, Some(node.perms)));
-            Ok(OK.to_vec())
-        }
-        XS_MKDIR => {
-            let path = store::canonical(c.domid, onearg(p)?)?;
-            tx_room(v, c, q, usize::from(v.is_new_touch(&path)))?;
-            match get_node(v, c, &path, WRITE) {
-                Ok(_) => {}
-                Err(XsErr::ENOENT) => {
-                    let n = create(v, c, q, &path, &[])?;
-                    fires.push(Fire::new(&path, false, Some(n.perms)));
-                }
-                Err(e) => return Err(e.into()),
-            }
-            Ok(OK.to_vec())
-        }
-        XS_RM => {
-            let path = store::canonical(c.domid, onearg(p)?)?;
-            let node = match get_node(v, c, &path, WRITE) {
-                Ok(n) => n,
-                Err(XsErr::ENOENT) => {
-                    let parent = store::split(&path).map(|x| x.0).unwrap_or("/");
-                    return match v.read(parent) {
-                        Some(_) => Ok(OK.to_vec()),
-                        None => Err(XsErr::ENOENT.into()),
-                    };
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if path == "/" {
-                return Err(XsErr::EINVAL.into());
-            }
-            // The subtree, children before parents.
-            let mut todo = alloc::vec![(path.clone(), node.clone())];
-            let mut order = Vec::new();
-            while let Some((p, n)) = todo.pop() {
-                for ch in &n.children {
-                    let cp = store::child_path(&p, ch);
-                    if let Some(cn) = v.peek(&cp) {
-                        todo.push((cp, cn));
-                    }
-                }
-                order.push((p, n));
-            }
-            tx_room(v, c, q, order.len() + 1)?;
-            let (parent_path, base) = store::split(&path).ok_or(XsErr::EINVAL)?;
-            let parent_path = String::from(parent_path);
-            let mut parent = v.read(&parent_path).ok_or(XsErr::ENOENT)?;
-            parent.children.retain(|x| x != base);
-            for (p, n) in order.iter().rev() {
-                v.remove(p);
-                if *p != path {
-                    fires.push(Fire::new(p, true, Some(n.perms.clone())));
-                }
-            }
-            v.write(&parent_path, parent);
-            fires.push(Fire::new(&path, false, Some(node.perms)));
-            Ok(OK.to_vec())
-        }
-        XS_SET_PERMS => {
-            let a = args(p)?;
-            if a.len() < 2 {
-                return Err(XsErr::EINVAL.into());
-            }
-            if !c.privileged && a.len() - 1 > q.perms_per_node {
-                return Err(XsErr::ENOSPC.into());
-            }
-            let perms = Perms::parse(&a[1..])?;
-            if a[0].starts_with('@') {
-                let cur = special.get_mut(a[0]).ok_or(XsErr::ENOENT)?;
-                if !has(cur.rights(c), WRITE_OWNER) {
-                    return Err(XsErr::EACCES.into());
-                }
-                *cur = perms;
-                return Ok(OK.to_vec());
-            }
-            let path = store::canonical(c.domid, a[0])?;
-            tx_room(v, c, q, usize::from(v.is_new_touch(&path)))?;
-            let mut n = get_node(v, c, &path, WRITE_OWNER)?;
-            if !c.privileged && perms.owner() != n.perms.owner() {
-                return Err(XsErr::EPERM.into());
-            }
-            let old = core::mem::replace(&mut n.perms, perms.clone());
-            size_ok(c, q, &n)?;
-            v.write(&path, n);
-            let mut f = Fire::new(&path, false, Some(perms));
-            f.old_perms = Some(old);
-            fires.push(f);
-            Ok(OK.to_vec())
-        }
-        _ => Err(XsErr::ENOSYS.into()),
     }
 }

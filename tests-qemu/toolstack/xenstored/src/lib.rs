@@ -9,6 +9,9 @@
 //! - [`transaction`]: per-connection transactions with conflict detection;
 //! - [`watch`]: watches and the special `@introduceDomain`/`@releaseDomain`;
 //! - [`quota`]: the limits one domain is held to;
+//! - `node_ops`: the node requests (read, write, mkdir, rm, permissions);
+//! - `connection`: a domain connection's ring I/O and closing it;
+//! - `control`: `XS_CONTROL`;
 //! - [`daemon`]: connections (one per introduced domain, plus dom0's local
 //!   ones) and the request handlers, one per message type.
 //!
@@ -17,8 +20,11 @@
 
 extern crate alloc;
 
+mod connection;
+mod control;
 pub mod daemon;
 pub mod layout;
+mod node_ops;
 pub mod perms;
 pub mod quota;
 pub mod ring;
