@@ -114,6 +114,42 @@ impl BootLog {
             rest.split_whitespace().next()?.parse().ok()
         })
     }
+    /// The per-vCPU counters dom0 had printed (debug key 'p') right after its
+    /// ping-pong with `domid`, divided by the round trips: for vCPU 0 of dom0
+    /// and of `domid`, `[exits, hypercall exits, injections]` per round trip.
+    fn perfc_per_round(&self, domid: u16) -> Option<([f64; 3], [f64; 3])> {
+        let mark = format!("evtchn: perfc above: d{domid} ping-pong, ");
+        let at = self.lines.iter().position(|(_, l)| l.contains(&mark))?;
+        let rounds: f64 = {
+            let l = &self.lines[at].1;
+            let rest = &l[l.find(&mark)? + mark.len()..];
+            rest.split_whitespace().next()?.parse().ok()?
+        };
+        if rounds <= 0.0 {
+            return None;
+        }
+        let head = self.lines[..at]
+            .iter()
+            .rposition(|(_, l)| l.contains("perfc: per-vCPU counters"))?;
+        let counters = |d: u16| -> Option<[f64; 3]> {
+            let key = format!("perfc d{d}v0: ");
+            let l = self.lines[head..at]
+                .iter()
+                .find_map(|(_, l)| Some(&l[l.find(&key)? + key.len()..]))?;
+            // "exits E hypercall H hlt L interrupt I injections J"
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let get = |name: &str| -> Option<f64> {
+                let i = w.iter().position(|x| *x == name)?;
+                w.get(i + 1)?.parse::<f64>().ok()
+            };
+            Some([
+                get("exits")? / rounds,
+                get("hypercall")? / rounds,
+                get("injections")? / rounds,
+            ])
+        };
+        Some((counters(0)?, counters(domid)?))
+    }
     fn tsc_mhz(&self) -> Option<f64> {
         let (_, l) = self.find("starting (tsc ")?;
         let rest = &l[l.find("(tsc ")? + 5..];
@@ -556,11 +592,41 @@ pub fn run(args: BenchArgs) -> Result<()> {
             us,
         ));
     }
-    rows.push(Row::not_measured(
-        "VM exits and injections per event round trip",
-        "QEMU TCG (SVM)",
-        "the hypervisor keeps no per-domain exit/injection counters yet",
-    ));
+    // Counted by the hypervisor (perfc, debug keys 'P' / 'p' from dom0 around
+    // the ping-pong): per round trip, each side's vCPU.
+    for (d, abi) in [(1u16, "2-level domU"), (2, "FIFO domU")] {
+        let per: Vec<_> = ev.iter().filter_map(|l| l.perfc_per_round(d)).collect();
+        for (side, pick) in [("dom0", 0usize), ("domU", 1)] {
+            let of = |i: usize| -> Vec<f64> {
+                per.iter()
+                    .map(|p| if pick == 0 { p.0[i] } else { p.1[i] })
+                    .collect()
+            };
+            rows.push(
+                Row::new(
+                    &format!("VM exits per event round trip, {side} side (dom0 ↔ {abi})"),
+                    "QEMU TCG (SVM), 1 CPU",
+                    "exits",
+                    of(0),
+                )
+                .note(&format!(
+                    "hypercall exits among them (median): {}; target 1",
+                    Row::new("", "", "", of(1))
+                        .stats()
+                        .map_or("—".into(), |(_, m, _)| fmt_num(m))
+                )),
+            );
+            rows.push(
+                Row::new(
+                    &format!("injections per event round trip, {side} side (dom0 ↔ {abi})"),
+                    "QEMU TCG (SVM), 1 CPU",
+                    "injections",
+                    of(2),
+                )
+                .note("target 1"),
+            );
+        }
+    }
 
     if args.quick {
         rows.push(Row::not_measured(
@@ -828,6 +894,22 @@ mod tests {
         assert_eq!(log.measure("cpuid-exit"), None);
         assert_eq!(log.tsc_mhz(), Some(2615.0));
         assert_eq!(log.wall_ms("MEASURE"), Some(9.0));
+    }
+
+    #[test]
+    fn reads_the_perf_counters_per_round_trip() {
+        let text =
+            "[    1.0] INFO  cpu0: perfc: per-vCPU counters since the last reset (debug key 'P')
+[    1.1] INFO  cpu0: perfc d0v0: exits 65 hypercall 64 hlt 0 interrupt 1 injections 32
+[    1.2] INFO  cpu0: perfc d1v0: exits 96 hypercall 64 hlt 0 interrupt 0 injections 32
+[    1.3] INFO  cpu0: d0: evtchn: perfc above: d1 ping-pong, 32 round trips";
+        let log = BootLog {
+            lines: text.lines().map(|l| (0.0, l.to_string())).collect(),
+        };
+        let (d0, du) = log.perfc_per_round(1).unwrap();
+        assert_eq!(d0, [65.0 / 32.0, 2.0, 1.0]);
+        assert_eq!(du, [3.0, 2.0, 1.0]);
+        assert_eq!(log.perfc_per_round(2), None);
     }
 
     #[test]
