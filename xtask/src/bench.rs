@@ -150,6 +150,40 @@ impl BootLog {
         };
         Some((counters(0)?, counters(domid)?))
     }
+    /// Each `xl create <name>.cfg` … `xl destroy <name>` cycle of dom0's xl
+    /// script, by the hypervisor's time stamps: (create ms: the command line to
+    /// xl's "created <name> as dN"; destroy ms: the command line to the
+    /// hypervisor's "dN: destroyed").
+    fn xl_cycles(&self, name: &str) -> Vec<(f64, f64)> {
+        let create = format!("xl> create {name}.cfg");
+        let created = format!("xl: created {name} as d");
+        let destroy = format!("xl> destroy {name}");
+        let mut out = Vec::new();
+        let mut i = 0;
+        let stamp = |j: usize| stamp_ms(&self.lines[j].1);
+        let next = |from: usize, pat: &str| {
+            (from..self.lines.len()).find(|&j| self.lines[j].1.contains(pat))
+        };
+        while let Some(a) = next(i, &create) {
+            let Some(b) = next(a, &created) else { break };
+            let l = &self.lines[b].1;
+            let domid: String = l[l.find(&created).unwrap_or(0) + created.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            let Some(c) = next(b, &destroy) else { break };
+            let Some(d) = next(c, &format!("d{domid}: destroyed")) else {
+                break;
+            };
+            if let (Some(ta), Some(tb), Some(tc), Some(td)) =
+                (stamp(a), stamp(b), stamp(c), stamp(d))
+            {
+                out.push((tb - ta, td - tc));
+            }
+            i = d;
+        }
+        out
+    }
     fn tsc_mhz(&self) -> Option<f64> {
         let (_, l) = self.find("starting (tsc ")?;
         let rest = &l[l.find("(tsc ")? + 5..];
@@ -270,7 +304,8 @@ fn scenario_images(
     let kernel = build::hypervisor()?;
     let mut entries = Vec::new();
     if let Some(name) = name {
-        entries.push(build::domains_cfg(name)?);
+        // domains.cfg and the scenario's other files (xl scripts and configs).
+        entries.extend(build::scenario_files(name)?);
         entries.extend(guests.iter().cloned());
     }
     let builder = match which.bios || which.uefi {
@@ -672,10 +707,41 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         criterion_rows(&mut rows)?;
     }
-    rows.push(Row::not_measured(
-        "domain create + destroy from dom0",
-        "QEMU TCG (SVM)",
-        "the toolstack's dom0 domain builder (issue 11) has not landed on this branch",
+    eprintln!("xtask bench: {runs} × xl (dom0's toolstack creates and destroys domUs)");
+    let xl_images = scenario_images(
+        Some("xl"),
+        TestMode::None,
+        Firmwares {
+            bios: false,
+            uefi: false,
+        },
+        &guests,
+    )?;
+    let xl = collect(runs, |i| {
+        qemu_boot(direct(&xl_images), 1, &run_dir("xl", i)?, qemu_timeout)
+    })?;
+    let cycles: Vec<(f64, f64)> = xl.iter().flat_map(|l| l.xl_cycles("web")).collect();
+    let place = "QEMU TCG (SVM), 1 CPU, xl scenario";
+    rows.push(
+        Row::new(
+            "domain create + destroy from dom0 (xl, web.cfg: PVH, 16 MiB, 1 vCPU)",
+            place,
+            "ms",
+            cycles.iter().map(|(c, d)| c + d).collect(),
+        )
+        .note("hypervisor time stamps; xl's create includes loading the kernel and its log lines at serial speed"),
+    );
+    rows.push(Row::new(
+        "of which create (xl create → \"created\")",
+        place,
+        "ms",
+        cycles.iter().map(|(c, _)| *c).collect(),
+    ));
+    rows.push(Row::new(
+        "of which destroy (xl destroy → the hypervisor's \"destroyed\")",
+        place,
+        "ms",
+        cycles.iter().map(|(_, d)| *d).collect(),
     ));
     rows.push(Row::not_measured(
         "Linux domU start → /init",
@@ -894,6 +960,27 @@ mod tests {
         assert_eq!(log.measure("cpuid-exit"), None);
         assert_eq!(log.tsc_mhz(), Some(2615.0));
         assert_eq!(log.wall_ms("MEASURE"), Some(9.0));
+    }
+
+    #[test]
+    fn reads_xl_create_destroy_cycles() {
+        let text = "[    0.904000] INFO  cpu0: d0: xl> create web.cfg
+[    0.932000] INFO  cpu0: d1: created (flags 0x3, 1 vCPUs max)
+[    1.291000] INFO  cpu0: d0: xl: created web as d1 (entry 0x100000)
+[    1.900000] INFO  cpu0: d0: xl> destroy web
+[    1.907000] INFO  cpu0: d1: destroyed
+[    1.939000] INFO  cpu0: d0: xl> create web.cfg
+[    2.165000] INFO  cpu0: d0: xl: created web as d3 (entry 0x100000)
+[    2.304000] INFO  cpu0: d0: xl> destroy web
+[    2.314000] INFO  cpu0: d3: destroyed";
+        let log = BootLog {
+            lines: text.lines().map(|l| (0.0, l.to_string())).collect(),
+        };
+        let c = log.xl_cycles("web");
+        assert_eq!(c.len(), 2);
+        assert!((c[0].0 - 387.0).abs() < 1e-6 && (c[0].1 - 7.0).abs() < 1e-6);
+        assert!((c[1].0 - 226.0).abs() < 1e-6 && (c[1].1 - 10.0).abs() < 1e-6);
+        assert!(log.xl_cycles("db").is_empty());
     }
 
     #[test]
