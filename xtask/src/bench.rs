@@ -40,6 +40,12 @@ pub struct BenchArgs {
     /// Also rewrite docs/benchmarks.md from the result.
     #[arg(long)]
     pub write_docs: bool,
+    /// Boots of the Linux domU (the `linux` scenario's inputs, `cargo xtask
+    /// linux-inputs`) and of the same kernel under plain QEMU, for the
+    /// "Linux to /init" rows; 0 leaves them out (each boot takes about a
+    /// minute under TCG).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub linux: u32,
 }
 
 /// Guest memory for the bench boots (as qemu-test).
@@ -201,11 +207,23 @@ pub fn stamp_ms(line: &str) -> Option<f64> {
 /// Boots QEMU once with the serial console on a pipe; returns every line with
 /// its arrival time. Ends at the `EXIT:` line (or after `timeout`).
 fn qemu_boot(boot: QemuBoot, smp: u32, out_dir: &Path, timeout: Duration) -> Result<BootLog> {
+    qemu_boot_until(boot, smp, MEMORY_MIB, "EXIT: ", out_dir, timeout)
+}
+
+/// [`qemu_boot`] with the machine's memory and the line that ends the run.
+fn qemu_boot_until(
+    boot: QemuBoot,
+    smp: u32,
+    memory_mib: u32,
+    end: &str,
+    out_dir: &Path,
+    timeout: Duration,
+) -> Result<BootLog> {
     let mut cmd = QemuConfig {
         boot,
         uefi_firmware: None,
         smp,
-        memory_mib: MEMORY_MIB,
+        memory_mib,
         accel: Accel::Tcg,
         serial: Serial::Stdout,
         gdb: false,
@@ -231,9 +249,9 @@ fn qemu_boot(boot: QemuBoot, smp: u32, out_dir: &Path, timeout: Duration) -> Res
         let left = timeout.saturating_sub(started.elapsed());
         match rx.recv_timeout(left) {
             Ok((t, line)) => {
-                let end = line.contains("EXIT: ");
+                let last = line.contains(end);
                 log.lines.push((t.as_secs_f64() * 1000.0, line));
-                if end {
+                if last {
                     break;
                 }
             }
@@ -306,7 +324,10 @@ fn scenario_images(
     if let Some(name) = name {
         // domains.cfg and the scenario's other files (xl scripts and configs).
         entries.extend(build::scenario_files(name)?);
+        // The Linux kernel and initramfs, if domains.cfg names them.
+        let linux = crate::linux::ramdisk_entries(&entries[0].data)?;
         entries.extend(guests.iter().cloned());
+        entries.extend(linux);
     }
     let builder = match which.bios || which.uefi {
         true => Some(build::image_builder()?),
@@ -506,6 +527,99 @@ fn criterion_rows(rows: &mut Vec<Row>) -> Result<()> {
             format!("p2m change ({id}), {param}")
         })?;
     }
+    Ok(())
+}
+
+/// The Linux kernel's own banner → "Run /init as init process", in ms: under
+/// the hypervisor from the hypervisor's time stamps of the domU's two console
+/// lines (the kernel's early clock is the pvclock, not zero-based); under plain
+/// QEMU from the kernel's printk time stamp of the /init line (its clock starts
+/// at the banner).
+fn linux_to_init_ms(log: &BootLog, domu: &str) -> Option<f64> {
+    let banner = log
+        .lines
+        .iter()
+        .find(|(_, l)| l.contains(domu) && l.contains("Linux version"))?;
+    let init = log
+        .lines
+        .iter()
+        .find(|(_, l)| l.contains(domu) && l.contains("Run /init as init process"))?;
+    if domu.is_empty() {
+        // "[    5.123456] Run /init as init process"
+        return stamp_ms(&init.1);
+    }
+    Some(stamp_ms(&init.1)? - stamp_ms(&banner.1)?)
+}
+
+fn linux_rows(
+    rows: &mut Vec<Row>,
+    boots: u32,
+    guests: &[crate::ramdisk::Entry],
+    dir: &Path,
+) -> Result<()> {
+    let figure = "Linux (Debian cloud 6.1) banner → Run /init";
+    if boots == 0 {
+        for place in ["QEMU TCG (SVM), PVH domU", "plain QEMU TCG -kernel vmlinux"] {
+            rows.push(Row::not_measured(
+                figure,
+                place,
+                "pass --linux N (needs cargo xtask linux-inputs)",
+            ));
+        }
+        return Ok(());
+    }
+    eprintln!("xtask bench: {boots} × linux (a Linux PVH domU beside dom0)");
+    let images = scenario_images(
+        Some("linux"),
+        TestMode::None,
+        Firmwares {
+            bios: false,
+            uefi: false,
+        },
+        guests,
+    )?;
+    let timeout = Duration::from_secs(600);
+    let mut ours = Vec::new();
+    for i in 0..boots {
+        let d = dir.join(format!("linux-{i}"));
+        std::fs::create_dir_all(&d)?;
+        // The domU's /init line is enough; dom0 ends the run later.
+        let log = qemu_boot_until(direct(&images), 1, 1024, "Run /init as init", &d, timeout)?;
+        ours.extend(linux_to_init_ms(&log, "d1: "));
+    }
+    rows.push(
+        Row::new(
+            figure,
+            "QEMU TCG (SVM), PVH domU, 256 MiB, 1 vCPU",
+            "ms",
+            ours,
+        )
+        .note("hypervisor time stamps of the domU's banner and /init console lines"),
+    );
+    eprintln!("xtask bench: {boots} × the same kernel under plain QEMU");
+    let inputs = crate::linux::inputs()?;
+    let mut plain = Vec::new();
+    for i in 0..boots {
+        let d = dir.join(format!("linux-plain-{i}"));
+        std::fs::create_dir_all(&d)?;
+        let boot = QemuBoot::Direct {
+            kernel: inputs.vmlinux.clone(),
+            initrd: Some(inputs.initramfs.clone()),
+            // The domU's log level, so both print the same lines.
+            cmdline: Some("console=ttyS0 loglevel=7 rdinit=/init".into()),
+        };
+        let log = qemu_boot_until(boot, 1, 512, "Run /init as init", &d, timeout)?;
+        plain.extend(linux_to_init_ms(&log, ""));
+    }
+    rows.push(
+        Row::new(
+            figure,
+            "plain QEMU TCG -kernel vmlinux -initrd, 512 MiB",
+            "ms",
+            plain,
+        )
+        .note("the kernel's printk time stamp (from its banner)"),
+    );
     Ok(())
 }
 
@@ -743,11 +857,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "ms",
         cycles.iter().map(|(_, d)| *d).collect(),
     ));
-    rows.push(Row::not_measured(
-        "Linux domU start → /init",
-        "QEMU TCG (SVM)",
-        "the Linux PVH domU scenarios (issue 12) have not landed on this branch",
-    ));
+    linux_rows(&mut rows, args.linux, &guests, &dir)?;
     size_rows(&mut rows, &hello.kernel)?;
 
     let table = markdown(&rows, runs, bochs_runs);
@@ -960,6 +1070,21 @@ mod tests {
         assert_eq!(log.measure("cpuid-exit"), None);
         assert_eq!(log.tsc_mhz(), Some(2615.0));
         assert_eq!(log.wall_ms("MEASURE"), Some(9.0));
+    }
+
+    #[test]
+    fn reads_linux_banner_to_init() {
+        let ours = "[   19.983951] INFO  cpu0: d1: [    0.000000] Linux version 6.1.0
+[   48.486618] INFO  cpu0: d1: [   43.522974] Run /init as init process";
+        let plain = "[    0.000000] Linux version 6.1.0
+[    5.250000] Run /init as init process";
+        let log = |t: &str| BootLog {
+            lines: t.lines().map(|l| (0.0, l.to_string())).collect(),
+        };
+        let ms = linux_to_init_ms(&log(ours), "d1: ").unwrap();
+        assert!((ms - 28502.667).abs() < 1e-3, "{ms}");
+        assert_eq!(linux_to_init_ms(&log(plain), ""), Some(5250.0));
+        assert_eq!(linux_to_init_ms(&log(plain), "d1: "), None);
     }
 
     #[test]
