@@ -40,6 +40,12 @@ pub struct BenchArgs {
     /// Also rewrite docs/benchmarks.md from the result.
     #[arg(long)]
     pub write_docs: bool,
+    /// Boots of the Linux domU (the `linux` scenario's inputs, `cargo xtask
+    /// linux-inputs`) and of the same kernel under plain QEMU, for the
+    /// "Linux to /init" rows; 0 leaves them out (each boot takes about a
+    /// minute under TCG).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub linux: u32,
 }
 
 /// Guest memory for the bench boots (as qemu-test).
@@ -114,6 +120,76 @@ impl BootLog {
             rest.split_whitespace().next()?.parse().ok()
         })
     }
+    /// The per-vCPU counters dom0 had printed (debug key 'p') right after its
+    /// ping-pong with `domid`, divided by the round trips: for vCPU 0 of dom0
+    /// and of `domid`, `[exits, hypercall exits, injections]` per round trip.
+    fn perfc_per_round(&self, domid: u16) -> Option<([f64; 3], [f64; 3])> {
+        let mark = format!("evtchn: perfc above: d{domid} ping-pong, ");
+        let at = self.lines.iter().position(|(_, l)| l.contains(&mark))?;
+        let rounds: f64 = {
+            let l = &self.lines[at].1;
+            let rest = &l[l.find(&mark)? + mark.len()..];
+            rest.split_whitespace().next()?.parse().ok()?
+        };
+        if rounds <= 0.0 {
+            return None;
+        }
+        let head = self.lines[..at]
+            .iter()
+            .rposition(|(_, l)| l.contains("perfc: per-vCPU counters"))?;
+        let counters = |d: u16| -> Option<[f64; 3]> {
+            let key = format!("perfc d{d}v0: ");
+            let l = self.lines[head..at]
+                .iter()
+                .find_map(|(_, l)| Some(&l[l.find(&key)? + key.len()..]))?;
+            // "exits E hypercall H hlt L interrupt I injections J"
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let get = |name: &str| -> Option<f64> {
+                let i = w.iter().position(|x| *x == name)?;
+                w.get(i + 1)?.parse::<f64>().ok()
+            };
+            Some([
+                get("exits")? / rounds,
+                get("hypercall")? / rounds,
+                get("injections")? / rounds,
+            ])
+        };
+        Some((counters(0)?, counters(domid)?))
+    }
+    /// Each `xl create <name>.cfg` … `xl destroy <name>` cycle of dom0's xl
+    /// script, by the hypervisor's time stamps: (create ms: the command line to
+    /// xl's "created <name> as dN"; destroy ms: the command line to the
+    /// hypervisor's "dN: destroyed").
+    fn xl_cycles(&self, name: &str) -> Vec<(f64, f64)> {
+        let create = format!("xl> create {name}.cfg");
+        let created = format!("xl: created {name} as d");
+        let destroy = format!("xl> destroy {name}");
+        let mut out = Vec::new();
+        let mut i = 0;
+        let stamp = |j: usize| stamp_ms(&self.lines[j].1);
+        let next = |from: usize, pat: &str| {
+            (from..self.lines.len()).find(|&j| self.lines[j].1.contains(pat))
+        };
+        while let Some(a) = next(i, &create) {
+            let Some(b) = next(a, &created) else { break };
+            let l = &self.lines[b].1;
+            let domid: String = l[l.find(&created).unwrap_or(0) + created.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            let Some(c) = next(b, &destroy) else { break };
+            let Some(d) = next(c, &format!("d{domid}: destroyed")) else {
+                break;
+            };
+            if let (Some(ta), Some(tb), Some(tc), Some(td)) =
+                (stamp(a), stamp(b), stamp(c), stamp(d))
+            {
+                out.push((tb - ta, td - tc));
+            }
+            i = d;
+        }
+        out
+    }
     fn tsc_mhz(&self) -> Option<f64> {
         let (_, l) = self.find("starting (tsc ")?;
         let rest = &l[l.find("(tsc ")? + 5..];
@@ -131,11 +207,23 @@ pub fn stamp_ms(line: &str) -> Option<f64> {
 /// Boots QEMU once with the serial console on a pipe; returns every line with
 /// its arrival time. Ends at the `EXIT:` line (or after `timeout`).
 fn qemu_boot(boot: QemuBoot, smp: u32, out_dir: &Path, timeout: Duration) -> Result<BootLog> {
+    qemu_boot_until(boot, smp, MEMORY_MIB, "EXIT: ", out_dir, timeout)
+}
+
+/// [`qemu_boot`] with the machine's memory and the line that ends the run.
+fn qemu_boot_until(
+    boot: QemuBoot,
+    smp: u32,
+    memory_mib: u32,
+    end: &str,
+    out_dir: &Path,
+    timeout: Duration,
+) -> Result<BootLog> {
     let mut cmd = QemuConfig {
         boot,
         uefi_firmware: None,
         smp,
-        memory_mib: MEMORY_MIB,
+        memory_mib,
         accel: Accel::Tcg,
         serial: Serial::Stdout,
         gdb: false,
@@ -162,9 +250,9 @@ fn qemu_boot(boot: QemuBoot, smp: u32, out_dir: &Path, timeout: Duration) -> Res
         let left = timeout.saturating_sub(started.elapsed());
         match rx.recv_timeout(left) {
             Ok((t, line)) => {
-                let end = line.contains("EXIT: ");
+                let last = line.contains(end);
                 log.lines.push((t.as_secs_f64() * 1000.0, line));
-                if end {
+                if last {
                     break;
                 }
             }
@@ -235,8 +323,12 @@ fn scenario_images(
     let kernel = build::hypervisor()?;
     let mut entries = Vec::new();
     if let Some(name) = name {
-        entries.push(build::domains_cfg(name)?);
+        // domains.cfg and the scenario's other files (xl scripts and configs).
+        entries.extend(build::scenario_files(name)?);
+        // The Linux kernel and initramfs, if domains.cfg names them.
+        let linux = crate::linux::ramdisk_entries(&entries[0].data)?;
         entries.extend(guests.iter().cloned());
+        entries.extend(linux);
     }
     let builder = match which.bios || which.uefi {
         true => Some(build::image_builder()?),
@@ -439,6 +531,99 @@ fn criterion_rows(rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
+/// The Linux kernel's own banner → "Run /init as init process", in ms: under
+/// the hypervisor from the hypervisor's time stamps of the domU's two console
+/// lines (the kernel's early clock is the pvclock, not zero-based); under plain
+/// QEMU from the kernel's printk time stamp of the /init line (its clock starts
+/// at the banner).
+fn linux_to_init_ms(log: &BootLog, domu: &str) -> Option<f64> {
+    let banner = log
+        .lines
+        .iter()
+        .find(|(_, l)| l.contains(domu) && l.contains("Linux version"))?;
+    let init = log
+        .lines
+        .iter()
+        .find(|(_, l)| l.contains(domu) && l.contains("Run /init as init process"))?;
+    if domu.is_empty() {
+        // "[    5.123456] Run /init as init process"
+        return stamp_ms(&init.1);
+    }
+    Some(stamp_ms(&init.1)? - stamp_ms(&banner.1)?)
+}
+
+fn linux_rows(
+    rows: &mut Vec<Row>,
+    boots: u32,
+    guests: &[crate::ramdisk::Entry],
+    dir: &Path,
+) -> Result<()> {
+    let figure = "Linux (Debian cloud 6.1) banner → Run /init";
+    if boots == 0 {
+        for place in ["QEMU TCG (SVM), PVH domU", "plain QEMU TCG -kernel vmlinux"] {
+            rows.push(Row::not_measured(
+                figure,
+                place,
+                "pass --linux N (needs cargo xtask linux-inputs)",
+            ));
+        }
+        return Ok(());
+    }
+    eprintln!("xtask bench: {boots} × linux (a Linux PVH domU beside dom0)");
+    let images = scenario_images(
+        Some("linux"),
+        TestMode::None,
+        Firmwares {
+            bios: false,
+            uefi: false,
+        },
+        guests,
+    )?;
+    let timeout = Duration::from_secs(600);
+    let mut ours = Vec::new();
+    for i in 0..boots {
+        let d = dir.join(format!("linux-{i}"));
+        std::fs::create_dir_all(&d)?;
+        // The domU's /init line is enough; dom0 ends the run later.
+        let log = qemu_boot_until(direct(&images), 1, 1024, "Run /init as init", &d, timeout)?;
+        ours.extend(linux_to_init_ms(&log, "d1: "));
+    }
+    rows.push(
+        Row::new(
+            figure,
+            "QEMU TCG (SVM), PVH domU, 256 MiB, 1 vCPU",
+            "ms",
+            ours,
+        )
+        .note("hypervisor time stamps of the domU's banner and /init console lines"),
+    );
+    eprintln!("xtask bench: {boots} × the same kernel under plain QEMU");
+    let inputs = crate::linux::inputs()?;
+    let mut plain = Vec::new();
+    for i in 0..boots {
+        let d = dir.join(format!("linux-plain-{i}"));
+        std::fs::create_dir_all(&d)?;
+        let boot = QemuBoot::Direct {
+            kernel: inputs.vmlinux.clone(),
+            initrd: Some(inputs.initramfs.clone()),
+            // The domU's log level, so both print the same lines.
+            cmdline: Some("console=ttyS0 loglevel=7 rdinit=/init".into()),
+        };
+        let log = qemu_boot_until(boot, 1, 512, "Run /init as init", &d, timeout)?;
+        plain.extend(linux_to_init_ms(&log, ""));
+    }
+    rows.push(
+        Row::new(
+            figure,
+            "plain QEMU TCG -kernel vmlinux -initrd, 512 MiB",
+            "ms",
+            plain,
+        )
+        .note("the kernel's printk time stamp (from its banner)"),
+    );
+    Ok(())
+}
+
 fn size_rows(rows: &mut Vec<Row>, elf: &Path) -> Result<()> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     for (name, size) in elf_sections(&bytes)? {
@@ -557,11 +742,41 @@ pub fn run(args: BenchArgs) -> Result<()> {
             us,
         ));
     }
-    rows.push(Row::not_measured(
-        "VM exits and injections per event round trip",
-        "QEMU TCG (SVM)",
-        "the hypervisor keeps no per-domain exit/injection counters yet",
-    ));
+    // Counted by the hypervisor (perfc, debug keys 'P' / 'p' from dom0 around
+    // the ping-pong): per round trip, each side's vCPU.
+    for (d, abi) in [(1u16, "2-level domU"), (2, "FIFO domU")] {
+        let per: Vec<_> = ev.iter().filter_map(|l| l.perfc_per_round(d)).collect();
+        for (side, pick) in [("dom0", 0usize), ("domU", 1)] {
+            let of = |i: usize| -> Vec<f64> {
+                per.iter()
+                    .map(|p| if pick == 0 { p.0[i] } else { p.1[i] })
+                    .collect()
+            };
+            rows.push(
+                Row::new(
+                    &format!("VM exits per event round trip, {side} side (dom0 ↔ {abi})"),
+                    "QEMU TCG (SVM), 1 CPU",
+                    "exits",
+                    of(0),
+                )
+                .note(&format!(
+                    "hypercall exits among them (median): {}; target 1",
+                    Row::new("", "", "", of(1))
+                        .stats()
+                        .map_or("—".into(), |(_, m, _)| fmt_num(m))
+                )),
+            );
+            rows.push(
+                Row::new(
+                    &format!("injections per event round trip, {side} side (dom0 ↔ {abi})"),
+                    "QEMU TCG (SVM), 1 CPU",
+                    "injections",
+                    of(2),
+                )
+                .note("target 1"),
+            );
+        }
+    }
 
     if args.quick {
         rows.push(Row::not_measured(
@@ -607,16 +822,43 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         criterion_rows(&mut rows)?;
     }
-    rows.push(Row::not_measured(
-        "domain create + destroy from dom0",
-        "QEMU TCG (SVM)",
-        "the toolstack's dom0 domain builder (issue 11) has not landed on this branch",
+    eprintln!("xtask bench: {runs} × xl (dom0's toolstack creates and destroys domUs)");
+    let xl_images = scenario_images(
+        Some("xl"),
+        TestMode::None,
+        Firmwares {
+            bios: false,
+            uefi: false,
+        },
+        &guests,
+    )?;
+    let xl = collect(runs, |i| {
+        qemu_boot(direct(&xl_images), 1, &run_dir("xl", i)?, qemu_timeout)
+    })?;
+    let cycles: Vec<(f64, f64)> = xl.iter().flat_map(|l| l.xl_cycles("web")).collect();
+    let place = "QEMU TCG (SVM), 1 CPU, xl scenario";
+    rows.push(
+        Row::new(
+            "domain create + destroy from dom0 (xl, web.cfg: PVH, 16 MiB, 1 vCPU)",
+            place,
+            "ms",
+            cycles.iter().map(|(c, d)| c + d).collect(),
+        )
+        .note("hypervisor time stamps; xl's create includes loading the kernel and its log lines at serial speed"),
+    );
+    rows.push(Row::new(
+        "of which create (xl create → \"created\")",
+        place,
+        "ms",
+        cycles.iter().map(|(c, _)| *c).collect(),
     ));
-    rows.push(Row::not_measured(
-        "Linux domU start → /init",
-        "QEMU TCG (SVM)",
-        "the Linux PVH domU scenarios (issue 12) have not landed on this branch",
+    rows.push(Row::new(
+        "of which destroy (xl destroy → the hypervisor's \"destroyed\")",
+        place,
+        "ms",
+        cycles.iter().map(|(_, d)| *d).collect(),
     ));
+    linux_rows(&mut rows, args.linux, &guests, &dir)?;
     size_rows(&mut rows, &hello.kernel)?;
 
     let table = markdown(&rows, runs, bochs_runs);
@@ -829,6 +1071,58 @@ mod tests {
         assert_eq!(log.measure("cpuid-exit"), None);
         assert_eq!(log.tsc_mhz(), Some(2615.0));
         assert_eq!(log.wall_ms("MEASURE"), Some(9.0));
+    }
+
+    #[test]
+    fn reads_linux_banner_to_init() {
+        let ours = "[   19.983951] INFO  cpu0: d1: [    0.000000] Linux version 6.1.0
+[   48.486618] INFO  cpu0: d1: [   43.522974] Run /init as init process";
+        let plain = "[    0.000000] Linux version 6.1.0
+[    5.250000] Run /init as init process";
+        let log = |t: &str| BootLog {
+            lines: t.lines().map(|l| (0.0, l.to_string())).collect(),
+        };
+        let ms = linux_to_init_ms(&log(ours), "d1: ").unwrap();
+        assert!((ms - 28502.667).abs() < 1e-3, "{ms}");
+        assert_eq!(linux_to_init_ms(&log(plain), ""), Some(5250.0));
+        assert_eq!(linux_to_init_ms(&log(plain), "d1: "), None);
+    }
+
+    #[test]
+    fn reads_xl_create_destroy_cycles() {
+        let text = "[    0.904000] INFO  cpu0: d0: xl> create web.cfg
+[    0.932000] INFO  cpu0: d1: created (flags 0x3, 1 vCPUs max)
+[    1.291000] INFO  cpu0: d0: xl: created web as d1 (entry 0x100000)
+[    1.900000] INFO  cpu0: d0: xl> destroy web
+[    1.907000] INFO  cpu0: d1: destroyed
+[    1.939000] INFO  cpu0: d0: xl> create web.cfg
+[    2.165000] INFO  cpu0: d0: xl: created web as d3 (entry 0x100000)
+[    2.304000] INFO  cpu0: d0: xl> destroy web
+[    2.314000] INFO  cpu0: d3: destroyed";
+        let log = BootLog {
+            lines: text.lines().map(|l| (0.0, l.to_string())).collect(),
+        };
+        let c = log.xl_cycles("web");
+        assert_eq!(c.len(), 2);
+        assert!((c[0].0 - 387.0).abs() < 1e-6 && (c[0].1 - 7.0).abs() < 1e-6);
+        assert!((c[1].0 - 226.0).abs() < 1e-6 && (c[1].1 - 10.0).abs() < 1e-6);
+        assert!(log.xl_cycles("db").is_empty());
+    }
+
+    #[test]
+    fn reads_the_perf_counters_per_round_trip() {
+        let text =
+            "[    1.0] INFO  cpu0: perfc: per-vCPU counters since the last reset (debug key 'P')
+[    1.1] INFO  cpu0: perfc d0v0: exits 65 hypercall 64 hlt 0 interrupt 1 injections 32
+[    1.2] INFO  cpu0: perfc d1v0: exits 96 hypercall 64 hlt 0 interrupt 0 injections 32
+[    1.3] INFO  cpu0: d0: evtchn: perfc above: d1 ping-pong, 32 round trips";
+        let log = BootLog {
+            lines: text.lines().map(|l| (0.0, l.to_string())).collect(),
+        };
+        let (d0, du) = log.perfc_per_round(1).unwrap();
+        assert_eq!(d0, [65.0 / 32.0, 2.0, 1.0]);
+        assert_eq!(du, [3.0, 2.0, 1.0]);
+        assert_eq!(log.perfc_per_round(2), None);
     }
 
     #[test]

@@ -682,10 +682,13 @@ const GUESTS: &[GuestScenario] = &[
         name: "evtchn",
         dom0: &[
             "RESULT evtchn.bound-d1 PASS",
+            "RESULT evtchn.debug-keys-d1 PASS",
             "RESULT evtchn.ping-pong-d1 PASS",
             "RESULT evtchn.bound-d2 PASS",
+            "RESULT evtchn.debug-keys-d2 PASS",
             "RESULT evtchn.ping-pong-d2 PASS",
             "RESULT evtchn.bound-d3 PASS",
+            "RESULT evtchn.debug-keys-d3 PASS",
             "RESULT evtchn.ping-pong-d3 PASS",
             "RESULT evtchn.clean-exit-d1 PASS",
             "RESULT evtchn.clean-exit-d2 PASS",

@@ -536,6 +536,8 @@ pub struct Vcpu {
     pub upcall_raised: bool,
     /// Timers and guest-registered areas of `VCPUOP_*` (`vcpu_op.rs`).
     pub op: super::vcpu_op::VcpuOpState,
+    /// Exit and injection counters (`perfc.rs`, debug keys 'p' / 'P').
+    pub perfc: super::perfc::VcpuPerfc,
 }
 
 impl Vcpu {

@@ -22,6 +22,7 @@ pub mod log_ratelimit;
 pub mod memory;
 pub mod memory_op;
 pub mod page_alloc;
+pub mod perfc;
 pub mod sched;
 pub mod sched_op;
 pub mod sysctl;

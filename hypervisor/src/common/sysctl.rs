@@ -12,7 +12,10 @@
 //! value after domains are destroyed), `XEN_SYSCTL_getdomaininfolist` (the
 //! `getdomaininfo` of each domain from `first_domain` up, at most
 //! `max_domains`), `XEN_SYSCTL_sched_id` (credit2), `XEN_SYSCTL_get_cpu_policy`
-//! (xen/arch/x86/sysctl.c).
+//! (xen/arch/x86/sysctl.c), `XEN_SYSCTL_debug_keys` (keys 'p' / 'P': the per-vCPU
+//! exit and injection counters of `perfc.rs` printed / reset; other keys are
+//! ignored, as Xen ignores keys without a handler; more than
+//! [`MAX_DEBUG_KEYS`] keys in one call is `-EINVAL`, where Xen has no limit).
 
 // Xen's names in match patterns.
 #![allow(non_upper_case_globals)]
@@ -23,8 +26,8 @@ use xen_public_abi::sysctl::{
     XEN_SYSCTL_PHYSCAP_gnttab_v1, XEN_SYSCTL_PHYSCAP_gnttab_v2, XEN_SYSCTL_PHYSCAP_hap,
     XEN_SYSCTL_PHYSCAP_hvm, XEN_SYSCTL_PHYSCAP_pv, XEN_SYSCTL_cpu_policy_host,
     XEN_SYSCTL_cpu_policy_hvm_default, XEN_SYSCTL_cpu_policy_hvm_max, XEN_SYSCTL_cpu_policy_raw,
-    XEN_SYSCTL_get_cpu_policy, XEN_SYSCTL_getdomaininfolist, XEN_SYSCTL_physinfo,
-    XEN_SYSCTL_sched_id, XEN_SYSCTL_INTERFACE_VERSION,
+    XEN_SYSCTL_debug_keys, XEN_SYSCTL_get_cpu_policy, XEN_SYSCTL_getdomaininfolist,
+    XEN_SYSCTL_physinfo, XEN_SYSCTL_sched_id, XEN_SYSCTL_INTERFACE_VERSION,
 };
 use xen_public_abi::{Errno, XenResult};
 use zerocopy::{FromZeros, IntoBytes};
@@ -34,6 +37,10 @@ use super::cpu_policy::{CpuPolicy, CPUID_MAX_SERIALISED_LEAVES, MSR_MAX_SERIALIS
 use super::domctl::getdomaininfo;
 use super::guest_access::{copy_from_guest, copy_to_guest, GuestAccess};
 use super::hypercall::{Caller, ExtHandlers, Hypervisor};
+
+/// The most keys one `XEN_SYSCTL_debug_keys` handles (a bound on a
+/// guest-controlled loop; Xen loops over any `nr_keys`).
+pub const MAX_DEBUG_KEYS: u32 = 256;
 
 /// Offset of `u` in `struct xen_sysctl`.
 const U_OFFSET: u64 = 8;
@@ -113,6 +120,24 @@ fn sysctl(
             }
             l.num_domains = n;
             op.u.set(&l);
+            Ok(())
+        }
+        XEN_SYSCTL_debug_keys => {
+            // `struct xen_sysctl_debug_keys { XEN_GUEST_HANDLE_64(const_char)
+            // keys; uint32_t nr_keys; }`.
+            let (keys, nr) = (op.u.raw[0], op.u.raw[1] as u32);
+            if nr > MAX_DEBUG_KEYS {
+                return Err(Errno::EINVAL);
+            }
+            for i in 0..u64::from(nr) {
+                let mut c = [0u8; 1];
+                guest.copy_from_guest(keys.wrapping_add(i), &mut c)?;
+                match c[0] {
+                    b'p' => super::perfc::print_all(&hv.domains),
+                    b'P' => super::perfc::reset_all(&mut hv.domains),
+                    _ => {}
+                }
+            }
             Ok(())
         }
         XEN_SYSCTL_sched_id => {
@@ -285,6 +310,42 @@ mod tests {
         assert_eq!(
             env.hypercall(0, __HYPERVISOR_sysctl, [BAD_GVA, 0, 0, 0, 0]),
             EFAULT
+        );
+    }
+
+    fn debug_keys(keys: u64, nr: u32) -> xen_sysctl {
+        let mut o = op(XEN_SYSCTL_debug_keys);
+        o.u.raw[0] = keys;
+        o.u.raw[1] = u64::from(nr);
+        o
+    }
+
+    #[test]
+    fn debug_keys_reset_the_perf_counters() {
+        let mut env = Env::new();
+        let (_, u) = env.create(&baseline(), 0);
+        let exits = |env: &Env, d: domid_t| env.hv.domains.get(d).unwrap().vcpus[0].perfc.exits;
+        for d in [0, u] {
+            let dom = env.hv.domains.get_mut(d).unwrap();
+            if dom.vcpus.is_empty() {
+                dom.vcpus.push(crate::common::domain::Vcpu::new(0));
+            }
+            let v = &mut dom.vcpus[0];
+            v.perfc.note_exit(crate::common::perfc::ExitKind::Hypercall);
+        }
+        env.put(BUF, b"xpq");
+        assert_eq!(call(&mut env, 0, &debug_keys(BUF, 3)).0, 0, "p prints");
+        assert_eq!((exits(&env, 0), exits(&env, u)), (1, 1));
+        assert_eq!(call(&mut env, u, &debug_keys(BUF, 3)).0, EPERM);
+        env.put(BUF, b"P");
+        assert_eq!(call(&mut env, 0, &debug_keys(BUF, 1)).0, 0);
+        assert_eq!((exits(&env, 0), exits(&env, u)), (0, 0), "P resets");
+        assert_eq!(call(&mut env, 0, &debug_keys(BAD_GVA, 1)).0, EFAULT);
+        assert_eq!(call(&mut env, 0, &debug_keys(BUF, 0)).0, 0);
+        assert_eq!(
+            call(&mut env, 0, &debug_keys(BUF, MAX_DEBUG_KEYS + 1)).0,
+            -22,
+            "-EINVAL past the bound"
         );
     }
 

@@ -102,7 +102,9 @@ impl log::Log for Logger {
             .is_some_and(|d| d.load(Ordering::Relaxed))
         {
             x86_64::instructions::interrupts::without_interrupts(|| {
-                DEFERRED.lock().push_line(format_args!(
+                let mut d = DEFERRED.lock();
+                DEFERRED_ANY.store(true, Ordering::Release);
+                d.push_line(format_args!(
                     "[{:5}.{:06}] {:<5} cpu{}: {}\n",
                     us / 1_000_000,
                     us % 1_000_000,
@@ -174,6 +176,10 @@ static DEFERRED: Mutex<Deferred> = Mutex::new(Deferred {
     len: 0,
     dropped: 0,
 });
+/// [`DEFERRED`] may hold a line or a drop count: set under its lock by every
+/// deferral, cleared under it when a drain finds it empty. Lets the drain after
+/// every exit (`defer_end`) return without touching the buffer or its lock.
+static DEFERRED_ANY: AtomicBool = AtomicBool::new(false);
 /// One CPU at a time drains [`DEFERRED`] to the UART.
 static FLUSHING: AtomicBool = AtomicBool::new(false);
 
@@ -214,6 +220,9 @@ pub fn stop_deferring() {
 /// Drain the deferred lines to the console, a bounded piece at a time (the
 /// deferring CPUs only ever wait for one piece's copy).
 fn flush_deferred() {
+    if !DEFERRED_ANY.load(Ordering::Acquire) {
+        return; // nothing was deferred (the common case: once per VM exit)
+    }
     if FLUSHING.swap(true, Ordering::Acquire) {
         return; // another CPU is draining; it takes ours too
     }
@@ -226,7 +235,11 @@ fn flush_deferred() {
             let len = d.len;
             d.buf.copy_within(n..len, 0);
             d.len -= n;
-            (n, core::mem::take(&mut d.dropped))
+            let dropped = core::mem::take(&mut d.dropped);
+            if n == 0 && dropped == 0 {
+                DEFERRED_ANY.store(false, Ordering::Release);
+            }
+            (n, dropped)
         });
         if n == 0 && dropped == 0 {
             break;

@@ -95,3 +95,23 @@ pub fn destroydomain(domid: u16) -> i64 {
         0,
     )
 }
+
+/// `XEN_SYSCTL_debug_keys`: press `keys` as if on the hypervisor's console
+/// ('P' resets the per-vCPU exit/injection counters, 'p' prints them; the
+/// bench reads the printed lines). Returns the hypercall's result.
+pub fn debug_keys(keys: &[u8]) -> i64 {
+    use xen_public_abi::sysctl::{xen_sysctl, XEN_SYSCTL_debug_keys, XEN_SYSCTL_INTERFACE_VERSION};
+    let mut op = xen_sysctl::new_zeroed();
+    op.cmd = XEN_SYSCTL_debug_keys;
+    op.interface_version = XEN_SYSCTL_INTERFACE_VERSION;
+    op.u.raw[0] = keys.as_ptr() as u64;
+    op.u.raw[1] = keys.len() as u64;
+    xen::hypercall(
+        xen_public_abi::xen::__HYPERVISOR_sysctl,
+        &mut op as *mut xen_sysctl as u64,
+        0,
+        0,
+        0,
+        0,
+    )
+}

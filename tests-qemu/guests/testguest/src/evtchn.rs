@@ -89,6 +89,9 @@ pub fn dom0(boot: &Boot) -> ! {
         }
         // Strict alternation: one event in flight each way, so nothing coalesces.
         let base = evtchn::without_interrupts(|| evtchn::received(port));
+        // Exit and injection counters from here (the bench divides the printed
+        // ones by `rounds`).
+        let keys = dom0::debug_keys(b"P");
         let t0 = rdtsc();
         let mut got = 0;
         for i in 1..=rounds {
@@ -99,6 +102,12 @@ pub fn dom0(boot: &Boot) -> ! {
             got = i;
         }
         let cycles = (rdtsc() - t0) / rounds.max(1) as u64;
+        let keys = keys.min(dom0::debug_keys(b"p"));
+        println!(
+            "evtchn: perfc above: d{} ping-pong, {} round trips",
+            domid, got
+        );
+        expect_eq(S, &crate::hello::cat_name("debug-keys-d", domid), keys, 0);
         let name = crate::hello::cat_name("ping-pong-d", domid);
         check(
             S,

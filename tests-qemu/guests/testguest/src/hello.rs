@@ -199,7 +199,16 @@ pub fn dom0(boot: &Boot) -> ! {
             cpuid(base + 1, 0);
         },
     );
+    let amd = xen::vendor_is_amd();
+    let (insn, _) = fastest_batches(
+        n,
+        || {
+            xen::xen_version_insn(amd, XENVER_version);
+        },
+        || {},
+    );
     measure("null-hypercall", hc, "tsc-cycles");
+    measure("null-hypercall-insn", insn, "tsc-cycles");
     measure("cpuid-exit", cp, "tsc-cycles");
     measure(
         "null-hypercall-per-cpuid-exit",

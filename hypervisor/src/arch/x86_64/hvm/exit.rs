@@ -29,6 +29,7 @@ use crate::common::hypercall::{
     check_cpl, hypercall_entry, Caller, HypercallOutcome, HypercallRegs, Hypervisor,
 };
 use crate::common::memory::{P2mAccess, Rights};
+use crate::common::perfc::ExitKind;
 
 pub use crate::common::cpu_policy::cpuid::MSR_XEN_HYPERCALL_PAGE;
 use crate::common::cpu_policy::cpuid::{guest_cpuid, VcpuView};
@@ -243,6 +244,15 @@ fn handle_exit(vcpu: &mut dyn Vcpu, exit: VmExit, env: &mut ExitEnv<'_>) -> Exit
     let domid = env.state.domid;
     if let Some(d) = env.hv.domains.get_mut(domid) {
         super::altp2m_hw::sync_view(vcpu, &mut d.hvm, env.state.vcpu_id);
+        let kind = match exit {
+            VmExit::Hypercall => ExitKind::Hypercall,
+            VmExit::Hlt => ExitKind::Hlt,
+            VmExit::ExtInterrupt | VmExit::InterruptWindow => ExitKind::Interrupt,
+            _ => ExitKind::Other,
+        };
+        if let Some(v) = d.vcpu_mut(env.state.vcpu_id) {
+            v.perfc.note_exit(kind);
+        }
     }
     if !matches!(exit, VmExit::Stage2Fault { .. }) {
         env.state.last_allowed_fault = None;
@@ -337,10 +347,8 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let vcpu_id = env.state.vcpu_id;
     let mode = vcpu.mode();
     let mut yielded = false;
-    let mut regs = HypercallRegs {
-        rax: vcpu.reg(Reg::Rax),
-        args: HYPERCALL_ARG_REGS.map(|r| vcpu.reg(r)),
-    };
+    let (rax, args) = vcpu.hypercall_regs();
+    let mut regs = HypercallRegs { rax, args };
     let outcome = if mode == CpuMode::Virtual8086 {
         HypercallOutcome::Done(xen_public_abi::Errno::EPERM.as_ret())
     } else if let Some(r) = check_cpl(vcpu.cpl()) {

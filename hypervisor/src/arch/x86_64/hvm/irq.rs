@@ -245,6 +245,9 @@ pub fn deliver(
         if let Source::Lapic(v) = src {
             lapic.accept(v);
         }
+        if let Some(v) = domains.get_mut(domid).and_then(|d| d.vcpu_mut(vcpu_id)) {
+            v.perfc.note_injection();
+        }
         vcpu.request_interrupt_window(false);
     } else {
         vcpu.request_interrupt_window(true);

@@ -312,6 +312,17 @@ pub trait Vcpu: Send {
     /// Write a register.
     fn set_reg(&mut self, r: Reg, value: u64);
 
+    /// RAX and the five argument registers of the 64-bit hypercall convention
+    /// (RDI, RSI, RDX, R10, R8), read at once: a null hypercall's exit path
+    /// is short enough that six separate [`Vcpu::reg`] calls show
+    /// (docs/benchmarks-notes.md).
+    fn hypercall_regs(&self) -> (u64, [u64; 5]) {
+        (
+            self.reg(Reg::Rax),
+            [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10, Reg::R8].map(|r| self.reg(r)),
+        )
+    }
+
     /// The current privilege level (from the SS DPL, as Xen's
     /// `hvm_get_cpl` does on both vendors).
     fn cpl(&self) -> u8;

@@ -501,6 +501,21 @@ impl Vcpu for SvmVcpu {
         }
     }
 
+    fn hypercall_regs(&self) -> (u64, [u64; 5]) {
+        let g = &self.gprs.r;
+        let r = |x: Reg| g[x as usize];
+        (
+            self.vmcb().save.rax,
+            [
+                r(Reg::Rdi),
+                r(Reg::Rsi),
+                r(Reg::Rdx),
+                r(Reg::R10),
+                r(Reg::R8),
+            ],
+        )
+    }
+
     fn cpl(&self) -> u8 {
         self.vmcb().save.cpl & 3
     }

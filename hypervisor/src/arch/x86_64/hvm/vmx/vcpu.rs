@@ -990,6 +990,20 @@ impl Vcpu for VmxVcpu {
         }
     }
 
+    fn hypercall_regs(&self) -> (u64, [u64; 5]) {
+        let r = |x: Reg| self.gprs.0[x as usize];
+        (
+            r(Reg::Rax),
+            [
+                r(Reg::Rdi),
+                r(Reg::Rsi),
+                r(Reg::Rdx),
+                r(Reg::R10),
+                r(Reg::R8),
+            ],
+        )
+    }
+
     fn set_reg(&mut self, r: Reg, value: u64) {
         match r {
             Reg::Rip => {
