@@ -276,8 +276,8 @@ impl Xl {
                     store.poll();
                     c.printed(id) != 0
                 })
-                    .then_some(())
-                    .ok_or_else(|| alloc::format!("d{id} never wrote to its console"))
+                .then_some(())
+                .ok_or_else(|| alloc::format!("d{id} never wrote to its console"))
             }
             Verb::List => {
                 let mut infos = [DomInfo::new_zeroed(); 16];
