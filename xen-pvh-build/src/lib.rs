@@ -3,7 +3,7 @@
 //! toolstack's builder use, so a domain looks the same whoever builds it.
 //!
 //! Today: the ACPI tables (`acpi`), as Xen 4.17's libxl/libacpi build them for a
-//! PVH guest.
+//! PVH guest, and the vCPU state it starts in (`cpu`).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -11,3 +11,6 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod cpu;
+
+pub use cpu::pvh_cpu_record;

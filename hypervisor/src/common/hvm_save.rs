@@ -556,34 +556,9 @@ fn check_mtrr(m: &hvm_hw_mtrr) -> XenResult<()> {
     Ok(())
 }
 
-/// The CPU record `vcpu_hvm()` (libxenguest) sends for a PVH start: 32-bit
-/// protected mode, flat CS (0xc9b) and DS/ES/SS (0xc93), TR limit 0x67 (0x8b),
-/// `rip` = entry, `rbx` = `hvm_start_info`. Used by tests and the dom0 builder
-/// mirrors it.
-pub fn pvh_cpu_record(entry: u32, start_info: u32) -> hvm_hw_cpu {
-    let mut c = hvm_hw_cpu::new_zeroed();
-    c.rip = u64::from(entry);
-    c.rbx = u64::from(start_info);
-    c.rflags = 2;
-    c.cr0 = CR0_PE | CR0_ET;
-    c.cs_limit = !0;
-    c.cs_arbytes = 0xc9b;
-    for (limit, ar) in [
-        (&mut c.ds_limit, &mut c.ds_arbytes),
-        (&mut c.es_limit, &mut c.es_arbytes),
-        (&mut c.ss_limit, &mut c.ss_arbytes),
-        (&mut c.fs_limit, &mut c.fs_arbytes),
-        (&mut c.gs_limit, &mut c.gs_arbytes),
-    ] {
-        *limit = !0;
-        *ar = 0xc93;
-    }
-    c.tr_limit = 0x67;
-    c.tr_arbytes = 0x8b;
-    c.dr6 = 0xffff_0ff0;
-    c.dr7 = 0x400;
-    c
-}
+/// The CPU record `vcpu_hvm()` (libxenguest) sends for a PVH start, shared with
+/// the dom0 builder (`xen-pvh-build`); the tests use it.
+pub use xen_pvh_build::pvh_cpu_record;
 
 /// Build a context from records (HEADER first, END appended).
 pub fn context(records: &[(u16, u16, &[u8])]) -> Vec<u8> {

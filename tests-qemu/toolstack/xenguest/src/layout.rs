@@ -18,8 +18,8 @@ use alloc::vec::Vec;
 
 use xen_public_abi::elfnote::XEN_ELFNOTE_PHYS32_ENTRY;
 use xen_public_abi::hvm::save::{
-    hvm_hw_cpu, hvm_hw_mtrr, hvm_save_descriptor, hvm_save_header, HVM_SAVE_CODE_CPU,
-    HVM_SAVE_CODE_END, HVM_SAVE_CODE_HEADER, HVM_SAVE_CODE_MTRR,
+    hvm_hw_mtrr, hvm_save_descriptor, hvm_save_header, HVM_SAVE_CODE_CPU, HVM_SAVE_CODE_END,
+    HVM_SAVE_CODE_HEADER, HVM_SAVE_CODE_MTRR,
 };
 use xen_public_abi::hvm::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_MEMMAP_TYPE_ACPI,
@@ -403,32 +403,13 @@ pub fn mtrr_wb() -> Vec<u8> {
     m.as_bytes().to_vec()
 }
 
-/// The PVH entry CPU record (`docs/misc/pvh.pandoc`): 32-bit protected mode,
-/// paging off, flat CS (0xc9b) and DS/ES/SS (0xc93), TR (0x8b, limit 0x67),
-/// EIP = entry, EBX = start info.
+/// The PVH entry CPU record (`docs/misc/pvh.pandoc`, `xen-pvh-build`'s, the
+/// same the hypervisor's tests check): 32-bit protected mode, paging off, flat
+/// segments, EIP = entry, EBX = start info.
 pub fn pvh_cpu(entry: u32, start_info: u32) -> Vec<u8> {
-    let mut c = hvm_hw_cpu::new_zeroed();
-    c.rip = u64::from(entry);
-    c.rbx = u64::from(start_info);
-    c.rflags = 2;
-    c.cr0 = 1 | 1 << 4;
-    c.cs_limit = !0;
-    c.cs_arbytes = 0xc9b;
-    for (l, a) in [
-        (&mut c.ds_limit, &mut c.ds_arbytes),
-        (&mut c.es_limit, &mut c.es_arbytes),
-        (&mut c.ss_limit, &mut c.ss_arbytes),
-        (&mut c.fs_limit, &mut c.fs_arbytes),
-        (&mut c.gs_limit, &mut c.gs_arbytes),
-    ] {
-        *l = !0;
-        *a = 0xc93;
-    }
-    c.tr_limit = 0x67;
-    c.tr_arbytes = 0x8b;
-    c.dr6 = 0xffff_0ff0;
-    c.dr7 = 0x400;
-    c.as_bytes().to_vec()
+    xen_pvh_build::pvh_cpu_record(entry, start_info)
+        .as_bytes()
+        .to_vec()
 }
 
 #[cfg(test)]
@@ -612,7 +593,9 @@ mod tests {
         let ctx = context(&hdr, &[(CODE_CPU, 0, &pvh_cpu(0x10_0000, 0x6000))]);
         assert_eq!(ctx.len(), 8 + 24 + 8 + 1032 + 8);
         assert_eq!(header_of(&ctx).unwrap().magic, 0x5438_1286);
-        let cpu = hvm_hw_cpu::read_from_prefix(&ctx[40..]).unwrap().0;
+        let cpu = xen_public_abi::hvm::save::hvm_hw_cpu::read_from_prefix(&ctx[40..])
+            .unwrap()
+            .0;
         assert_eq!(
             (cpu.rip, cpu.rbx, cpu.cs_arbytes, cpu.tr_arbytes),
             (0x10_0000, 0x6000, 0xc9b, 0x8b)
