@@ -19,7 +19,7 @@
 
 use alloc::vec::Vec;
 
-use log::{debug, warn};
+use log::debug;
 use xen_public_abi::memory::{
     xen_add_to_physmap, xen_memory_map, xen_memory_reservation, XENMAPSPACE_gmfn,
     XENMAPSPACE_gmfn_foreign, XENMAPSPACE_gmfn_range, XENMAPSPACE_grant_table,
@@ -221,7 +221,7 @@ fn reservation(
                 Ok(gfn) if domains.foreign.maps_any(target, gfn, pages) => {
                     // `guest_physmap_add_entry`: replacing a foreign mapping
                     // this way is a guest bug Xen answers by crashing it.
-                    warn!("d{target}: populate_physmap over a foreign mapping at gfn {gfn:#x}: crashing it, as Xen does");
+                    crate::gprintk!(target, log::Level::Warn, "d{target}: populate_physmap over a foreign mapping at gfn {gfn:#x}: crashing it, as Xen does");
                     env.actions.push(ArchAction::Crash { domid: target });
                     false
                 }

@@ -25,7 +25,6 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use log::debug;
 use xen_public_abi::grant_table::{
     gnttab_map_grant_ref, gnttab_unmap_grant_ref, grant_handle_t, grant_ref_t,
     GNTMAP_application_map, GNTMAP_contains_pte, GNTMAP_device_map, GNTMAP_host_map,
@@ -183,7 +182,12 @@ fn map_grant_ref(
     op: &mut gnttab_map_grant_ref,
 ) {
     if op.flags & (GNTMAP_device_map | GNTMAP_host_map) == 0 {
-        debug!("d{ld}: bad flags in grant map op: {:#x}", op.flags);
+        crate::gprintk!(
+            ld,
+            log::Level::Debug,
+            "d{ld}: bad flags in grant map op: {:#x}",
+            op.flags
+        );
         op.status = GNTST_bad_gntref;
         return;
     }
@@ -277,7 +281,11 @@ fn create_grant_p2m_mapping(
     let there = d.hvm.p2m.host_entry(gfn).map(|e| e.mfn);
     // A grant or foreign mapping is not replaced this way: Xen crashes the domain.
     if foreign_there || d.grant.maptrack.grant_at(gfn, there) {
-        log::warn!("d{ld}: grant mapping over the special page at gfn {gfn:#x}: crashing it");
+        crate::gprintk!(
+            ld,
+            log::Level::Warn,
+            "d{ld}: grant mapping over the special page at gfn {gfn:#x}: crashing it"
+        );
         env.actions.push(ArchAction::Crash { domid: ld });
         return GNTST_general_error;
     }
@@ -355,7 +363,12 @@ fn unmap_common(
         return (GNTST_bad_handle, None);
     };
     let Some(map) = l.grant.maptrack.get(op.handle) else {
-        debug!("d{ld}: bad grant handle {:#x}", op.handle);
+        crate::gprintk!(
+            ld,
+            log::Level::Debug,
+            "d{ld}: bad grant handle {:#x}",
+            op.handle
+        );
         return (GNTST_bad_handle, None);
     };
     // The granting table, if it still exists (same id may be a new domain).
@@ -377,7 +390,11 @@ fn unmap_common(
         };
         let there = l.hvm.p2m.host_entry(gfn).map(|e| e.mfn);
         if !l.grant.maptrack.grant_at(gfn, there) || there != Some(map.mfn) {
-            debug!("d{ld}: grant unmap at gfn {gfn:#x}: no such grant mapping");
+            crate::gprintk!(
+                ld,
+                log::Level::Debug,
+                "d{ld}: grant unmap at gfn {gfn:#x}: no such grant mapping"
+            );
             return (GNTST_general_error, None);
         }
         l.hvm.p2m.remove_host_entry(gfn);

@@ -34,7 +34,6 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use log::debug;
 use xen_public_abi::grant_table::{
     gnttab_get_version, gnttab_query_size, gnttab_set_version, gnttab_setup_table,
     gnttab_swap_grant_ref, grant_entry_v1, grant_ref_t, GNTST_bad_domain, GNTST_bad_gntref,
@@ -203,7 +202,11 @@ pub fn grow(domains: &mut DomainTable, id: domid_t, nr: u32) -> XenResult<()> {
     let have = d.grant.phys_frames();
     if nr > have {
         if have > 0 {
-            debug!("d{id}: expanding the grant table from {have} to {nr} frames");
+            crate::gprintk!(
+                id,
+                log::Level::Debug,
+                "d{id}: expanding the grant table from {have} to {nr} frames"
+            );
         }
         let mut got = Vec::new();
         for _ in have..nr {
@@ -355,7 +358,9 @@ fn setup_frames(
         return GNTST_bad_domain;
     };
     if op.nr_frames > d.grant.max_grant_frames {
-        debug!(
+        crate::gprintk!(
+            id,
+            log::Level::Debug,
             "d{id} is limited to {} grant-table frames",
             d.grant.max_grant_frames
         );
@@ -424,9 +429,12 @@ fn set_version(
     let res = match op.version {
         1 => Ok(()),
         2 => {
-            debug!(
+            crate::gprintk!(
+                caller.domid,
+                log::Level::Debug,
                 "d{}: grant table v2 requested (max {}); not implemented",
-                caller.domid, d.grant.max_version
+                caller.domid,
+                d.grant.max_version
             );
             Err(Errno::ENOSYS)
         }

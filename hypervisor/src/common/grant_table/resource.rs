@@ -129,7 +129,9 @@ fn set_foreign_entry(
         return Ok(());
     }
     if foreign.is_some() || d.grant.maptrack.grant_at(gfn, there) {
-        log::warn!(
+        crate::gprintk!(
+            caller,
+            log::Level::Warn,
             "d{caller}: resource mapping over the special page at gfn {gfn:#x}: crashing it"
         );
         env.actions.push(ArchAction::Crash { domid: caller });
