@@ -21,7 +21,7 @@ use xen_public_abi::xen::{domid_t, DOMID_SELF};
 use xen_public_abi::XenResult;
 
 use super::entry::{PIN_HSTR, PIN_HSTW};
-use super::{get_paged_frame, pin_entry, unpin, GNTTAB_OPS_PER_ENTRY};
+use super::{get_paged_frame, pin_entry, unpin};
 use crate::common::domain::DomainTable;
 use crate::common::guest_access::{copy_from_guest, GuestAccess, MachineMemory};
 use crate::common::hypercall::Caller;
@@ -38,7 +38,7 @@ struct Buf {
     grant: Option<(u32, bool)>,
 }
 
-/// `gnttab_copy()`: up to [`GNTTAB_OPS_PER_ENTRY`] copies per entry.
+/// `gnttab_copy()`: up to [`super::GNTTAB_OPS_PER_ENTRY`] copies per entry.
 pub fn copy_batch(
     env: &mut MemoryOpEnv<'_>,
     domains: &mut DomainTable,
@@ -47,16 +47,11 @@ pub fn copy_batch(
     count: u32,
     guest: &mut dyn GuestAccess,
 ) -> XenResult<u32> {
-    for i in 0..count {
-        if i >= GNTTAB_OPS_PER_ENTRY {
-            return Ok(i);
-        }
-        let at = uop.wrapping_add(u64::from(i) * 40);
+    super::for_each_op::<gnttab_copy>(uop, count, |at| {
         let op: gnttab_copy = copy_from_guest(guest, at)?;
         let status = copy_one(env.machine, domains, caller.domid, &op);
-        guest.copy_to_guest(at.wrapping_add(36), &status.to_le_bytes())?;
-    }
-    Ok(count)
+        guest.copy_to_guest(at.wrapping_add(36), &status.to_le_bytes())
+    })
 }
 
 /// `gnttab_copy_lock_domain()`.

@@ -162,16 +162,11 @@ pub fn map_grant_ref_batch(
     count: u32,
     guest: &mut dyn GuestAccess,
 ) -> XenResult<u32> {
-    for i in 0..count {
-        if i >= GNTTAB_OPS_PER_ENTRY {
-            return Ok(i);
-        }
-        let at = uop.wrapping_add(u64::from(i) * 32);
+    super::for_each_op::<gnttab_map_grant_ref>(uop, count, |at| {
         let mut op: gnttab_map_grant_ref = copy_from_guest(guest, at)?;
         map_grant_ref(env, domains, caller.domid, &mut op);
-        copy_to_guest(guest, at, &op)?;
-    }
-    Ok(count)
+        copy_to_guest(guest, at, &op)
+    })
 }
 
 /// `map_grant_ref()` for translated caller `ld`.

@@ -472,14 +472,27 @@ fn swap_batch(
     count: u32,
     guest: &mut dyn GuestAccess,
 ) -> XenResult<u32> {
+    for_each_op::<gnttab_swap_grant_ref>(uop, count, |at| {
+        let mut op: gnttab_swap_grant_ref = copy_from_guest(guest, at)?;
+        op.status = swap_one(env.machine, domains, caller.domid, op.ref_a, op.ref_b);
+        write_status(guest, at, 8, op.status)
+    })
+}
+
+/// The frame every batched op shares: op `i` of `count` is the `T` at
+/// `uop + i * size_of::<T>()`; at most [`GNTTAB_OPS_PER_ENTRY`] are done per
+/// hypercall entry (the dispatcher continues the rest). Returns how many were.
+pub(super) fn for_each_op<T>(
+    uop: u64,
+    count: u32,
+    mut one: impl FnMut(u64) -> XenResult<()>,
+) -> XenResult<u32> {
+    let size = core::mem::size_of::<T>() as u64;
     for i in 0..count {
         if i >= GNTTAB_OPS_PER_ENTRY {
             return Ok(i);
         }
-        let at = uop.wrapping_add(u64::from(i) * 12);
-        let mut op: gnttab_swap_grant_ref = copy_from_guest(guest, at)?;
-        op.status = swap_one(env.machine, domains, caller.domid, op.ref_a, op.ref_b);
-        write_status(guest, at, 8, op.status)?;
+        one(uop.wrapping_add(u64::from(i) * size))?;
     }
     Ok(count)
 }
