@@ -348,6 +348,7 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
     let mode = vcpu.mode();
     let mut yielded = false;
     let (rax, args) = vcpu.hypercall_regs();
+    let is_sched_op = rax as u32 == __HYPERVISOR_sched_op;
     let mut regs = HypercallRegs { rax, args };
     let outcome = if mode == CpuMode::Virtual8086 {
         HypercallOutcome::Done(xen_public_abi::Errno::EPERM.as_ret())
@@ -381,6 +382,13 @@ fn hypercall(vcpu: &mut dyn Vcpu, env: &mut ExitEnv<'_>) -> ExitOutcome {
         }
     }
     vcpu.set_reg(Reg::Rax, regs.rax);
+    // Only sched_op blocks, yields or shuts down the caller inside the call.
+    // A shutdown or crash reached any other way (another CPU's domctl, a crash
+    // action) is seen before the next entry (`prepare_entry`), so the other
+    // hypercalls skip this lookup: the null hypercall's path is the CPUID exit's.
+    if !is_sched_op {
+        return ExitOutcome::Continue;
+    }
     let Some(d) = env.hv.domains.get(domid) else {
         return ExitOutcome::Crashed;
     };
