@@ -40,11 +40,11 @@ pub struct BenchArgs {
     /// Also rewrite docs/benchmarks.md from the result.
     #[arg(long)]
     pub write_docs: bool,
-    /// Boots of the Linux domU (the `linux` scenario's inputs, `cargo xtask
-    /// linux-inputs`) and of the same kernel under plain QEMU, for the
-    /// "Linux to /init" rows; 0 leaves them out (each boot takes about a
-    /// minute under TCG).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10))]
+    /// Boots of the Linux domU (the `linux` scenario's inputs, fetched from
+    /// Debian's packages as `cargo xtask linux-inputs` does) and of the same
+    /// kernel under plain QEMU, for the "Linux to /init" rows; 0 leaves them
+    /// out (each boot takes 20-60 s under TCG).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
     pub linux: u32,
 }
 
