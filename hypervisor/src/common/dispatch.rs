@@ -499,18 +499,7 @@ mod tests {
             let d = self.env.hv.domains.get_mut(id).unwrap();
             create_vcpus(d, &mut NoExt).unwrap();
             d.vcpus[0].online = true;
-            let shinfo = d.shared_info_mfn;
-            d.hvm
-                .p2m
-                .set_host_entry(SHINFO_GFN, shinfo, P2mAccess::RWX)
-                .unwrap();
-            let mut ram = GuestRam {
-                p2m: &d.hvm.p2m,
-                machine: &*self.machine,
-            };
-            d.evtchn
-                .map_shared_info(&mut ram, Some(SHINFO_GFN))
-                .unwrap();
+            hook_shared_info(d, &*self.machine, SHINFO_GFN);
             id
         }
 
@@ -567,18 +556,7 @@ mod tests {
             create_vcpus(d, &mut NoExt).unwrap();
         }
         d.vcpus[0].online = true;
-        let shinfo = d.shared_info_mfn;
-        d.hvm
-            .p2m
-            .set_host_entry(SHINFO_GFN, shinfo, P2mAccess::RWX)
-            .unwrap();
-        let mut ram = GuestRam {
-            p2m: &d.hvm.p2m,
-            machine: &*w.machine,
-        };
-        d.evtchn
-            .map_shared_info(&mut ram, Some(SHINFO_GFN))
-            .unwrap();
+        hook_shared_info(d, &*w.machine, SHINFO_GFN);
         let mut bv = evtchn_bind_virq::new_zeroed();
         bv.virq = VIRQ_CONSOLE;
         assert_eq!(w.evtchn(0, EVTCHNOP_bind_virq, &bv), 0);

@@ -217,18 +217,7 @@ impl World {
                 .set_host_entry(RAM_GFN + i as u64, mfn, P2mAccess::RWX)
                 .expect("gfn");
         }
-        let shinfo = d.shared_info_mfn;
-        d.hvm
-            .p2m
-            .set_host_entry(SHINFO_GFN, shinfo, P2mAccess::RWX)
-            .expect("gfn");
-        let mut ram = GuestRam {
-            p2m: &d.hvm.p2m,
-            machine: &*self.machine,
-        };
-        d.evtchn
-            .map_shared_info(&mut ram, Some(SHINFO_GFN))
-            .expect("shared_info");
+        crate::common::test_support::hook_shared_info(d, &*self.machine, SHINFO_GFN);
         assert_eq!(self.env.simple(0, XEN_DOMCTL_unpausedomain, id), 0);
         self.mems.insert(id, FakeMemory::new(MEM_SIZE));
         id

@@ -16,10 +16,10 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
 
 use super::console_io::fake::RecordingSink;
 use super::console_io::Console;
-use super::domain::{DomainTable, HostCaps};
+use super::domain::{Domain, DomainTable, HostCaps};
 use super::domctl::create_vcpus;
 use super::guest_access::fake::FakeMemory;
-use super::guest_access::GuestMemory;
+use super::guest_access::{GuestMemory, GuestRam, MachineMemory};
 use super::hypercall::{do_hypercall, Caller, Clock, Hypervisor, NoExt};
 use super::page_alloc::fake::CountingFrames;
 
@@ -33,6 +33,24 @@ pub const BAD_GVA: u64 = 0xdead_0000_0000;
 
 /// The oracle's baseline createdomain configuration: HVM+HAP, 1 vCPU, LAPIC only,
 /// 1023 event-channel ports, default grant limits, grant v1.
+/// Map `d`'s shared_info frame at `gfn` and point its event channels there, as
+/// a guest's `add_to_physmap(XENMAPSPACE_shared_info)` would: the fixture the
+/// hypercall-level tests start from.
+pub fn hook_shared_info(d: &mut Domain, machine: &dyn MachineMemory, gfn: u64) {
+    let shinfo = d.shared_info_mfn;
+    d.hvm
+        .p2m
+        .set_host_entry(gfn, shinfo, super::memory::P2mAccess::RWX)
+        .expect("shared_info gfn");
+    let mut ram = GuestRam {
+        p2m: &d.hvm.p2m,
+        machine,
+    };
+    d.evtchn
+        .map_shared_info(&mut ram, Some(gfn))
+        .expect("shared_info");
+}
+
 pub fn baseline() -> xen_domctl_createdomain {
     let mut c = xen_domctl_createdomain::new_zeroed();
     c.flags = XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap;

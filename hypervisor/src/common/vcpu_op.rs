@@ -429,17 +429,7 @@ mod tests {
                 .set_host_entry(g, 0x5000 + g, P2mAccess::RWX)
                 .unwrap();
         }
-        d.hvm
-            .p2m
-            .set_host_entry(SHINFO_GFN, d.shared_info_mfn, P2mAccess::RWX)
-            .unwrap();
-        let mut ram = GuestRam {
-            p2m: &d.hvm.p2m,
-            machine: &*machine,
-        };
-        d.evtchn
-            .map_shared_info(&mut ram, Some(SHINFO_GFN))
-            .unwrap();
+        hook_shared_info(d, &*machine, SHINFO_GFN);
         W {
             env,
             ext,

@@ -31,7 +31,6 @@ use super::dispatch::XenExt;
 use super::domctl::create_vcpus;
 use super::event_channel::ChannelState;
 use super::guest_access::fake::FakeMachine;
-use super::guest_access::GuestRam;
 use super::hypercall::{do_hypercall, hypercall_entry, Caller, HypercallOutcome, HypercallRegs};
 use super::memory::P2mAccess;
 use super::test_support::*;
@@ -77,18 +76,7 @@ impl World {
                 .set_host_entry(RAM_GFN + g, mfn, P2mAccess::RWX)
                 .unwrap();
         }
-        let shinfo = d.shared_info_mfn;
-        d.hvm
-            .p2m
-            .set_host_entry(SHINFO_GFN, shinfo, P2mAccess::RWX)
-            .unwrap();
-        let mut ram = GuestRam {
-            p2m: &d.hvm.p2m,
-            machine: &*self.machine,
-        };
-        d.evtchn
-            .map_shared_info(&mut ram, Some(SHINFO_GFN))
-            .unwrap();
+        hook_shared_info(d, &*self.machine, SHINFO_GFN);
         id
     }
 
